@@ -1,0 +1,137 @@
+"""The scripted engine: deterministic canned answers, for unit tests of your own evals.
+
+Answers come from one of:
+
+* a mapping from prompt text (the last user message for chat requests) to answer;
+* a callable ``fn(request) -> str``;
+* a JSONL file of ``{"prompt": ..., "answer": ...}`` lines (``--aie-model path/to/answers.jsonl``).
+
+A prompt with no scripted answer gets ``default`` (``""`` unless set), or, with
+``strict=True``, a per-request error. Usage from Python::
+
+    from pytest_aie.engines.scripted import ScriptedEngine
+    engine = ScriptedEngine({"2+2?": "4"})
+
+and from the command line: ``pytest --aie-engine scripted --aie-model answers.jsonl``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from pytest_aie.engines.base import Capability, Engine, Generation, Request, Timings
+from pytest_aie.errors import EngineError
+
+__all__ = ["ScriptedEngine", "prompt_text"]
+
+
+def prompt_text(request: Request) -> str:
+    """The text a scripted answer is looked up by: the prompt, or the last user message."""
+    if request.prompt is not None:
+        return request.prompt
+    assert request.messages is not None
+    users = [m["content"] for m in request.messages if m["role"] == "user"]
+    return users[-1] if users else request.messages[-1]["content"]
+
+
+def _load_jsonl(path: Path) -> dict[str, str]:
+    answers: dict[str, str] = {}
+    for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            answers[str(row["prompt"])] = str(row["answer"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise EngineError(
+                f"{path}:{no}: scripted answers need one JSON object per line with "
+                f"'prompt' and 'answer' ({type(exc).__name__})",
+                fix='write lines like {"prompt": "2+2?", "answer": "4"}',
+            ) from None
+    return answers
+
+
+class ScriptedEngine(Engine):
+    """Answers from a script; counts tokens as whitespace-separated words."""
+
+    name = "scripted"
+    capabilities = frozenset({Capability.CHAT, Capability.PROMPT, Capability.ADAPTERS,
+                              Capability.SCHEMA, Capability.TIMINGS})
+    preferred_batch_size = 4096
+
+    def __init__(
+        self,
+        script: Mapping[str, str] | Callable[[Request], str] | str | Path | None = None,
+        *,
+        model: str | None = None,
+        default: str | None = "",
+        strict: bool = False,
+        **_ignored: Any,
+    ) -> None:
+        source = script if script is not None else model
+        self._fn: Callable[[Request], str] | None = None
+        self._answers: dict[str, str] = {}
+        if callable(source):
+            self._fn = source
+            self._label = getattr(source, "__qualname__", "callable")
+        elif isinstance(source, Mapping):
+            self._answers = {str(k): str(v) for k, v in source.items()}
+            self._label = "mapping"
+        elif source not in (None, ""):
+            path = Path(str(source))
+            if not path.is_file():
+                raise EngineError(f"scripted answers file {str(path)!r} not found",
+                                  fix="pass --aie-model with a JSONL file of prompt/answer lines")
+            self._answers = _load_jsonl(path)
+            self._label = str(path)
+        else:
+            self._label = "empty"
+        self.default = default
+        self.strict = strict
+        self.calls: list[int] = []  # batch sizes seen, for tests of batching
+
+    def identity(self) -> dict[str, Any]:
+        digest = hashlib.sha256(json.dumps(self._answers, sort_keys=True).encode()).hexdigest()
+        return {"engine": self.name, "model": self._label, "revision": digest[:16]}
+
+    def _answer(self, request: Request) -> str | None:
+        if self._fn is not None:
+            return self._fn(request)
+        text = prompt_text(request)
+        if text in self._answers:
+            return self._answers[text]
+        return None if self.strict else self.default
+
+    def generate(self, requests: Sequence[Request]) -> list[Generation]:
+        self.calls.append(len(requests))
+        out: list[Generation] = []
+        for req in requests:
+            answer = self._answer(req)
+            if answer is None:
+                out.append(Generation(text="", finish_reason="error", engine=self.name,
+                                      model=self._label, adapter=req.adapter,
+                                      error=f"no scripted answer for {prompt_text(req)[:80]!r}"))
+                continue
+            words = answer.split()
+            finish = "stop"
+            if len(words) > req.sampling.max_tokens:
+                answer = " ".join(words[: req.sampling.max_tokens])
+                finish = "length"
+            for stop in req.sampling.stop:
+                if stop and stop in answer:
+                    answer = answer[: answer.index(stop)]
+                    finish = "stop"
+            out.append(Generation(
+                text=answer,
+                prompt_tokens=len(prompt_text(req).split()),
+                completion_tokens=len(answer.split()),
+                finish_reason=finish,
+                engine=self.name,
+                model=self._label,
+                adapter=req.adapter,
+                timings=Timings(batch_size=len(requests)),
+            ))
+        return out

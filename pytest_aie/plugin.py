@@ -1,0 +1,292 @@
+"""The pytest entry point: every hook, option and fixture of pytest-aie lives here.
+
+Flow of a run:
+
+1. ``pytest_configure`` parses the options into :class:`~pytest_aie.settings.Settings` and puts
+   one :class:`~pytest_aie.session.AieSession` in ``config.stash``.
+2. ``pytest_generate_tests`` reads a test's ``dataset`` and eval markers, loads and validates
+   the cases, and parametrizes its ``case`` argument.
+3. The first case that needs an output triggers whole-suite batched generation and scoring.
+4. After each case's test body, its score decides pass/fail and its record travels with the
+   test report (so xdist workers send it to the controller) into the results log.
+5. ``pytest_sessionfinish`` writes the HTML report and sets the exit status; the terminal
+   summary prints one line per suite.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Generator
+
+import pytest
+
+from pytest_aie.dataset import Case
+from pytest_aie.engines.base import Generation
+from pytest_aie.errors import EXIT_HARNESS_ERROR, AieError
+from pytest_aie.model import Model
+from pytest_aie.results import ResultsLog, run_header, summarize
+from pytest_aie.session import AieSession, progress_printer
+from pytest_aie.settings import Settings, add_options
+from pytest_aie.suite import EVAL_MARKERS, MARKER_HELP, build_suite
+
+SESSION_KEY = pytest.StashKey[AieSession]()
+_SELECTED_KEY = pytest.StashKey[list]()
+_RECORD_ATTR = "aie_case"
+_HARNESS_PROP = "aie_harness_error"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register the ``--aie-*`` options and their ini twins."""
+    add_options(parser)
+
+
+def _aie(config: pytest.Config) -> AieSession:
+    return config.stash[SESSION_KEY]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register markers; parse settings; create the run's session (and, on the controller,
+    the results log)."""
+    for name, text in MARKER_HELP.items():
+        config.addinivalue_line("markers", text)
+    try:
+        settings = Settings.from_config(config)
+    except AieError as exc:
+        raise pytest.UsageError(exc.line()) from None
+    workerinput = getattr(config, "workerinput", None)
+    run_dir = None
+    if workerinput is not None and workerinput.get("aie_run_dir"):
+        run_dir = Path(workerinput["aie_run_dir"])
+    aie = AieSession(settings=settings, rootdir=Path(str(config.rootpath)),
+                     is_worker=workerinput is not None, run_dir=run_dir,
+                     progress=progress_printer(config))
+    config.stash[SESSION_KEY] = aie
+    if workerinput is None and settings.results and not config.option.collectonly:
+        header = run_header(settings=settings.to_dict(), rootdir=config.rootpath,
+                            argv=list(config.invocation_params.args))
+        aie.log = ResultsLog(settings.results, header)
+    if workerinput is None:
+        config.pluginmanager.register(_Collector(aie), "aie-collector")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: give the workers a folder for the run's shared generation store."""
+    config = node.config
+    run_dir = getattr(config, "_aie_run_dir", None)
+    if run_dir is None:
+        run_dir = tempfile.mkdtemp(prefix="pytest-aie-run-")
+        config._aie_run_dir = run_dir
+    node.workerinput["aie_run_dir"] = run_dir
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``case`` from the ``dataset`` marker; build and validate the suite."""
+    marker = metafunc.definition.get_closest_marker("dataset")
+    evals = [(m.name, m.args, m.kwargs) for m in metafunc.definition.iter_markers()
+             if m.name in EVAL_MARKERS]
+    if marker is None:
+        if evals:
+            raise pytest.Collector.CollectError(
+                f"pytest-aie: @pytest.mark.{evals[0][0]} needs cases. Fix: add "
+                f"@pytest.mark.dataset(\"cases.jsonl\") to {metafunc.function.__name__}")
+        return
+    if "case" not in metafunc.fixturenames:
+        raise pytest.Collector.CollectError(
+            f"pytest-aie: {metafunc.function.__name__} has @pytest.mark.dataset but no `case` "
+            f"argument. Fix: add `case` to its parameters")
+    suite = metafunc.definition.nodeid
+    aie = _aie(metafunc.config)
+    try:
+        spec = build_suite(suite, (marker.args, marker.kwargs), evals,
+                           Path(str(metafunc.definition.path)).parent)
+    except AieError as exc:
+        aie.harness_errors.append(exc.line())
+        raise pytest.Collector.CollectError(exc.line()) from None
+    aie.suites[suite] = spec
+    metafunc.parametrize("case", spec.cases, ids=[c.id for c in spec.cases])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Map each case item to its suite and case."""
+    from pytest_aie.session import CaseRun
+
+    aie = _aie(config)
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or not isinstance(callspec.params.get("case"), Case):
+            continue
+        case = callspec.params["case"]
+        if case.suite in aie.suites:
+            aie.runs[item.nodeid] = CaseRun(aie.suites[case.suite], case)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Remember the selected case items: they are generated together."""
+    aie = _aie(session.config)
+    session.config.stash[_SELECTED_KEY] = [i.nodeid for i in session.items if i.nodeid in aie.runs]
+
+
+def _ensure(request: pytest.FixtureRequest) -> AieSession:
+    aie = _aie(request.config)
+    aie.ensure_generated(request.node.nodeid, request.config.stash.get(_SELECTED_KEY, []))
+    return aie
+
+
+@pytest.fixture
+def output(request: pytest.FixtureRequest, case: Case) -> Generation:
+    """The model's generation for this test's ``case`` (from the whole-suite batched pass):
+    ``output.text``, token counts, finish reason, timings, ``output.cached``."""
+    return _ensure(request).outputs[request.node.nodeid]
+
+
+@pytest.fixture(scope="session")
+def model(request: pytest.FixtureRequest) -> Model:
+    """The session's model (``--aie-engine``/``--aie-model``; default: the embedded
+    SmolLM2-135M-Instruct on CPU). ``model.generate("prompt", max_tokens=16)`` returns a
+    Generation; ``model.generate_many(requests)`` sends a batch. Cached on disk."""
+    return _aie(request.config).model()
+
+
+class Models:
+    """Named models from ``--aie-models NAME=[ENGINE:]MODEL`` (plus ``"default"``)."""
+
+    def __init__(self, aie: AieSession) -> None:
+        self._aie = aie
+
+    def __getitem__(self, name: str) -> Model:
+        return self._aie.model(name)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._aie.model_names())
+
+    def __len__(self) -> int:
+        return len(self._aie.model_names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._aie.model_names()
+
+
+@pytest.fixture(scope="session")
+def models(request: pytest.FixtureRequest) -> Models:
+    """Several named models: ``models["base"]``, ``models["candidate"]``; define them with
+    ``--aie-models base=hf:PATH,candidate=hf:OTHER`` (ini ``aie_models``)."""
+    return Models(_aie(request.config))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """Run the body, then score the case: its record rides on the report; a failing case
+    fails the test with the scorer's one-line reason."""
+    aie = _aie(item.config)
+    run = aie.runs.get(item.nodeid)
+    if run is None or run.spec.scorer is None:
+        return (yield)
+    try:
+        aie.ensure_generated(item.nodeid, item.config.stash.get(_SELECTED_KEY, []))
+    except AieError as exc:
+        raise _HarnessFailure(exc) from None
+    try:
+        result = yield
+    except BaseException as exc:
+        if isinstance(exc, (pytest.skip.Exception, KeyboardInterrupt)):
+            raise
+        item.stash[_RECORD_KEY] = aie.record(item.nodeid, failure=f"{type(exc).__name__}: {exc}")
+        raise
+    record = aie.record(item.nodeid)
+    item.stash[_RECORD_KEY] = record
+    if record is not None and record["passed"] is not True:
+        label = "unmeasured" if record["passed"] is None else "failed"
+        pytest.fail(f"{record['metric']} {label}: {record['reason']}", pytrace=False)
+    return result
+
+
+_RECORD_KEY = pytest.StashKey[Any]()
+
+
+class _HarnessFailure(Exception):
+    def __init__(self, exc: AieError) -> None:
+        super().__init__(exc.line())
+        self.error = exc
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Attach the case record to the call report; shorten harness errors to one line."""
+    report = yield
+    excinfo = call.excinfo
+    if excinfo is not None and isinstance(excinfo.value, (AieError, _HarnessFailure)):
+        line = str(excinfo.value) if isinstance(excinfo.value, _HarnessFailure) else excinfo.value.line()
+        report.longrepr = line
+        report.user_properties.append((_HARNESS_PROP, line))
+        item.session.shouldstop = line  # nothing else can run without the engine
+    if call.when == "call":
+        record = item.stash.get(_RECORD_KEY, None)
+        if record is not None:
+            setattr(report, _RECORD_ATTR, record)
+    return report
+
+
+class _Collector:
+    """Controller (or the only process): logs case records as their reports arrive."""
+
+    def __init__(self, aie: AieSession) -> None:
+        self.aie = aie
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = getattr(report, _RECORD_ATTR, None)
+        if record is not None:
+            self.aie.add_record(record)
+        for name, value in report.user_properties:
+            if name == _HARNESS_PROP and value not in self.aie.harness_errors:
+                self.aie.harness_errors.append(value)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """One line per suite: cases, passed, failed, unmeasured, pass rate; where the files are."""
+    aie = config.stash.get(SESSION_KEY, None)
+    if aie is None or aie.is_worker:
+        return
+    summary = summarize(aie.records)
+    tw = terminalreporter
+    if summary:
+        tw.write_sep("=", "pytest-aie summary")
+        for row in summary:
+            rate = "n/a" if row["pass_rate"] is None else f"{row['pass_rate']:.1%}"
+            cached = f", {row['cached']} cached" if row["cached"] else ""
+            tw.write_line(f"{row['suite']} [{row['metric']}]: {row['passed']}/{row['n']} passed, "
+                          f"{row['failed']} failed, {row['unmeasured']} unmeasured "
+                          f"(pass rate {rate}{cached})")
+    for line in aie.harness_errors:
+        tw.write_line(line, red=True)
+    if aie.log is not None and (summary or aie.harness_errors):
+        tw.write_line(f"pytest-aie results: {aie.log.path}")
+    report = getattr(config, "_aie_report_path", None)
+    if report:
+        tw.write_line(f"pytest-aie report: {report}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the report (controller), close engines, set the harness exit code."""
+    config = session.config
+    aie = config.stash.get(SESSION_KEY, None)
+    if aie is None:
+        return
+    try:
+        if not aie.is_worker and aie.settings.report and aie.log is not None and aie.records:
+            from pytest_aie.report import render_html
+
+            path = render_html(aie.log.header, aie.records, summarize(aie.records),
+                               Path(aie.settings.report))
+            config._aie_report_path = str(path)
+    finally:
+        aie.close()
+        run_dir = getattr(config, "_aie_run_dir", None)
+        if run_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    if aie.harness_errors and not aie.is_worker:
+        session.exitstatus = EXIT_HARNESS_ERROR

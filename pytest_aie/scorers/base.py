@@ -1,0 +1,68 @@
+"""The scorer interface: an output and its case in, a :class:`Score` out.
+
+A scorer is built from a marker's arguments (``@pytest.mark.exact("contains")``) and scores
+a whole suite at once through :meth:`Scorer.score_batch`, so scorers that run a model
+(embeddings, BERTScore, judges) can batch. A score whose ``value`` is ``None`` is
+*unmeasured* (the scorer could not score it: empty output, unparseable judge answer); it
+never counts as a pass or a fail.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+
+if TYPE_CHECKING:
+    from pytest_aie.dataset import Case
+
+__all__ = ["Score", "Scorer"]
+
+
+@dataclass
+class Score:
+    """One case's score on one metric."""
+
+    metric: str
+    value: float | None  # None: unmeasured
+    passed: bool | None  # None: unmeasured
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def measured(self) -> bool:
+        return self.value is not None and self.passed is not None
+
+    @classmethod
+    def unmeasured(cls, metric: str, reason: str, **details: Any) -> "Score":
+        return cls(metric=metric, value=None, passed=None, reason=reason, details=details)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "value": self.value,
+            "passed": self.passed,
+            "reason": self.reason,
+            "details": self.details,
+        }
+
+
+class Scorer(abc.ABC):
+    """Scores outputs against cases. Subclasses implement :meth:`score` (and may override
+    :meth:`score_batch` to batch)."""
+
+    #: The marker this scorer belongs to ("exact", "similarity", ...).
+    marker: ClassVar[str] = ""
+
+    @property
+    @abc.abstractmethod
+    def metric(self) -> str:
+        """The metric's name as it appears in results and reports, e.g. ``exact.contains``."""
+
+    @abc.abstractmethod
+    def score(self, output: str, case: "Case") -> Score:
+        """Score one output."""
+
+    def score_batch(self, outputs: Sequence[str], cases: Sequence["Case"]) -> list[Score]:
+        """Score a whole suite; the default scores one by one."""
+        return [self.score(o, c) for o, c in zip(outputs, cases)]

@@ -1,0 +1,239 @@
+"""Exact evals: exact match, contains / any-of, regex, JSON, JSON Schema, numeric.
+
+Used through the ``exact`` marker::
+
+    @pytest.mark.exact("match", normalize="all")           # the default kind is "match"
+    @pytest.mark.exact("contains", normalize=["case"])
+    @pytest.mark.exact("any_of")                           # expected is a list; one suffices
+    @pytest.mark.exact("regex", pattern=r"^\\d{4}-\\d{2}-\\d{2}$")
+    @pytest.mark.exact("json")                             # output parses as JSON
+    @pytest.mark.exact("json_schema", schema="person.schema.json")
+    @pytest.mark.exact("numeric", tolerance=0.01)          # last number in the output
+
+Every score is 1.0 (pass) or 0.0 (fail) with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import string
+from pathlib import Path
+from typing import Any, Iterable
+
+from pytest_aie.dataset import Case
+from pytest_aie.errors import UsageError
+from pytest_aie.scorers.base import Score, Scorer
+
+__all__ = ["KINDS", "NORMALIZERS", "ExactScorer", "normalize", "extract_number"]
+
+KINDS = ("match", "contains", "any_of", "regex", "json", "json_schema", "numeric")
+NORMALIZERS = ("case", "whitespace", "punctuation", "articles")
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.IGNORECASE)
+_PUNCT = str.maketrans("", "", string.punctuation)
+_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+")
+_FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n(.*?)\n?\s*```\s*$", re.DOTALL)
+
+
+def _normalizers(value: str | Iterable[str] | bool | None) -> tuple[str, ...]:
+    if value in (None, False, (), []):
+        return ()
+    if value is True or value == "all":
+        return NORMALIZERS
+    names = (value,) if isinstance(value, str) else tuple(value)  # type: ignore[arg-type]
+    bad = [n for n in names if n not in NORMALIZERS]
+    if bad:
+        raise UsageError(f"unknown normalisation {bad[0]!r} in @pytest.mark.exact",
+                         fix=f"use normalize= with any of {', '.join(NORMALIZERS)}, or 'all'")
+    return tuple(n for n in NORMALIZERS if n in names)  # canonical order
+
+
+def normalize(text: str, options: Iterable[str] = NORMALIZERS) -> str:
+    """Normalise text for comparison. Options apply in a fixed order, so the result is
+    idempotent: ``normalize(normalize(t)) == normalize(t)``."""
+    opts = set(options)
+    if "case" in opts:
+        text = text.casefold()
+    if "punctuation" in opts:
+        text = text.translate(_PUNCT)
+    if "articles" in opts:
+        text = _ARTICLES.sub(" ", text)
+    if "whitespace" in opts or "articles" in opts or "punctuation" in opts:
+        text = " ".join(text.split())
+    return text
+
+
+def extract_number(text: str) -> float | None:
+    """The last number in ``text`` (thousands separators allowed), or None."""
+    found = _NUMBER.findall(text)
+    if not found:
+        return None
+    try:
+        return float(found[-1].replace(",", ""))
+    except ValueError:  # pragma: no cover - the pattern only matches numbers
+        return None
+
+
+def _strip_fence(text: str) -> str:
+    m = _FENCE.match(text)
+    return m.group(1) if m else text
+
+
+class ExactScorer(Scorer):
+    """One exact check, configured from the ``exact`` marker's arguments."""
+
+    marker = "exact"
+
+    def __init__(self, kind: str = "match", *, normalize: Any = None, field: str = "expected",
+                 pattern: str | None = None, flags: str = "", schema: Any = None,
+                 tolerance: float = 1e-6, rel_tolerance: float = 0.0,
+                 extract: str | None = None, base_dir: str | Path | None = None) -> None:
+        if kind not in KINDS:
+            raise UsageError(f"unknown exact eval kind {kind!r}",
+                             fix=f"use @pytest.mark.exact with one of {', '.join(KINDS)}")
+        self.kind = kind
+        self.norm = _normalizers(normalize)
+        self.field = field
+        self.flags = (re.IGNORECASE if "i" in flags else 0) | (re.MULTILINE if "m" in flags else 0) \
+            | (re.DOTALL if "s" in flags else 0)
+        self.pattern = self._compile(pattern) if pattern is not None else None
+        self.extract = self._compile(extract) if extract is not None else None
+        if kind == "regex" and pattern is None:
+            self.pattern = None  # taken from each case's expected field
+        self.tolerance = float(tolerance)
+        self.rel_tolerance = float(rel_tolerance)
+        self.schema = self._load_schema(schema, base_dir) if kind == "json_schema" else None
+        if kind == "json_schema" and self.schema is None:
+            raise UsageError("@pytest.mark.exact('json_schema') needs a schema",
+                             fix="pass schema= a dict or a .json file next to the test file")
+
+    @property
+    def metric(self) -> str:
+        return f"exact.{self.kind}"
+
+    @property
+    def needs_expected(self) -> bool:
+        return not (self.kind in ("json", "json_schema") or (self.kind == "regex" and self.pattern))
+
+    def _compile(self, pattern: str) -> re.Pattern[str]:
+        try:
+            return re.compile(pattern, self.flags)
+        except re.error as exc:
+            raise UsageError(f"invalid regular expression {pattern!r}: {exc}",
+                             fix="fix the pattern given to @pytest.mark.exact") from None
+
+    @staticmethod
+    def _load_schema(schema: Any, base_dir: str | Path | None) -> dict[str, Any] | None:
+        if schema is None or isinstance(schema, dict):
+            return schema
+        import jsonschema
+
+        path = Path(base_dir or ".") / str(schema)
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UsageError(f"JSON schema file {str(path)!r} not found",
+                             fix="give schema= a dict, or a path relative to the test file") from None
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}:{exc.lineno}: invalid JSON in schema ({exc.msg})",
+                             fix="fix the schema file") from None
+        try:
+            jsonschema.validators.validator_for(loaded).check_schema(loaded)
+        except jsonschema.SchemaError as exc:
+            raise UsageError(f"{path}: not a valid JSON Schema ({exc.message})",
+                             fix="fix the schema file") from None
+        return loaded  # type: ignore[no-any-return]
+
+    def _result(self, ok: bool, reason: str, **details: Any) -> Score:
+        return Score(self.metric, 1.0 if ok else 0.0, ok, reason, details)
+
+    def score(self, output: str, case: Case) -> Score:
+        if not isinstance(output, str):
+            return Score.unmeasured(self.metric, f"output is {type(output).__name__}, not text")
+        text = output
+        if self.extract is not None:
+            m = self.extract.search(text)
+            if m is None:
+                return self._result(False, f"extract pattern {self.extract.pattern!r} found "
+                                    "nothing in the output")
+            text = m.group(1) if m.groups() else m.group(0)
+        expected = case.fields.get(self.field)
+        if self.needs_expected and expected is None:
+            return Score.unmeasured(self.metric, f"case has no {self.field!r} field")
+        return getattr(self, f"_{self.kind}")(text, expected)
+
+    def _norm(self, value: Any) -> str:
+        return normalize(str(value), self.norm)
+
+    def _match(self, text: str, expected: Any) -> Score:
+        options = expected if isinstance(expected, list) else [expected]
+        got = self._norm(text)
+        for option in options:
+            if got == self._norm(option):
+                return self._result(True, f"output matches {option!r}")
+        return self._result(False, f"expected {expected!r}, got {text.strip()[:200]!r}")
+
+    def _contains(self, text: str, expected: Any) -> Score:
+        needles = expected if isinstance(expected, list) else [expected]
+        got = self._norm(text)
+        missing = [n for n in needles if self._norm(n) not in got]
+        if missing:
+            return self._result(False, f"output does not contain {missing[0]!r}")
+        return self._result(True, f"output contains {needles[0]!r}" if len(needles) == 1
+                            else f"output contains all {len(needles)} expected strings")
+
+    def _any_of(self, text: str, expected: Any) -> Score:
+        options = expected if isinstance(expected, list) else [expected]
+        got = self._norm(text)
+        for option in options:
+            if self._norm(option) in got:
+                return self._result(True, f"output contains {option!r}")
+        return self._result(False, f"output contains none of {options!r}")
+
+    def _regex(self, text: str, expected: Any) -> Score:
+        pattern = self.pattern or self._compile(str(expected))
+        m = pattern.search(text)
+        if m:
+            return self._result(True, f"pattern {pattern.pattern!r} matched {m.group(0)[:80]!r}")
+        return self._result(False, f"pattern {pattern.pattern!r} did not match")
+
+    def _parse_json(self, text: str) -> tuple[Any, str | None]:
+        try:
+            return json.loads(_strip_fence(text)), None
+        except json.JSONDecodeError as exc:
+            return None, f"output is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+
+    def _json(self, text: str, expected: Any) -> Score:
+        value, error = self._parse_json(text)
+        if error:
+            return self._result(False, error)
+        if expected is not None and isinstance(expected, (dict, list)) and value != expected:
+            return self._result(False, "JSON differs from expected", parsed=value)
+        return self._result(True, "output is valid JSON")
+
+    def _json_schema(self, text: str, expected: Any) -> Score:
+        import jsonschema
+
+        value, error = self._parse_json(text)
+        if error:
+            return self._result(False, error)
+        validator = jsonschema.validators.validator_for(self.schema)(self.schema)
+        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
+        if errors:
+            where = "/".join(str(p) for p in errors[0].path) or "(root)"
+            return self._result(False, f"schema violation at {where}: {errors[0].message}")
+        return self._result(True, "output is valid JSON and matches the schema")
+
+    def _numeric(self, text: str, expected: Any) -> Score:
+        got = extract_number(text)
+        if got is None:
+            return self._result(False, "no number in the output")
+        try:
+            want = float(str(expected).replace(",", ""))
+        except ValueError:
+            return Score.unmeasured(self.metric, f"expected value {expected!r} is not a number")
+        if math.isclose(got, want, rel_tol=self.rel_tolerance, abs_tol=self.tolerance):
+            return self._result(True, f"{got:g} is within tolerance of {want:g}", got=got)
+        return self._result(False, f"expected {want:g}, got {got:g}", got=got)

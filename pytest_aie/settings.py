@@ -1,0 +1,174 @@
+"""Options: every ``--aie-*`` flag, its ``[tool.pytest.ini_options]`` twin, and their parsing.
+
+Each option is one row of :data:`OPTIONS`; :func:`add_options` registers them all and
+:meth:`Settings.from_config` reads them (command line first, then ini, then the default),
+validating each with a message that names the option and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from pytest_aie.cache import CACHE_MODES
+from pytest_aie.errors import UsageError
+
+__all__ = ["OPTIONS", "Settings", "add_options", "default_cache_dir"]
+
+
+def default_cache_dir() -> Path:
+    """``$PYTEST_AIE_CACHE_DIR``, else ``$XDG_CACHE_HOME/pytest-aie``, else ``~/.cache/pytest-aie``."""
+    if os.environ.get("PYTEST_AIE_CACHE_DIR"):
+        return Path(os.environ["PYTEST_AIE_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pytest-aie"
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # without the --aie- prefix
+    help: str
+    default: str
+    metavar: str = "VALUE"
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def flag(self) -> str:
+        return f"--aie-{self.name}"
+
+    @property
+    def ini(self) -> str:
+        return "aie_" + self.name.replace("-", "_")
+
+    @property
+    def dest(self) -> str:
+        return "aie_" + self.name.replace("-", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("engine", "engine: hf, openai or scripted", "hf", "NAME"),
+    Option("model", "model: a Hugging Face id or folder (hf), a served model name (openai), "
+           "a JSONL answers file (scripted); empty = the embedded SmolLM2-135M-Instruct", "",
+           "MODEL"),
+    Option("models", "extra named models, comma-separated NAME=[ENGINE:]MODEL, for the `models` "
+           "fixture", "", "SPECS"),
+    Option("base-url", "OpenAI-compatible server URL for the openai engine "
+           "(default: $OPENAI_BASE_URL)", "", "URL"),
+    Option("device", "device for in-process engines: auto, cpu, cuda", "auto", "DEVICE"),
+    Option("batch-size", "requests per engine call (0 = the engine's preferred size)", "0", "N"),
+    Option("concurrency", "parallel requests for the openai engine", "8", "N"),
+    Option("max-tokens", "default max new tokens per generation", "64", "N"),
+    Option("temperature", "default sampling temperature (0 = greedy)", "0", "T"),
+    Option("seed", "default sampling seed", "0", "N"),
+    Option("cache", "generation cache: on (read+write), off, refresh (write only)", "on", "MODE",
+           CACHE_MODES),
+    Option("cache-dir", "cache folder (default: $PYTEST_AIE_CACHE_DIR or the XDG cache "
+           "~/.cache/pytest-aie)", "", "DIR"),
+    Option("results", "results JSONL file, written as each case completes", "aie-results/results.jsonl",
+           "PATH"),
+    Option("report", "HTML report file ('none' to skip)", "aie-results/report.html", "PATH"),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("aie", "pytest-aie: evaluation of foundation-model applications")
+    for opt in OPTIONS:
+        group.addoption(opt.flag, dest=opt.dest, default=None, metavar=opt.metavar,
+                        help=f"{opt.help} [ini: {opt.ini}; default: {opt.default or 'unset'}]")
+        parser.addini(opt.ini, help=opt.help, default=opt.default)
+
+
+def _raw(config: pytest.Config, opt: Option) -> str:
+    value = config.getoption(opt.dest, default=None)
+    if value is None:
+        value = config.getini(opt.ini)
+    return str(value).strip()
+
+
+def _parse(opt: Option, raw: str, conv: Callable[[str], Any], what: str) -> Any:
+    try:
+        return conv(raw)
+    except ValueError:
+        raise UsageError(f"{opt.flag} (ini {opt.ini}) must be {what}, got {raw!r}",
+                         fix=f"pass {opt.flag} {opt.default or what}") from None
+
+
+def parse_models(raw: str, default_engine: str) -> dict[str, tuple[str, str]]:
+    models: dict[str, tuple[str, str]] = {}
+    for item in filter(None, (part.strip() for part in raw.replace("\n", ",").split(","))):
+        name, sep, spec = item.partition("=")
+        if not sep or not name.strip() or not spec.strip():
+            raise UsageError(f"--aie-models entry {item!r} is not NAME=[ENGINE:]MODEL",
+                             fix="write e.g. --aie-models base=hf:HuggingFaceTB/SmolLM2-135M")
+        engine, colon, model = spec.strip().partition(":")
+        if not colon or "/" in engine or "\\" in engine:  # no engine prefix (or a path)
+            engine, model = default_engine, spec.strip()
+        models[name.strip()] = (engine, model)
+    return models
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The run's parsed options; plain values, so xdist can ship them."""
+
+    engine: str = "hf"
+    model: str = ""
+    models: dict[str, tuple[str, str]] = field(default_factory=dict)
+    base_url: str = ""
+    device: str = "auto"
+    batch_size: int = 0
+    concurrency: int = 8
+    max_tokens: int = 64
+    temperature: float = 0.0
+    seed: int = 0
+    cache: str = "on"
+    cache_dir: str = ""
+    results: str = "aie-results/results.jsonl"
+    report: str = "aie-results/report.html"
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> "Settings":
+        raw = {opt.name: _raw(config, opt) for opt in OPTIONS}
+        by_name = {opt.name: opt for opt in OPTIONS}
+        for name in ("cache",):
+            opt = by_name[name]
+            if opt.choices and raw[name] not in opt.choices:
+                raise UsageError(f"{opt.flag} must be one of {', '.join(opt.choices)}, "
+                                 f"got {raw[name]!r}", fix=f"pass {opt.flag} {opt.default}")
+        ints = {n: _parse(by_name[n], raw[n], int, "a whole number")
+                for n in ("batch-size", "concurrency", "max-tokens", "seed")}
+        for n in ("concurrency", "max-tokens"):
+            if ints[n] < 1:
+                raise UsageError(f"{by_name[n].flag} must be at least 1, got {ints[n]}",
+                                 fix=f"pass {by_name[n].flag} {by_name[n].default}")
+        temperature = _parse(by_name["temperature"], raw["temperature"], float, "a number")
+        if not 0 <= temperature <= 2:
+            raise UsageError(f"--aie-temperature must be in [0, 2], got {temperature}",
+                             fix="pass --aie-temperature 0 for greedy decoding")
+        root = Path(str(config.rootpath))
+        cache_dir = raw["cache-dir"] or str(default_cache_dir())
+        results = raw["results"]
+        report = raw["report"]
+        return cls(
+            engine=raw["engine"] or "hf",
+            model=raw["model"],
+            models=parse_models(raw["models"], raw["engine"] or "hf"),
+            base_url=raw["base-url"],
+            device=raw["device"] or "auto",
+            batch_size=ints["batch-size"],
+            concurrency=ints["concurrency"],
+            max_tokens=ints["max-tokens"],
+            temperature=temperature,
+            seed=ints["seed"],
+            cache=raw["cache"],
+            cache_dir=cache_dir,
+            results=str(root / results) if results and results != "none" else "",
+            report=str(root / report) if report and report != "none" else "",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,145 @@
+"""Suites: what the ``dataset`` marker and an eval marker say about one test function.
+
+A suite is one test function parametrized over a dataset's cases. Its :class:`SuiteSpec` holds
+the cases, how each case becomes a request (template, system prompt, sampling, model) and the
+scorer built from the eval marker. Marker arguments are validated here: an unknown argument
+is a :class:`~pytest_aie.errors.UsageError` naming the valid ones.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pytest_aie.dataset import Case, build_request, load_cases, template_fields
+from pytest_aie.engines.base import Request, Sampling
+from pytest_aie.errors import UsageError
+from pytest_aie.scorers.base import Scorer
+
+__all__ = ["EVAL_MARKERS", "MARKER_HELP", "SuiteSpec", "build_suite", "register_eval_marker"]
+
+_SAMPLING_ARGS = ("max_tokens", "temperature", "top_p", "stop", "seed")
+_DATASET_ARGS = ("prompt", "system", "chat", "model", *_SAMPLING_ARGS)
+
+
+def _exact(*args: Any, **kwargs: Any) -> Scorer:
+    from pytest_aie.scorers.exact import ExactScorer
+
+    return ExactScorer(*args, **kwargs)
+
+
+#: eval marker name -> factory(*marker args, base_dir=..., **marker kwargs) -> Scorer
+EVAL_MARKERS: dict[str, Callable[..., Scorer]] = {"exact": _exact}
+
+MARKER_HELP = {
+    "dataset": "dataset(path, *, prompt=None, system=None, chat=True, model=None, max_tokens=None, "
+               "temperature=None, top_p=None, stop=None, seed=None): parametrize the test's `case` "
+               "argument with the cases in a JSONL, CSV or YAML file next to the test file; each "
+               "case's request is generated for the whole suite in one batched pass.",
+    "exact": "exact(kind='match', *, normalize=None, field='expected', pattern=None, flags='', "
+             "schema=None, tolerance=1e-6, rel_tolerance=0, extract=None): score each case's "
+             "output exactly. kind: match, contains, any_of, regex, json, json_schema, numeric; "
+             "normalize: case, whitespace, punctuation, articles, or 'all'.",
+}
+
+
+def register_eval_marker(name: str, factory: Callable[..., Scorer], help: str) -> None:
+    """Add an eval marker (used by later metric families and by users' own plugins)."""
+    EVAL_MARKERS[name] = factory
+    MARKER_HELP[name] = help
+
+
+@dataclass
+class SuiteSpec:
+    """One suite: a test function, its cases, and how they are generated and scored."""
+
+    suite: str
+    cases: list[Case]
+    prompt: str | None = None
+    system: str | None = None
+    chat: bool = True
+    model: str | None = None  # a name from the `models` fixture; None = the session model
+    sampling: dict[str, Any] = field(default_factory=dict)  # overrides of the run defaults
+    scorer: Scorer | None = None
+    marker: str | None = None
+
+    def request_for(self, case: Case, defaults: Sampling) -> Request:
+        params = Sampling.from_dict({**_sampling_dict(defaults), **self.sampling})
+        return build_request(case, prompt=self.prompt, system=self.system, chat=self.chat,
+                             sampling=params)
+
+
+def _sampling_dict(s: Sampling) -> dict[str, Any]:
+    return {"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens,
+            "stop": s.stop, "seed": s.seed, "logprobs": s.logprobs}
+
+
+def _check_kwargs(marker: str, kwargs: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    unknown = [k for k in kwargs if k not in allowed]
+    if unknown:
+        raise UsageError(f"@pytest.mark.{marker} got unknown argument {unknown[0]!r}",
+                         fix=f"use only {', '.join(allowed)}")
+
+
+def _factory_kwargs(factory: Callable[..., Scorer]) -> tuple[str, ...] | None:
+    target = factory
+    if factory is EVAL_MARKERS.get("exact"):
+        from pytest_aie.scorers.exact import ExactScorer
+
+        target = ExactScorer
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return tuple(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                 and p.name != "base_dir")
+
+
+def build_suite(suite: str, dataset: tuple[tuple[Any, ...], dict[str, Any]],
+                evals: list[tuple[str, tuple[Any, ...], dict[str, Any]]],
+                test_dir: Path) -> SuiteSpec:
+    """Build and validate a suite from its ``dataset`` marker and eval markers."""
+    args, kwargs = dataset
+    if len(args) != 1:
+        raise UsageError("@pytest.mark.dataset takes exactly one path",
+                         fix='write @pytest.mark.dataset("cases.jsonl", ...)')
+    _check_kwargs("dataset", kwargs, _DATASET_ARGS)
+    if len(evals) > 1:
+        raise UsageError(f"a test has more than one eval marker ({', '.join(e[0] for e in evals)})",
+                         fix="split it into one test per eval marker")
+    scorer = marker = None
+    if evals:
+        marker, eargs, ekwargs = evals[0]
+        factory = EVAL_MARKERS[marker]
+        allowed = _factory_kwargs(factory)
+        if allowed is not None:
+            _check_kwargs(marker, ekwargs, allowed)
+        try:
+            scorer = factory(*eargs, base_dir=test_dir, **ekwargs)
+        except TypeError as exc:
+            raise UsageError(f"bad arguments to @pytest.mark.{marker}: {exc}",
+                             fix=f"see `pytest --markers` for the signature of {marker}") from None
+    prompt = kwargs.get("prompt")
+    required = list(template_fields(prompt))
+    if prompt is None:
+        required.append("prompt")
+    if scorer is not None and getattr(scorer, "needs_expected", False):
+        required.append(getattr(scorer, "field", "expected"))
+    path = test_dir / str(args[0])
+    cases = load_cases(path, require=tuple(required))
+    cases = [Case(id=c.id, fields=c.fields, source=c.source, tags=c.tags, suite=suite) for c in cases]
+    sampling = {k: kwargs[k] for k in _SAMPLING_ARGS if kwargs.get(k) is not None}
+    if "stop" in sampling and isinstance(sampling["stop"], str):
+        sampling["stop"] = (sampling["stop"],)
+    try:
+        Sampling.from_dict(sampling)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"bad sampling argument to @pytest.mark.dataset: {exc}",
+                         fix="see `pytest --markers`") from None
+    return SuiteSpec(suite=suite, cases=cases, prompt=prompt, system=kwargs.get("system"),
+                     chat=bool(kwargs.get("chat", True)), model=kwargs.get("model"),
+                     sampling=sampling, scorer=scorer, marker=marker)
