@@ -33,7 +33,11 @@ NORMALIZERS = ("case", "whitespace", "punctuation", "articles")
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.IGNORECASE)
 _PUNCT = str.maketrans("", "", string.punctuation)
-_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+")
+# A sign counts only when it does not follow a letter or digit: "5-10" and "2024-01-05" are a
+# range and a date, not negative numbers.
+_SIGN = r"(?:(?<!\w)[-+])?"
+_NUMBER = re.compile(_SIGN + r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|"
+                     + _SIGN + r"\.\d+")
 _FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n(.*?)\n?\s*```\s*$", re.DOTALL)
 
 
@@ -158,7 +162,11 @@ class ExactScorer(Scorer):
             if m is None:
                 return self._result(False, f"extract pattern {self.extract.pattern!r} found "
                                     "nothing in the output")
-            text = m.group(1) if m.groups() else m.group(0)
+            found = m.group(1) if m.groups() else m.group(0)
+            if found is None:  # the group did not take part in the match
+                return self._result(False, f"extract pattern {self.extract.pattern!r} matched "
+                                    "but its group captured nothing")
+            text = found
         expected = case.fields.get(self.field)
         if self.needs_expected and expected is None:
             return Score.unmeasured(self.metric, f"case has no {self.field!r} field")
