@@ -26,7 +26,7 @@ import pytest
 
 from pytest_aie.dataset import Case
 from pytest_aie.engines.base import Generation
-from pytest_aie.errors import EXIT_HARNESS_ERROR, AieError
+from pytest_aie.errors import EXIT_HARNESS_ERROR, AieError, UsageError
 from pytest_aie.model import Model
 from pytest_aie.results import ResultsLog, run_header, summarize
 from pytest_aie.session import AieSession, progress_printer
@@ -89,19 +89,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("dataset")
     evals = [(m.name, m.args, m.kwargs) for m in metafunc.definition.iter_markers()
              if m.name in EVAL_MARKERS]
-    if marker is None:
-        if evals:
-            raise pytest.Collector.CollectError(
-                f"pytest-aie: @pytest.mark.{evals[0][0]} needs cases. Fix: add "
-                f"@pytest.mark.dataset(\"cases.jsonl\") to {metafunc.function.__name__}")
+    if marker is None and not evals:
         return
-    if "case" not in metafunc.fixturenames:
-        raise pytest.Collector.CollectError(
-            f"pytest-aie: {metafunc.function.__name__} has @pytest.mark.dataset but no `case` "
-            f"argument. Fix: add `case` to its parameters")
     suite = metafunc.definition.nodeid
     aie = _aie(metafunc.config)
+    name = metafunc.function.__name__
     try:
+        if marker is None:
+            raise UsageError(f"@pytest.mark.{evals[0][0]} needs cases",
+                             fix=f'add @pytest.mark.dataset("cases.jsonl") to {name}')
+        if "case" not in metafunc.fixturenames:
+            raise UsageError(f"{name} has @pytest.mark.dataset but no `case` argument",
+                             fix="add `case` to its parameters")
         spec = build_suite(suite, (marker.args, marker.kwargs), evals,
                            Path(str(metafunc.definition.path)).parent)
     except AieError as exc:

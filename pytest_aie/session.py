@@ -166,7 +166,7 @@ class AieSession:
             return None
         gen, score = self.outputs[nodeid], self.scores[nodeid]
         passed, reason = score.passed, score.reason
-        if failure is not None:  # the test body's own assertion failed
+        if failure is not None and gen.error is None:  # the test body's own assertion failed
             passed, reason = False, failure
         request = run.spec.request_for(run.case, self.defaults)
         prompt = request.prompt if request.prompt is not None else \

@@ -1,0 +1,261 @@
+"""Integration tests: whole pytest runs through pytester, on the scripted engine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pytest_aie.errors import EXIT_HARNESS_ERROR
+
+CASES = [
+    {"id": "add", "prompt": "2+2?", "expected": "4", "tags": ["math"]},
+    {"id": "capital", "prompt": "Capital of France?", "expected": "Paris", "tags": ["geo"]},
+    {"id": "sky", "prompt": "Colour of the sky?", "expected": "blue"},
+]
+ANSWERS = {"2+2?": "4", "Capital of France?": "Paris.", "Colour of the sky?": "blue"}
+
+TEST_FILE = """
+import pytest
+
+@pytest.mark.dataset("cases.jsonl")
+@pytest.mark.exact(normalize="all")
+def test_qa(case, output):
+    assert output.text
+"""
+
+
+def write_suite(pytester: pytest.Pytester, answers: dict[str, str] | None = None,
+                cases: list[dict] | None = None, test: str = TEST_FILE) -> None:
+    pytester.makefile(".jsonl", cases="\n".join(json.dumps(c) for c in (cases or CASES)))
+    answers = ANSWERS if answers is None else answers
+    pytester.makefile(".jsonl", answers="\n".join(
+        json.dumps({"prompt": k, "answer": v}) for k, v in answers.items()))
+    pytester.makepyfile(test_suite=test)
+    pytester.makeini(textwrap.dedent("""
+        [pytest]
+        aie_engine = scripted
+        aie_model = answers.jsonl
+        aie_cache = off
+    """))
+
+
+def read_results(pytester: pytest.Pytester) -> tuple[dict, list[dict]]:
+    lines = (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()
+    header, *records = [json.loads(line) for line in lines]
+    return header, records
+
+
+def test_markers_and_fixtures_are_documented(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(["*@pytest.mark.dataset(path, *, prompt=None*",
+                                 "*@pytest.mark.exact(kind='match'*"])
+    pytester.makepyfile(test_x="def test_x(): pass")
+    result = pytester.runpytest("--fixtures")
+    result.stdout.fnmatch_lines(["output -- *", "*whole-suite batched pass*", "model [[]session scope[]]*",
+                                 "models [[]session scope[]]*"])
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(["*--aie-engine=NAME*", "*aie_engine*"])
+
+
+def test_passing_suite_writes_results_and_report(pytester: pytest.Pytester) -> None:
+    write_suite(pytester)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*pytest-aie summary*",
+                                 "test_suite.py::test_qa [[]exact.match[]]: 3/3 passed, 0 failed*"])
+    header, records = read_results(pytester)
+    assert header["type"] == "run" and header["format_version"] == 1
+    assert header["engine"]["engine"] == "scripted"
+    assert {r["case_id"] for r in records} == {"add", "capital", "sky"}
+    assert all(r["passed"] is True and r["reason"] for r in records)
+    assert next(r for r in records if r["case_id"] == "add")["tags"] == ["math"]
+    html = (pytester.path / "aie-results" / "report.html").read_text()
+    assert "test_suite.py::test_qa" in html
+
+
+def test_suite_is_generated_in_one_batch(pytester: pytest.Pytester) -> None:
+    write_suite(pytester)
+    pytester.makeconftest("""
+        import pytest
+        from pytest_aie.engines import register_engine
+        from pytest_aie.engines.scripted import ScriptedEngine
+        ENGINE = ScriptedEngine({"2+2?": "4", "Capital of France?": "Paris", "Colour of the sky?": "blue"})
+        register_engine("counting", lambda **kw: ENGINE)
+
+        def pytest_sessionfinish(session):
+            print("BATCHES", ENGINE.calls)
+    """)
+    result = pytester.runpytest("-s", "--aie-engine", "counting")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*BATCHES [[]3[]]*"])
+
+
+def test_failing_case_fails_with_one_line_reason(pytester: pytest.Pytester) -> None:
+    write_suite(pytester, answers={**ANSWERS, "Colour of the sky?": "green"})
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=2, failed=1)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*exact.match failed: expected 'blue', got 'green'*"])
+    assert "Traceback" not in result.stdout.str()
+    _, records = read_results(pytester)
+    sky = next(r for r in records if r["case_id"] == "sky")
+    assert sky["passed"] is False and sky["output"] == "green"
+
+
+def test_test_body_assertion_is_recorded_as_failure(pytester: pytest.Pytester) -> None:
+    write_suite(pytester, test=TEST_FILE.replace("assert output.text", "assert case.id != 'add', 'no add'"))
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=2, failed=1)
+    _, records = read_results(pytester)
+    add = next(r for r in records if r["case_id"] == "add")
+    assert add["passed"] is False and "no add" in add["reason"]
+
+
+def test_generation_error_is_unmeasured(pytester: pytest.Pytester) -> None:
+    write_suite(pytester, test=TEST_FILE.replace("assert output.text", "assert case.id"))
+    pytester.makeconftest("""
+        from pytest_aie.engines import register_engine
+        from pytest_aie.engines.scripted import ScriptedEngine
+        register_engine("strict", lambda **kw: ScriptedEngine({"2+2?": "4"}, strict=True))
+    """)
+    result = pytester.runpytest("--aie-engine", "strict")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["*unmeasured: generation failed: no scripted answer*"])
+    _, records = read_results(pytester)
+    assert [r["passed"] for r in records if r["passed"] is not True] == [None, None]
+
+
+@pytest.mark.parametrize("bad_line, message", [
+    ('{"id": "x", "prompt": "p"', "cases.jsonl:4: invalid JSON*"),
+    ('{"id": "add", "prompt": "p", "expected": "e"}', "*cases.jsonl:4: duplicate case id 'add' (first on line 1)*"),
+    ('{"id": "y", "expected": "e"}', "*cases.jsonl:4: case is missing field(s): prompt*"),
+])
+def test_bad_dataset_is_one_line_and_exit_10(pytester: pytest.Pytester, bad_line: str,
+                                             message: str) -> None:
+    write_suite(pytester)
+    path = pytester.path / "cases.jsonl"
+    path.write_text(path.read_text() + "\n" + bad_line + "\n")
+    result = pytester.runpytest()
+    assert result.ret == EXIT_HARNESS_ERROR
+    result.stdout.fnmatch_lines([f"*pytest-aie: *{message}Fix: *"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_unknown_marker_argument(pytester: pytest.Pytester) -> None:
+    write_suite(pytester, test=TEST_FILE.replace('normalize="all"', 'normalise="all"'))
+    result = pytester.runpytest()
+    assert result.ret == EXIT_HARNESS_ERROR
+    result.stdout.fnmatch_lines(["*pytest-aie: @pytest.mark.exact got unknown argument 'normalise'. "
+                                 "Fix: use only kind, normalize, *"])
+
+
+def test_eval_marker_without_dataset(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+        @pytest.mark.exact()
+        def test_x(): pass
+    """)
+    result = pytester.runpytest()
+    assert result.ret == EXIT_HARNESS_ERROR
+    result.stdout.fnmatch_lines(["*@pytest.mark.exact needs cases. Fix: add @pytest.mark.dataset*"])
+
+
+def test_unknown_engine_stops_with_exit_10(pytester: pytest.Pytester) -> None:
+    write_suite(pytester)
+    result = pytester.runpytest("--aie-engine", "nosuch")
+    assert result.ret == EXIT_HARNESS_ERROR
+    result.stdout.fnmatch_lines(["*pytest-aie: unknown engine 'nosuch'. Fix: use --aie-engine with one of *hf*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_missing_optional_dependency(pytester: pytest.Pytester) -> None:
+    write_suite(pytester)
+    pytester.makeconftest("import sys\nsys.modules['openai'] = None  # as if not installed\n")
+    result = pytester.runpytest("--aie-engine", "openai", "--aie-base-url", "http://127.0.0.1:9/v1")
+    assert result.ret == EXIT_HARNESS_ERROR
+    result.stdout.fnmatch_lines(["*needs the Python package 'openai'*Fix: pip install 'pytest-aie[[]openai[]]'*"])
+
+
+def test_bad_option_value_is_usage_error(pytester: pytest.Pytester) -> None:
+    write_suite(pytester)
+    result = pytester.runpytest("--aie-cache", "sometimes")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--aie-cache must be one of on, off, refresh, got 'sometimes'*"])
+
+
+def test_cache_marks_second_run_cached(pytester: pytest.Pytester) -> None:
+    write_suite(pytester)
+    args = ["--aie-cache", "on", "--aie-cache-dir", str(pytester.path / "cache")]
+    pytester.runpytest(*args).assert_outcomes(passed=3)
+    _, first = read_results(pytester)
+    assert not any(r["cached"] for r in first)
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*3 cached*"])
+    _, second = read_results(pytester)
+    assert all(r["cached"] and r["timings"]["e2e_s"] is None for r in second)
+    pytester.runpytest("--aie-cache", "refresh", "--aie-cache-dir", str(pytester.path / "cache"))
+    _, third = read_results(pytester)
+    assert not any(r["cached"] for r in third)
+
+
+def _records_by_case(pytester: pytest.Pytester) -> dict[str, dict]:
+    _, records = read_results(pytester)
+    keep = ("passed", "value", "reason", "output", "metric")
+    return {r["nodeid"]: {k: r[k] for k in keep} for r in records}
+
+
+def test_xdist_gives_same_results_as_serial(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    cases = [{"id": f"c{i}", "prompt": f"q{i}", "expected": str(i % 3)} for i in range(40)]
+    answers = {f"q{i}": str(i % 2) for i in range(40)}
+    write_suite(pytester, answers=answers, cases=cases)
+    serial = pytester.runpytest_subprocess("-p", "no:randomly")
+    serial.assert_outcomes(passed=sum(1 for i in range(40) if i % 3 == i % 2),
+                           failed=sum(1 for i in range(40) if i % 3 != i % 2))
+    expected = _records_by_case(pytester)
+    parallel = pytester.runpytest_subprocess("-n", "2")
+    assert parallel.ret == serial.ret == 1
+    assert _records_by_case(pytester) == expected
+    parallel.stdout.fnmatch_lines(["*pytest-aie summary*", "*: 14/40 passed, 26 failed*"])
+
+
+def test_crash_keeps_finished_results(pytester: pytest.Pytester) -> None:
+    write_suite(pytester, test=TEST_FILE.replace(
+        "assert output.text", "import os\n    if case.id == 'sky': os._exit(3)"))
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    assert result.ret == 3
+    _, records = read_results(pytester)
+    assert [r["case_id"] for r in records] == ["add", "capital"]
+
+
+def test_importing_plugin_pulls_in_no_heavy_dependency() -> None:
+    code = ("import sys, pytest_aie, pytest_aie.plugin, pytest_aie.engines, pytest_aie.scorers.exact, "
+            "pytest_aie.session\n"
+            "heavy = [m for m in ('torch', 'transformers', 'openai', 'sentence_transformers', 'vllm', "
+            "'sacrebleu', 'rouge_score', 'numpy', 'scipy') if m in sys.modules]\n"
+            "print(heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_model_fixture_generates_through_cache(pytester: pytest.Pytester) -> None:
+    write_suite(pytester)
+    pytester.makepyfile(test_model="""
+        def test_direct(model):
+            out = model.generate("2+2?", max_tokens=4)
+            assert out.text == "4" and out.engine == "scripted"
+
+        def test_named(models):
+            assert "default" in models and "alt" in models
+            assert models["alt"].generate("2+2?").text == "four"
+    """)
+    pytester.makefile(".jsonl", alt='{"prompt": "2+2?", "answer": "four"}')
+    result = pytester.runpytest("test_model.py", "--aie-models", "alt=scripted:alt.jsonl")
+    result.assert_outcomes(passed=2)
