@@ -13,6 +13,7 @@ Bad data raises :class:`~pytest_aie.errors.DatasetError` naming the file and lin
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -64,11 +65,13 @@ def _rows(path: Path) -> list[tuple[int, Any]]:
     if not path.is_file():
         raise _fail(path, None, "dataset file not found", "check the path given to "
                     "@pytest.mark.dataset (it is relative to the test file)")
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")  # spreadsheets write a byte order mark
     suffix = path.suffix.lower()
     rows: list[tuple[int, Any]] = []
     if suffix in (".jsonl", ".ndjson"):
-        for no, line in enumerate(text.splitlines(), start=1):
+        # split on "\n" only: str.splitlines() also splits on U+2028, U+0085 and form feeds,
+        # which JSON writers leave raw inside strings
+        for no, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -77,7 +80,7 @@ def _rows(path: Path) -> list[tuple[int, Any]]:
                 raise _fail(path, no, f"invalid JSON ({exc.msg} at column {exc.colno})",
                             "write one JSON object per line") from None
     elif suffix == ".csv":
-        reader = csv.DictReader(text.splitlines())
+        reader = csv.DictReader(io.StringIO(text, newline=""))  # keeps newlines in cells
         for row in reader:
             if None in row:
                 raise _fail(path, reader.line_num, "row has more cells than the header",
@@ -100,7 +103,7 @@ def _rows(path: Path) -> list[tuple[int, Any]]:
         if not isinstance(data, list):
             raise _fail(path, None, "YAML dataset must be a list of cases (or a mapping "
                         "with a 'cases' list)", "put the cases in a top-level list")
-        lines = _yaml_item_lines(text)
+        lines = _yaml_item_lines(yaml.compose(text, Loader=yaml.SafeLoader))
         rows = [(lines[i] if i < len(lines) else None, row) for i, row in enumerate(data)]
     else:
         raise _fail(path, None, f"unsupported dataset format {suffix!r}",
@@ -110,11 +113,16 @@ def _rows(path: Path) -> list[tuple[int, Any]]:
     return rows
 
 
-def _yaml_item_lines(text: str) -> list[int]:
-    """Line numbers of top-level list items, for error messages (best effort)."""
-    lines = [no for no, line in enumerate(text.splitlines(), start=1)
-             if re.match(r"^(\s{0,2})- ", line)]
-    return lines
+def _yaml_item_lines(node: Any) -> list[int]:
+    """Line numbers of the cases (the items of the top-level or ``cases`` list)."""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        node = next((v for k, v in node.value
+                     if isinstance(k, yaml.ScalarNode) and k.value == "cases"), None)
+    if not isinstance(node, yaml.SequenceNode):
+        return []
+    return [item.start_mark.line + 1 for item in node.value]
 
 
 def _tags(value: Any) -> tuple[str, ...]:
@@ -141,15 +149,15 @@ def load_cases(path: str | Path, *, require: tuple[str, ...] = ()) -> list[Case]
             raise _fail(path, line, f"a case must be an object with fields, got "
                         f"{type(row).__name__}", "write each case as a mapping of fields")
         has_input = any(k in row for k in ("prompt", "input", "messages"))
-        missing = [f for f in require if f not in row]
+        missing = [f for f in require if f not in row and not (f == "prompt" and has_input)]
         if not has_input and "prompt" in require:
             missing = [m for m in missing if m != "prompt"] + ["prompt (or input/messages)"]
         if missing:
             raise _fail(path, line, f"case is missing field(s): {', '.join(missing)}",
                         "add the field to every case, or change the marker's template")
         raw_id = row.get("id")
-        case_id = _ID_SAFE.sub("-", str(raw_id)).strip("-") if raw_id not in (None, "") \
-            else f"line-{line}"
+        case_id = _ID_SAFE.sub("-", str(raw_id)).strip("-") if raw_id is not None else ""
+        case_id = case_id or f"line-{line}"  # no id, or none of its characters are usable
         if case_id in seen:
             raise _fail(path, line, f"duplicate case id {case_id!r} (first on line "
                         f"{seen[case_id]})", "give every case a unique id")
