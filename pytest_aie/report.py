@@ -270,6 +270,12 @@ def _percent(value: Any) -> str:
     return "—"
 
 
+def _number(value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return f"{value:.3g}"
+    return ""
+
+
 def _summary_rows(summary: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     rows = []
     totals = {"n": 0, "passed": 0, "failed": 0, "unmeasured": 0}
@@ -287,6 +293,7 @@ def _summary_rows(summary: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, 
             "failed": int(item.get("failed") or 0),
             "unmeasured": int(item.get("unmeasured") or 0),
             "pass_rate": _percent(item.get("pass_rate")),
+            "mean_score": _number(item.get("mean_score")),
             "interval": interval_text,
             "verdict": str(verdict) if verdict else "",
         }
@@ -311,6 +318,7 @@ def _metadata(header: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Seed", header.get("seed")),
         ("pytest-aie", header.get("pytest_aie")),
         ("Python", header.get("python")),
+        ("Platform", header.get("platform")),
         ("Command", shlex.join(str(a) for a in argv) if isinstance(argv, list) else argv),
     ]
     for key, value in engine.items():
@@ -360,6 +368,7 @@ def render_html(
             str(p) for p in ("pytest-aie report", engine.get("model"), header.get("started_at")) if p),
         "metadata": _metadata(header),
         "summary": summary_rows,
+        "show_mean": any(row["mean_score"] for row in summary_rows),
         "totals": totals,
         "counts": counts,
         "page_size": blob["page_size"],

@@ -72,6 +72,9 @@ def make_case(i: int) -> dict[str, Any]:
 
 def make_summary(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     summary = basic_summary(cases)
+    for row in summary:
+        values = [c["value"] for c in cases if c["suite"] == row["suite"] and c["value"] is not None]
+        row["mean_score"] = sum(values) / len(values)
     summary[0].update(verdict="pass", interval=[0.61, 0.83])
     summary[1].update(verdict="inconclusive", interval=[0.4, 0.9])
     return summary
@@ -304,17 +307,20 @@ def visible_ids(page: Any) -> list[str]:
 def test_browser_summary_table(chromium: Any, big_report: Any) -> None:
     path, cases, summary = big_report
     with open_page(chromium, path) as (page, log):
-        rows = page.eval_on_selector_all(
+        heads = page.eval_on_selector_all("#aie-summary thead th", "hs => hs.map(h => h.innerText.trim())")
+        rows = [dict(zip(heads, cells)) for cells in page.eval_on_selector_all(
             "#aie-summary tbody tr.suite-row",
-            "rows => rows.map(r => Array.from(r.cells).map(c => c.innerText.trim()))")
+            "rows => rows.map(r => Array.from(r.cells).map(c => c.innerText.trim()))")]
         assert len(rows) == len(summary)
-        for cells, expected in zip(rows, summary):
-            assert cells[0] == expected["suite"]  # the hostile suite name shows as literal text
-            assert cells[1] == expected["metric"]
-            assert [int(x) for x in cells[2:6]] == [expected[k] for k in ("n", "passed", "failed", "unmeasured")]
-            assert cells[6] == f"{100 * expected['pass_rate']:.1f}%"
-            assert cells[8] == (expected["verdict"] or "—")
-        assert rows[0][7] == "61.0% – 83.0%"
+        for row, expected in zip(rows, summary):
+            assert row["Suite"] == expected["suite"]  # the hostile suite name shows as literal text
+            assert row["Metric"] == expected["metric"]
+            assert [int(row[k]) for k in ("Cases", "Passed", "Failed", "Unmeasured")] == \
+                [expected[k] for k in ("n", "passed", "failed", "unmeasured")]
+            assert row["Pass rate"] == f"{100 * expected['pass_rate']:.1f}%"
+            assert float(row["Mean score"]) == pytest.approx(expected["mean_score"], rel=1e-2)
+            assert row["Verdict"] == (expected["verdict"] or "—")
+        assert rows[0]["Interval"] == "61.0% – 83.0%" and rows[2]["Interval"] == "—"
         total = page.inner_text("#aie-summary tfoot .n")
         assert int(total) == len(cases)
         assert "SmolLM2-135M-Instruct <b>q4</b>" in page.inner_text("#run")
