@@ -18,6 +18,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,6 +29,17 @@ __all__ = ["CACHE_MODES", "GenerationCache", "engine_key"]
 
 CACHE_MODES = ("on", "off", "refresh")
 _SCHEMA = 1
+_BUSY_TIMEOUT_S = 60.0
+
+
+def _setup(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, engine TEXT,"
+        " request TEXT, generation TEXT, schema INTEGER)"
+    )
+    db.commit()
 
 
 def engine_key(identity: dict[str, Any]) -> str:
@@ -63,14 +75,20 @@ class GenerationCache:
         db = getattr(self._local, "db", None)
         if db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=60.0)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, engine TEXT,"
-                " request TEXT, generation TEXT, schema INTEGER)"
-            )
-            db.commit()
+            db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S)
+            deadline = time.monotonic() + _BUSY_TIMEOUT_S
+            while True:
+                try:
+                    _setup(db)
+                    break
+                except sqlite3.OperationalError as exc:
+                    # Switching to WAL needs an exclusive lock, and SQLite reports "database
+                    # is locked" at once (without its busy timeout) while another connection
+                    # is writing, as when two workers open a new cache file together: retry.
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    db.rollback()
+                    time.sleep(0.02)
             self._local.db = db
         return db
 
