@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import types
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -39,7 +40,9 @@ def prompt_text(request: Request) -> str:
 
 def _load_jsonl(path: Path) -> dict[str, str]:
     answers: dict[str, str] = {}
-    for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    # split on "\n" only: str.splitlines() also splits on U+2028, U+0085 and form feeds,
+    # which JSON writers leave raw inside strings
+    for no, line in enumerate(path.read_text(encoding="utf-8-sig").split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -52,6 +55,28 @@ def _load_jsonl(path: Path) -> dict[str, str]:
                 fix='write lines like {"prompt": "2+2?", "answer": "4"}',
             ) from None
     return answers
+
+
+def _code_digest(fn: Callable[..., Any]) -> str:
+    """A digest of a callable's code that is stable across runs: its bytecode, the names it
+    uses and its constants, nested functions included (closure values are not seen)."""
+    code = getattr(fn, "__code__", None) or getattr(getattr(fn, "__call__", None), "__code__", None)
+    if code is None:
+        return ""
+    digest = hashlib.sha256()
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        digest.update(c.co_code)
+        digest.update(repr(c.co_names).encode())
+        for const in c.co_consts:
+            if isinstance(const, types.CodeType):
+                stack.append(const)
+            elif isinstance(const, frozenset):  # its repr's order varies between runs
+                digest.update(repr(sorted(map(repr, const))).encode())
+            else:
+                digest.update(repr(const).encode())
+    return digest.hexdigest()
 
 
 class ScriptedEngine(Engine):
@@ -76,7 +101,7 @@ class ScriptedEngine(Engine):
         self._answers: dict[str, str] = {}
         if callable(source):
             self._fn = source
-            self._label = getattr(source, "__qualname__", "callable")
+            self._label = getattr(source, "__qualname__", None) or type(source).__qualname__
         elif isinstance(source, Mapping):
             self._answers = {str(k): str(v) for k, v in source.items()}
             self._label = "mapping"
@@ -94,7 +119,11 @@ class ScriptedEngine(Engine):
         self.calls: list[int] = []  # batch sizes seen, for tests of batching
 
     def identity(self) -> dict[str, Any]:
-        digest = hashlib.sha256(json.dumps(self._answers, sort_keys=True).encode()).hexdigest()
+        # everything that decides the outputs: the answers (or the callable's code), and what
+        # unknown prompts get
+        script = {"answers": self._answers, "default": self.default, "strict": self.strict,
+                  "code": _code_digest(self._fn) if self._fn is not None else None}
+        digest = hashlib.sha256(json.dumps(script, sort_keys=True).encode()).hexdigest()
         return {"engine": self.name, "model": self._label, "revision": digest[:16]}
 
     def _answer(self, request: Request) -> str | None:
