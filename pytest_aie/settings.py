@@ -104,8 +104,9 @@ def parse_models(raw: str, default_engine: str) -> dict[str, tuple[str, str]]:
         if not sep or not name.strip() or not spec.strip():
             raise UsageError(f"--aie-models entry {item!r} is not NAME=[ENGINE:]MODEL",
                              fix="write e.g. --aie-models base=hf:HuggingFaceTB/SmolLM2-135M")
-        engine, colon, model = spec.strip().partition(":")
-        if not colon or "/" in engine or "\\" in engine:  # no engine prefix (or a path)
+        engine, colon, model = (part.strip() for part in spec.strip().partition(":"))
+        # no engine prefix: a plain model id, or a path (with a colon, or a Windows drive)
+        if not colon or "/" in engine or "\\" in engine or (len(engine) == 1 and engine.isalpha()):
             engine, model = default_engine, spec.strip()
         models[name.strip()] = (engine, model)
     return models
