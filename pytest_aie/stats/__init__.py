@@ -1,0 +1,65 @@
+"""Statistics for evaluation gates: intervals, threshold verdicts, repeated sampling,
+paired regression tests against a baseline, and the power of those tests.
+
+Pure functions over plain lists; :mod:`scipy.stats` does the numerics. See the modules:
+
+* :mod:`~pytest_aie.stats.intervals`: :func:`aggregate`, :func:`verdict` and the
+  intervals behind them (Wilson / Clopper-Pearson, BCa bootstrap, cluster bootstrap);
+* :mod:`~pytest_aie.stats.sampling`: pass@k, pass^k, consistency, flaky cases;
+* :mod:`~pytest_aie.stats.paired`: McNemar, Newcombe's paired interval, the binary and
+  score regression gates (and the rule they use);
+* :mod:`~pytest_aie.stats.power`: minimum detectable drop by simulation.
+"""
+
+from __future__ import annotations
+
+from pytest_aie.stats.intervals import (
+    Aggregate,
+    Interval,
+    aggregate,
+    clustered_interval,
+    mean_interval,
+    pass_rate_interval,
+    verdict,
+)
+from pytest_aie.stats.paired import (
+    GateResult,
+    binary_gate_from_counts,
+    mcnemar_exact,
+    paired_binary_gate,
+    paired_proportion_interval,
+    paired_score_gate,
+)
+from pytest_aie.stats.power import detection_rate, minimum_detectable_drop
+from pytest_aie.stats.sampling import (
+    SamplingSummary,
+    consistency,
+    flaky,
+    pass_at_k,
+    pass_hat_k,
+    sampling_summary,
+)
+
+__all__ = [
+    "Aggregate",
+    "GateResult",
+    "Interval",
+    "SamplingSummary",
+    "aggregate",
+    "binary_gate_from_counts",
+    "clustered_interval",
+    "consistency",
+    "detection_rate",
+    "flaky",
+    "mcnemar_exact",
+    "mean_interval",
+    "minimum_detectable_drop",
+    "paired_binary_gate",
+    "paired_proportion_interval",
+    "paired_score_gate",
+    "pass_at_k",
+    "pass_hat_k",
+    "pass_rate_interval",
+    "sampling_summary",
+    "verdict",
+]

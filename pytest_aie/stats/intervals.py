@@ -1,0 +1,283 @@
+"""Confidence intervals for a suite's pass rate or mean score, and threshold verdicts.
+
+All numerics come from :mod:`scipy.stats`:
+
+* pass rates: :func:`scipy.stats.binomtest` ``.proportion_ci`` (Wilson score or exact
+  Clopper-Pearson);
+* mean scores: :func:`scipy.stats.bootstrap` (BCa by default);
+* clustered cases (several cases share a group tag, e.g. paraphrases of one question):
+  a *cluster bootstrap*, i.e. :func:`scipy.stats.bootstrap` resampling whole groups, with
+  the pooled mean ``sum(values) / count(values)`` over the resampled groups as statistic.
+
+Bootstrap intervals are seeded (``seed=0`` by default) so that a gate gives the same
+verdict on the same scores every run.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+from pytest_aie.errors import UsageError
+
+__all__ = [
+    "Aggregate",
+    "Interval",
+    "aggregate",
+    "clustered_interval",
+    "mean_interval",
+    "pass_rate_interval",
+    "verdict",
+]
+
+Verdict = Literal["pass", "fail", "inconclusive"]
+_BOOT_METHODS = {"bca": "BCa", "percentile": "percentile", "basic": "basic"}
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate and a two-sided confidence interval around it."""
+
+    estimate: float
+    low: float
+    high: float
+    method: str
+    confidence: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """A suite's score on one metric: the estimate with its interval, and the counts.
+
+    ``n`` counts every case, ``measured`` those with a score, ``unmeasured`` those without
+    (never counted as pass or fail). ``estimate``, ``low`` and ``high`` are ``None`` when
+    nothing was measured.
+    """
+
+    n: int
+    measured: int
+    unmeasured: int
+    estimate: float | None
+    low: float | None
+    high: float | None
+    method: str
+    confidence: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise UsageError(f"confidence level {confidence!r} is not between 0 and 1",
+                         fix="pass a confidence such as 0.95")
+
+
+def pass_rate_interval(passes: int, n: int, confidence: float = 0.95,
+                       method: Literal["wilson", "exact"] = "wilson") -> Interval:
+    """Interval for a pass rate ``passes / n``.
+
+    ``method="wilson"`` is the Wilson score interval (good coverage, never outside [0, 1]);
+    ``"exact"`` is Clopper-Pearson (guaranteed coverage, wider). Both come from
+    ``scipy.stats.binomtest(passes, n).proportion_ci``.
+    """
+    from scipy import stats
+
+    _check_confidence(confidence)
+    if method not in ("wilson", "exact"):
+        raise UsageError(f"unknown pass-rate interval method {method!r}",
+                         fix="use method='wilson' or method='exact'")
+    if n <= 0 or not 0 <= passes <= n:
+        raise UsageError(f"cannot form a pass rate from {passes} passes out of {n} cases",
+                         fix="pass 0 <= passes <= n with n >= 1")
+    ci = stats.binomtest(int(passes), int(n)).proportion_ci(confidence_level=confidence,
+                                                            method=method)
+    return Interval(passes / n, float(ci.low), float(ci.high), method, confidence)
+
+
+def _as_floats(values: Sequence[float], what: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim != 1 or arr.size == 0:
+        raise UsageError(f"{what} needs a non-empty list of numbers", fix="pass at least one value")
+    if not np.all(np.isfinite(arr)):
+        raise UsageError(f"{what} got a NaN or infinite value",
+                         fix="drop unmeasured values first, or use aggregate(), which skips None")
+    return arr
+
+
+def _bootstrap(data: tuple[np.ndarray, ...], statistic: Any, *, confidence: float, method: str,
+               n_resamples: int, seed: int | None, paired: bool = False) -> tuple[float, float, str]:
+    """Run scipy's bootstrap quietly; fall back to the percentile method if BCa is undefined.
+
+    BCa needs a non-degenerate jackknife; on nearly constant data scipy warns and returns
+    NaN. Warnings are kept inside this call, and the fallback is named in the method.
+    """
+    from scipy import stats
+
+    if method not in _BOOT_METHODS:
+        raise UsageError(f"unknown bootstrap method {method!r}",
+                         fix="use method='bca', 'percentile' or 'basic'")
+    tried = [method] if method == "percentile" else [method, "percentile"]
+    for m in tried:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = stats.bootstrap(data, statistic, paired=paired, vectorized=True,
+                                  confidence_level=confidence, method=_BOOT_METHODS[m],
+                                  n_resamples=n_resamples, batch=max(1, 4_000_000 // max(1, data[0].size)),
+                                  rng=np.random.default_rng(seed))
+        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        if math.isfinite(low) and math.isfinite(high):
+            return low, high, m
+    return math.nan, math.nan, tried[-1]
+
+
+def mean_interval(values: Sequence[float], confidence: float = 0.95, method: str = "bca",
+                  n_resamples: int = 9999, seed: int | None = 0) -> Interval:
+    """Bootstrap interval for the mean of ``values`` (``scipy.stats.bootstrap``, BCa default).
+
+    With fewer than two values, or all values equal, there is no spread to resample and the
+    interval is degenerate: ``low == high == mean``, with ``method`` saying why. No warning
+    escapes. If BCa is undefined on the resamples it falls back to the percentile method
+    (``method`` then reads ``bootstrap-percentile``).
+    """
+    _check_confidence(confidence)
+    arr = _as_floats(values, "mean_interval")
+    mean = float(arr.mean())
+    if arr.size < 2:
+        return Interval(mean, mean, mean, "degenerate (n<2)", confidence)
+    if np.ptp(arr) == 0:
+        return Interval(mean, mean, mean, "degenerate (all values equal)", confidence)
+    low, high, used = _bootstrap((arr,), _mean, confidence=confidence, method=method,
+                                 n_resamples=n_resamples, seed=seed)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return Interval(mean, mean, mean, "degenerate (bootstrap undefined)", confidence)
+    return Interval(mean, min(low, mean), max(high, mean), f"bootstrap-{used}", confidence)
+
+
+def _mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(x, axis=axis)
+
+
+def _pooled_mean(sums: np.ndarray, sizes: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.sum(sums, axis=axis) / np.sum(sizes, axis=axis)
+
+
+def clustered_interval(values: Sequence[float], groups: Sequence[str | None],
+                       confidence: float = 0.95, method: str = "bca",
+                       n_resamples: int = 9999, seed: int | None = 0) -> Interval:
+    """Cluster-bootstrap interval for the mean when cases share a group tag.
+
+    Cases in one group (paraphrases of a question, turns of one conversation) are not
+    independent, so an i.i.d. interval is too narrow. This resamples *groups* with
+    replacement (``scipy.stats.bootstrap`` over the per-group sums and sizes, paired), and
+    the statistic is the pooled mean ``sum of values / number of values`` of the resampled
+    groups, the same estimator as the plain mean. A case whose group is ``None`` is its own
+    group. With fewer than two groups there is nothing to resample between groups and the
+    i.i.d. :func:`mean_interval` is returned instead (its ``method`` says so).
+    """
+    _check_confidence(confidence)
+    arr = _as_floats(values, "clustered_interval")
+    if len(groups) != arr.size:
+        raise UsageError(f"clustered_interval got {arr.size} values but {len(groups)} groups",
+                         fix="pass one group tag (or None) per value")
+    keys = [g if g is not None else ("__single__", i) for i, g in enumerate(groups)]
+    index: dict[Any, int] = {}
+    codes = np.fromiter((index.setdefault(k, len(index)) for k in keys), dtype=np.intp,
+                        count=arr.size)
+    n_groups = len(index)
+    mean = float(arr.mean())
+    if n_groups < 2:
+        iid = mean_interval(arr, confidence, method, n_resamples, seed)
+        return Interval(iid.estimate, iid.low, iid.high, f"{iid.method} (1 group: unclustered)",
+                        confidence)
+    sums = np.bincount(codes, weights=arr, minlength=n_groups)
+    sizes = np.bincount(codes, minlength=n_groups).astype(float)
+    if np.ptp(sums / sizes) == 0:
+        return Interval(mean, mean, mean, "degenerate (all group means equal)", confidence)
+    low, high, used = _bootstrap((sums, sizes), _pooled_mean, confidence=confidence,
+                                 method=method, n_resamples=n_resamples, seed=seed, paired=True)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return Interval(mean, mean, mean, "degenerate (bootstrap undefined)", confidence)
+    return Interval(mean, min(low, mean), max(high, mean),
+                    f"cluster-bootstrap-{used} ({n_groups} groups)", confidence)
+
+
+def aggregate(values: Sequence[float | bool | None], *, binary: bool,
+              groups: Sequence[str | None] | None = None, confidence: float = 0.95,
+              method: str | None = None, n_resamples: int = 9999,
+              seed: int | None = 0) -> Aggregate:
+    """Summarise one metric over a suite: estimate, interval and counts.
+
+    ``values`` holds one entry per case; ``None`` (or NaN) is *unmeasured* and is left out
+    of the estimate entirely, never counted as a pass or a fail. ``binary=True`` means the
+    values are pass/fail (bools or 0/1) and the estimate is the pass rate.
+
+    Interval used:
+
+    * no ``groups``, or no group shared by two measured cases: binary -> Wilson score
+      (``method="exact"`` for Clopper-Pearson); continuous -> BCa bootstrap
+      (``method="percentile"``/``"basic"`` also accepted);
+    * shared groups: the cluster bootstrap of :func:`clustered_interval`. Because
+      clustering can only be ignored at the cost of too-narrow intervals, and a cluster
+      bootstrap can come out narrower than the i.i.d. interval by resampling noise or on
+      degenerate data (e.g. every case passes), the result is the hull of the cluster and
+      the i.i.d. intervals: never narrower than the independent-case interval.
+    """
+    n = len(values)
+    if groups is not None and len(groups) != n:
+        raise UsageError(f"aggregate got {n} values but {len(groups)} groups",
+                         fix="pass one group tag (or None) per value")
+    keep = [i for i, v in enumerate(values)
+            if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    measured = len(keep)
+    if measured == 0:
+        return Aggregate(n, 0, n, None, None, None, "none measured", confidence)
+    arr = np.asarray([float(values[i]) for i in keep], dtype=float)  # type: ignore[arg-type]
+    if binary:
+        if not np.all((arr == 0.0) | (arr == 1.0)):
+            raise UsageError("aggregate(binary=True) got a value that is not pass/fail",
+                             fix="pass bools (or 0/1), or use binary=False for scores")
+        iid = pass_rate_interval(int(arr.sum()), measured, confidence,
+                                 method=method or "wilson")  # type: ignore[arg-type]
+    else:
+        iid = mean_interval(arr, confidence, method or "bca", n_resamples, seed)
+    kept_groups = [groups[i] for i in keep] if groups is not None else None
+    shared = kept_groups is not None and len({g for g in kept_groups if g is not None}) < sum(
+        g is not None for g in kept_groups)
+    if not shared:
+        return Aggregate(n, measured, n - measured, iid.estimate, iid.low, iid.high,
+                         iid.method, confidence)
+    boot = "bca" if binary or method is None else method
+    cl = clustered_interval(arr, kept_groups, confidence, boot, n_resamples, seed)  # type: ignore[arg-type]
+    return Aggregate(n, measured, n - measured, iid.estimate, min(cl.low, iid.low),
+                     max(cl.high, iid.high), f"{cl.method} + {iid.method} hull", confidence)
+
+
+def verdict(agg: Aggregate, threshold: float,
+            mode: Literal["interval", "point"] = "interval") -> Verdict:
+    """Compare a suite's score with a threshold.
+
+    ``mode="interval"``: ``"pass"`` when the whole interval clears the threshold
+    (``low >= threshold``), ``"fail"`` when it lies wholly below (``high < threshold``),
+    else ``"inconclusive"`` (more cases needed). ``mode="point"`` compares the estimate
+    only: ``"pass"`` when ``estimate >= threshold``, else ``"fail"``. Nothing measured is
+    always ``"inconclusive"``.
+    """
+    if mode not in ("interval", "point"):
+        raise UsageError(f"unknown verdict mode {mode!r}", fix="use mode='interval' or 'point'")
+    if agg.estimate is None or agg.low is None or agg.high is None:
+        return "inconclusive"
+    if mode == "point":
+        return "pass" if agg.estimate >= threshold else "fail"
+    if agg.low >= threshold:
+        return "pass"
+    if agg.high < threshold:
+        return "fail"
+    return "inconclusive"
