@@ -1,0 +1,395 @@
+"""The ``openai`` engine: any OpenAI-compatible server (OpenAI, vLLM, ``transformers serve``...).
+
+Requests go out through the official ``openai`` client, which does the retrying: 408/409/429 and
+5xx answers and connection errors are retried ``max_retries`` times with its exponential backoff
+(honouring ``Retry-After``), and each attempt is bounded by ``timeout``. This module does not
+retry anything itself. A batch is spread over a thread pool of ``concurrency`` workers.
+
+Mapping:
+
+* chat requests (``messages``) -> ``POST /chat/completions``;
+  prompt requests -> ``POST /completions``.
+* :class:`~pytest_aie.engines.base.Sampling` -> ``temperature``, ``top_p``, ``max_tokens``,
+  ``stop``, ``seed``, and ``logprobs`` (chat: ``logprobs=true``; completions: ``logprobs=0``).
+* Stop sequences are cut client-side as well (the text ends before the first stop string):
+  OpenAI leaves them out, but some compatible servers (``transformers serve``) include them.
+* ``Request.stream`` -> a streamed call that measures time to first content token (``ttft_s``)
+  and time per output token after it (``tpot_s = (e2e - ttft) / (completion_tokens - 1)``).
+  The stream asks for ``stream_options.include_usage``; a server that rejects the field is
+  asked again without it, and when no usage arrives the completion tokens are counted as the
+  content chunks received (one token per chunk, an approximation).
+* ``token_logprobs`` is filled when the server returns log-probabilities, else left ``None``:
+  ``transformers serve`` ignores the ``logprobs`` field and returns none.
+
+Errors: a request that still fails after the client's retries comes back as a
+:class:`~pytest_aie.engines.base.Generation` with ``error`` set and ``finish_reason="error"``;
+a server that cannot be reached at all (no request of the batch got through) raises
+:class:`~pytest_aie.errors.EngineError`. The API key is read from the environment and never
+appears in :meth:`OpenAIEngine.identity`, ``repr``, or any error text.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+from pytest_aie.engines.base import Capability, Engine, Generation, Request, Timings
+from pytest_aie.errors import AieError, EngineError, require
+
+__all__ = ["OpenAIEngine", "OPENAI_URL"]
+
+OPENAI_URL = "https://api.openai.com/v1"
+_LOCAL_KEY = "EMPTY"  # what local servers are conventionally given when they need no key
+_FIX_UNREACHABLE = "start the server or set --aie-base-url"
+
+
+def _strip_userinfo(url: str) -> str:
+    """``url`` without any ``user:password@`` part (credentials never go into identities)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+class _Unreachable(Exception):
+    """Internal: the server could not be reached (connection refused, DNS failure...)."""
+
+
+class OpenAIEngine(Engine):
+    """Generate with an OpenAI-compatible server through the ``openai`` client.
+
+    Args:
+        model: the model id to ask for; ``None`` asks the server's ``/models`` and takes the
+            only model listed (an :class:`EngineError` when it lists none or several).
+        base_url: the API root (``.../v1``); default ``$OPENAI_BASE_URL``, else api.openai.com.
+        api_key_env: the environment variable holding the API key. Unset is fine for a
+            custom server (the key ``"EMPTY"`` is sent); for api.openai.com it is an error.
+        concurrency: requests in flight at once (threads).
+        timeout: seconds per HTTP attempt.
+        max_retries: the client's retries for 408/409/429/5xx and connection errors.
+    """
+
+    name = "openai"
+    capabilities = frozenset(
+        {Capability.CHAT, Capability.PROMPT, Capability.STREAM, Capability.TIMINGS,
+         Capability.LOGPROBS}
+    )
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 8,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        **_ignored: Any,
+    ) -> None:
+        openai = require("openai", "openai", "the openai engine")
+        if concurrency < 1:
+            raise EngineError(
+                f"openai engine concurrency must be at least 1, got {concurrency}",
+                fix="pass a positive concurrency",
+            )
+        url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
+        self.base_url = _strip_userinfo(url)
+        self.api_key_env = api_key_env
+        self.concurrency = int(concurrency)
+        self.timeout = float(timeout)
+        self.max_retries = int(max_retries)
+        self.preferred_batch_size = max(64, 8 * self.concurrency)
+
+        key = os.environ.get(api_key_env) or ""
+        if not key:
+            if urlsplit(url).hostname == urlsplit(OPENAI_URL).hostname:
+                raise EngineError(
+                    f"the openai engine needs an API key for {self.base_url}, and "
+                    f"${api_key_env} is not set",
+                    fix=f"export {api_key_env}=<your key>, or set --aie-base-url to a local "
+                    "OpenAI-compatible server",
+                )
+            key = _LOCAL_KEY
+        self._openai = openai
+        self._client = openai.OpenAI(
+            base_url=url, api_key=key, timeout=self.timeout, max_retries=self.max_retries
+        )
+        self._no_stream_options = False  # set when the server rejected stream_options
+        self._lock = threading.Lock()
+        self.model = model or self._only_served_model()
+
+    # ---------------------------------------------------------------- identity and helpers
+
+    def identity(self) -> dict[str, Any]:
+        return {"engine": self.name, "model": self.model, "base_url": self.base_url}
+
+    def __repr__(self) -> str:
+        return f"OpenAIEngine(model={self.model!r}, base_url={self.base_url!r})"
+
+    def _scrub(self, text: str) -> str:
+        """``text`` with the API key replaced by ``***``."""
+        key = self._client.api_key  # the key lives only in the client, never in our attributes
+        if key and key != _LOCAL_KEY:
+            text = text.replace(key, "***")
+        return text
+
+    def _unreachable(self, exc: BaseException) -> EngineError:
+        detail = self._scrub(str(exc.__cause__ or exc) or type(exc).__name__)
+        return EngineError(
+            f"cannot reach OpenAI-compatible server at {self.base_url} ({detail})",
+            fix=_FIX_UNREACHABLE,
+        )
+
+    def _describe(self, exc: BaseException) -> str:
+        """One line for a per-request error, without the key."""
+        openai = self._openai
+        if isinstance(exc, openai.APIStatusError):
+            text = f"HTTP {exc.status_code} from {self.base_url}: {exc.message}"
+            if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
+                text += f" (after {self.max_retries} retries)"
+        elif isinstance(exc, openai.APITimeoutError):
+            text = (
+                f"request to {self.base_url} timed out after {self.timeout:g}s "
+                f"({self.max_retries} retries); raise the engine's timeout"
+            )
+        else:
+            text = f"{type(exc).__name__}: {exc}"
+        return self._scrub(text)
+
+    def _only_served_model(self) -> str:
+        """The one model ``/models`` lists, or an :class:`EngineError`."""
+        try:
+            ids = [m.id for m in self._client.models.list()]
+        except self._openai.APIConnectionError as exc:  # includes timeouts
+            raise self._unreachable(exc) from None
+        except self._openai.APIStatusError as exc:
+            raise EngineError(
+                f"cannot list the models of {self.base_url}: {self._describe(exc)}",
+                fix="pass the model id with --aie-model",
+            ) from None
+        if len(ids) != 1:
+            listed = ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else "") if ids else "none"
+            raise EngineError(
+                f"the openai engine needs a model id: {self.base_url}/models lists "
+                f"{len(ids)} models ({listed})",
+                fix="pass the model id with --aie-model",
+            )
+        return ids[0]
+
+    # ---------------------------------------------------------------- generation
+
+    def generate(self, requests: Sequence[Request]) -> list[Generation]:
+        """One generation per request, in order, ``concurrency`` requests in flight at once.
+
+        Raises :class:`EngineError` when no request of the batch could reach the server.
+        """
+        requests = list(requests)
+        if not requests:
+            return []
+        state = {"reached": False}
+        unreachable: list[BaseException] = []
+        abort = threading.Event()
+
+        def run(request: Request) -> Generation | None:
+            if abort.is_set():
+                return None
+            try:
+                gen = self._generate_one(request)
+            except _Unreachable as exc:
+                with self._lock:
+                    if not state["reached"]:
+                        unreachable.append(exc)
+                        abort.set()
+                        return None
+                return self._error(request, self._describe(exc.__cause__ or exc))
+            with self._lock:
+                state["reached"] = True
+            return gen
+
+        workers = min(self.concurrency, len(requests))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aie-openai") as pool:
+            results = list(pool.map(run, requests))
+        if unreachable and not state["reached"]:
+            raise self._unreachable(unreachable[0].__cause__ or unreachable[0])
+        out: list[Generation] = []
+        for request, gen in zip(requests, results):
+            if gen is None:  # a connection failed before any request got through
+                gen = self._error(
+                    request, f"could not reach {self.base_url} (a connection failed in this batch)"
+                )
+            out.append(gen)
+        return out
+
+    def _error(self, request: Request, message: str) -> Generation:
+        return Generation(
+            text="", finish_reason="error", engine=self.name, model=self.model,
+            adapter=request.adapter, error=message,
+        )  # fmt: skip
+
+    def _generate_one(self, request: Request) -> Generation:
+        """Send one request; API failures become a Generation with ``error``."""
+        openai = self._openai
+        try:
+            self.check(request)
+        except AieError as exc:
+            return self._error(request, str(exc))
+        try:
+            if request.stream:
+                return self._streamed(request)
+            return self._plain(request)
+        except openai.APITimeoutError as exc:
+            return self._error(request, self._describe(exc))
+        except openai.APIConnectionError as exc:
+            raise _Unreachable(str(exc)) from exc
+        except openai.OpenAIError as exc:
+            return self._error(request, self._describe(exc))
+
+    def _params(self, request: Request) -> dict[str, Any]:
+        s = request.sampling
+        params: dict[str, Any] = {
+            "model": self.model,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "max_tokens": s.max_tokens,
+        }
+        if s.stop:
+            params["stop"] = list(s.stop)
+        if s.seed is not None:
+            params["seed"] = s.seed
+        if s.logprobs:
+            params["logprobs"] = True if request.messages is not None else 0
+        if request.messages is not None:
+            params["messages"] = [dict(m) for m in request.messages]
+        else:
+            params["prompt"] = request.prompt
+        return params
+
+    def _call(self, request: Request, **extra: Any) -> Any:
+        params = {**self._params(request), **extra}
+        if request.messages is not None:
+            return self._client.chat.completions.create(**params)
+        return self._client.completions.create(**params)
+
+    def _finish(
+        self,
+        request: Request,
+        text: str,
+        finish_reason: str | None,
+        usage: Any,
+        logprobs: list[float] | None,
+        timings: Timings,
+        counted_tokens: int | None = None,
+    ) -> Generation:
+        text, finish_reason = _cut_at_stop(text, request.sampling.stop, finish_reason)
+        prompt_tokens = getattr(usage, "prompt_tokens", None)
+        completion_tokens = getattr(usage, "completion_tokens", None)
+        if completion_tokens is None:
+            completion_tokens = counted_tokens
+        return Generation(
+            text=text,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            finish_reason=finish_reason,
+            engine=self.name,
+            model=self.model,
+            adapter=request.adapter,
+            timings=timings,
+            token_logprobs=logprobs,
+        )
+
+    def _plain(self, request: Request) -> Generation:
+        start = time.perf_counter()
+        response = self._call(request)
+        e2e = time.perf_counter() - start
+        if not response.choices:
+            return self._error(request, f"{self.base_url} answered with no choices")
+        choice = response.choices[0]
+        if request.messages is not None:
+            text = choice.message.content or ""
+        else:
+            text = choice.text or ""
+        return self._finish(
+            request, text, choice.finish_reason, response.usage,
+            _logprobs(choice, chat=request.messages is not None),
+            Timings(e2e_s=e2e, batch_size=1),
+        )  # fmt: skip
+
+    def _streamed(self, request: Request) -> Generation:
+        start = time.perf_counter()
+        if self._no_stream_options:
+            stream = self._call(request, stream=True)
+        else:
+            try:
+                stream = self._call(request, stream=True, stream_options={"include_usage": True})
+            except (self._openai.BadRequestError, self._openai.UnprocessableEntityError) as exc:
+                if "stream_options" not in str(exc):
+                    raise
+                self._no_stream_options = True  # this server rejects the field: ask without it
+                stream = self._call(request, stream=True)
+        chat = request.messages is not None
+        pieces: list[str] = []
+        logprobs: list[float] = []
+        got_logprobs = False
+        ttft: float | None = None
+        content_chunks = 0
+        finish_reason: str | None = None
+        usage = None
+        with stream:
+            for chunk in stream:
+                if getattr(chunk, "usage", None) is not None:
+                    usage = chunk.usage
+                for choice in chunk.choices or ():
+                    if choice.index != 0:
+                        continue
+                    piece = (choice.delta.content if chat else choice.text) or ""
+                    if piece:
+                        if ttft is None:
+                            ttft = time.perf_counter() - start
+                        pieces.append(piece)
+                        content_chunks += 1
+                    lp = _logprobs(choice, chat=chat)
+                    if lp is not None:
+                        got_logprobs = True
+                        logprobs.extend(lp)
+                    if choice.finish_reason:
+                        finish_reason = choice.finish_reason
+        e2e = time.perf_counter() - start
+        completion_tokens = getattr(usage, "completion_tokens", None) or content_chunks
+        tpot = None
+        if ttft is not None and completion_tokens and completion_tokens > 1:
+            tpot = (e2e - ttft) / (completion_tokens - 1)
+        return self._finish(
+            request, "".join(pieces), finish_reason, usage, logprobs if got_logprobs else None,
+            Timings(e2e_s=e2e, ttft_s=ttft, tpot_s=tpot, batch_size=1),
+            counted_tokens=content_chunks,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        """Close the HTTP client's connections."""
+        self._client.close()
+
+
+def _logprobs(choice: Any, *, chat: bool) -> list[float] | None:
+    """The token log-probabilities of a (chunk's) choice, or None when the server sent none."""
+    lp = getattr(choice, "logprobs", None)
+    if lp is None:
+        return None
+    if chat:
+        content = getattr(lp, "content", None)
+        return None if content is None else [float(t.logprob) for t in content]
+    values = getattr(lp, "token_logprobs", None)
+    return None if values is None else [float(v) for v in values if v is not None]
+
+
+def _cut_at_stop(
+    text: str, stops: Sequence[str], finish_reason: str | None
+) -> tuple[str, str | None]:
+    """Cut ``text`` before the earliest stop string, as the OpenAI API does."""
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    if cut < 0:
+        return text, finish_reason
+    return text[:cut], "stop"
