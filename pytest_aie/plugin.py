@@ -132,7 +132,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def _ensure(request: pytest.FixtureRequest) -> AieSession:
     aie = _aie(request.config)
-    aie.ensure_generated(request.node.nodeid, request.config.stash.get(_SELECTED_KEY, []))
+    try:
+        aie.ensure_generated(request.node.nodeid, request.config.stash.get(_SELECTED_KEY, []))
+    except AieError as exc:
+        raise _HarnessFailure(exc) from None
     return aie
 
 
@@ -218,11 +221,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """Attach the case record to the call report; shorten harness errors to one line."""
     report = yield
     excinfo = call.excinfo
-    if excinfo is not None and isinstance(excinfo.value, (AieError, _HarnessFailure)):
-        line = str(excinfo.value) if isinstance(excinfo.value, _HarnessFailure) else excinfo.value.line()
+    if excinfo is not None and isinstance(excinfo.value, _HarnessFailure):
+        # The engine could not be created or reached: no other case can run either.
+        line = str(excinfo.value)
         report.longrepr = line
         report.user_properties.append((_HARNESS_PROP, line))
-        item.session.shouldstop = line  # nothing else can run without the engine
+        item.session.shouldstop = line
+    elif excinfo is not None and isinstance(excinfo.value, AieError):
+        report.longrepr = excinfo.value.line()  # one line, no traceback
     if call.when == "call":
         record = item.stash.get(_RECORD_KEY, None)
         if record is not None:

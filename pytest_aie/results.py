@@ -65,23 +65,26 @@ class ResultsLog:
 
     def __init__(self, path: str | Path, header: dict[str, Any]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[str] | None = self.path.open("w", encoding="utf-8")
         self.header = header
         self.records: list[dict[str, Any]] = []
-        self._write(header)
+        self._fh: IO[str] | None = None
+        self._closed = False
 
     def _write(self, record: dict[str, Any]) -> None:
-        assert self._fh is not None
+        if self._fh is None:  # opened on the first record: runs without evals write nothing
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("w", encoding="utf-8")
+            self._fh.write(json.dumps(self.header, default=str, ensure_ascii=False) + "\n")
         self._fh.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
         self._fh.flush()
 
     def append(self, record: dict[str, Any]) -> None:
         self.records.append(record)
-        if self._fh is not None:
+        if not self._closed:
             self._write(record)
 
     def close(self) -> None:
+        self._closed = True
         if self._fh is not None:
             self._fh.flush()
             os.fsync(self._fh.fileno())
