@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -24,7 +24,7 @@ import pytest
 
 from pytest_aie.cache import GenerationCache
 from pytest_aie.dataset import Case
-from pytest_aie.engines.base import Generation, Sampling
+from pytest_aie.engines.base import Generation, Request, Sampling
 from pytest_aie.errors import AieError, UsageError
 from pytest_aie.model import Model, Progress, stderr_progress
 from pytest_aie.results import ResultsLog
@@ -52,11 +52,18 @@ class AieSession:
     progress: Progress = stderr_progress
     suites: dict[str, SuiteSpec] = field(default_factory=dict)
     runs: dict[str, CaseRun] = field(default_factory=dict)  # item nodeid -> CaseRun
-    outputs: dict[str, Generation] = field(default_factory=dict)
-    scores: dict[str, Score] = field(default_factory=dict)
+    outputs: dict[str, list[Generation]] = field(default_factory=dict)  # one per sample
+    scores: dict[str, list[Score]] = field(default_factory=dict)
+    base_outputs: dict[str, list[Generation]] = field(default_factory=dict)  # finetune comparison
+    base_scores: dict[str, list[Score]] = field(default_factory=dict)
     harness_errors: list[str] = field(default_factory=list)
     log: ResultsLog | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # per-suite gate results
+    baseline_comparisons: list[Any] = field(default_factory=list)
+    model_comparisons: list[Any] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    saved_baseline: str | None = None
     _models: dict[str, Model] = field(default_factory=dict)
     _failed_models: dict[str, AieError] = field(default_factory=dict)
     _stores: list[GenerationCache] | None = None
@@ -79,7 +86,8 @@ class AieSession:
         return self._stores
 
     def model_names(self) -> list[str]:
-        return ["default", *self.settings.models]
+        extra = ["candidate"] if self.settings.candidate else []
+        return ["default", *extra, *self.settings.models]
 
     def model(self, name: str | None = None) -> Model:
         """The named model (``None`` or ``"default"``: the session's model), created lazily."""
@@ -88,6 +96,8 @@ class AieSession:
             s = self.settings
             if name == "default":
                 engine, ref = s.engine, s.model
+            elif name == "candidate" and s.candidate:
+                engine, ref = s.candidate
             elif name in s.models:
                 engine, ref = s.models[name]
             else:
@@ -115,73 +125,174 @@ class AieSession:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def ensure_generated(self, nodeid: str, selected: list[str]) -> None:
-        """Generate (whole-suite batched) and score every selected case that shares this
-        item's model, unless already done."""
-        if nodeid in self.outputs:
-            return
+    def primary_model(self, spec: SuiteSpec) -> str:
+        """The model a suite evaluates: its own, else the candidate in a finetune comparison,
+        else the session's model."""
+        return spec.model or ("candidate" if self.settings.candidate else "default")
+
+    def samples(self, spec: SuiteSpec) -> int:
+        return spec.samples or self.settings.samples
+
+    def _requests(self, nodeid: str) -> list[Request]:
+        """One request per sample; sample i uses seed ``seed + i``."""
         run = self.runs[nodeid]
-        name = run.spec.model or "default"
+        base = run.spec.request_for(run.case, self.defaults)
+        k = self.samples(run.spec)
+        if k == 1:
+            return [base]
+        seed = base.sampling.seed or 0
+        return [replace(base, sampling=replace(base.sampling, seed=seed + i)) for i in range(k)]
+
+    def _generate_for(self, name: str, nodeids: list[str]) -> list[list[Generation]]:
         if name in self._failed_models:
             raise self._failed_models[name]
-        model = self.model(name)
-        pending = [n for n in selected if n in self.runs and n not in self.outputs
-                   and (self.runs[n].spec.model or "default") == name]
-        if nodeid not in pending:
-            pending.append(nodeid)
-        requests = [self.runs[n].spec.request_for(self.runs[n].case, self.defaults) for n in pending]
+        per_case = [self._requests(n) for n in nodeids]
+        flat = [r for reqs in per_case for r in reqs]
         try:
             with self._shared_lock(f"model:{name}"):
-                gens = model.generate_many(requests, label=f"{len(pending)} cases")
+                gens = self.model(name).generate_many(flat, label=f"{len(nodeids)} cases")
         except AieError as exc:
             self._failed_models[name] = exc
             raise
-        for n, gen in zip(pending, gens):
-            self.outputs[n] = gen
-        self._score(pending)
+        out, i = [], 0
+        for reqs in per_case:
+            out.append(gens[i:i + len(reqs)])
+            i += len(reqs)
+        return out
 
-    def _score(self, nodeids: list[str]) -> None:
+    def ensure_generated(self, nodeid: str, selected: list[str]) -> None:
+        """Generate (whole-suite batched) and score every selected case that shares this
+        item's model, unless already done. In a finetune comparison the base model
+        generates the same cases too."""
+        if nodeid in self.outputs:
+            return
+        name = self.primary_model(self.runs[nodeid].spec)
+        pending = [n for n in selected if n in self.runs and n not in self.outputs
+                   and self.primary_model(self.runs[n].spec) == name]
+        if nodeid not in pending:
+            pending.append(nodeid)
+        for n, gens in zip(pending, self._generate_for(name, pending)):
+            self.outputs[n] = gens
+        self._score(pending, self.outputs, self.scores)
+        if self.settings.candidate and name == "candidate":
+            compare = [n for n in pending if self.runs[n].spec.scorer is not None]
+            for n, gens in zip(compare, self._generate_for("default", compare)):
+                self.base_outputs[n] = gens
+            self._score(compare, self.base_outputs, self.base_scores)
+
+    def _score(self, nodeids: list[str], outputs: dict[str, list[Generation]],
+               scores: dict[str, list[Score]]) -> None:
+        """Score every sample of every case, one ``score_batch`` call per suite."""
         by_suite: dict[str, list[str]] = {}
         for n in nodeids:
             by_suite.setdefault(self.runs[n].spec.suite, []).append(n)
         for suite, ids in by_suite.items():
-            spec = self.suites[suite]
-            if spec.scorer is None:
+            scorer = self.suites[suite].scorer
+            if scorer is None:
                 continue
-            ok = [n for n in ids if self.outputs[n].error is None]
-            for n in ids:
-                if self.outputs[n].error is not None:
-                    self.scores[n] = Score.unmeasured(spec.scorer.metric,
-                                                      f"generation failed: {self.outputs[n].error}")
+            flat = [(n, i, g) for n in ids for i, g in enumerate(outputs[n])]
+            ok = [(n, i, g) for n, i, g in flat if g.error is None]
+            results: dict[tuple[str, int], Score] = {
+                (n, i): Score.unmeasured(scorer.metric, f"generation failed: {g.error}")
+                for n, i, g in flat if g.error is not None}
             if ok:
-                scores = spec.scorer.score_batch([self.outputs[n].text for n in ok],
-                                                 [self.runs[n].case for n in ok])
-                self.scores.update(zip(ok, scores))
+                got = scorer.score_batch([g.text for _, _, g in ok],
+                                         [self.runs[n].case for n, _, _ in ok])
+                results.update({(n, i): sc for (n, i, _), sc in zip(ok, got)})
+            for n in ids:
+                scores[n] = [results[(n, i)] for i in range(len(outputs[n]))]
 
     # --- results ------------------------------------------------------------------------
+    @staticmethod
+    def _combine(scores: list[Score]) -> tuple[float | None, bool | None, str]:
+        """One case outcome from its samples: mean value, majority pass."""
+        if len(scores) == 1:
+            return scores[0].value, scores[0].passed, scores[0].reason
+        measured = [s for s in scores if s.measured]
+        if not measured:
+            return None, None, scores[0].reason
+        wins = sum(1 for s in measured if s.passed)
+        value = sum(float(s.value) for s in measured) / len(measured)  # type: ignore[arg-type]
+        return value, wins * 2 >= len(measured), f"{wins}/{len(measured)} samples passed; " \
+            f"first: {measured[0].reason}"
+
+    def has_threshold(self, spec: SuiteSpec) -> bool:
+        return bool(self.gate(spec))
+
+    def gate(self, spec: SuiteSpec) -> dict[str, float]:
+        gate = {k: v for k, v in spec.gate.items() if v is not None}
+        if not gate:
+            s = self.settings
+            gate = {k: v for k, v in (("min_pass_rate", s.min_pass_rate),
+                                      ("min_score", s.min_score)) if v is not None}
+        return gate
+
     def record(self, nodeid: str, *, failure: str | None = None) -> dict[str, Any] | None:
         """The results record of a finished case (None for tests without an eval marker)."""
         run = self.runs.get(nodeid)
         if run is None or run.spec.scorer is None or nodeid not in self.outputs:
             return None
-        gen, score = self.outputs[nodeid], self.scores[nodeid]
-        passed, reason = score.passed, score.reason
+        gens, scores = self.outputs[nodeid], self.scores[nodeid]
+        gen = gens[0]
+        value, passed, reason = self._combine(scores)
         if failure is not None and gen.error is None:  # the test body's own assertion failed
             passed, reason = False, failure
         request = run.spec.request_for(run.case, self.defaults)
         prompt = request.prompt if request.prompt is not None else \
             "\n".join(f"[{m['role']}] {m['content']}" for m in request.messages or ())
-        return {
+        record: dict[str, Any] = {
             "type": "case", "suite": run.spec.suite, "case_id": run.case.id, "nodeid": nodeid,
-            "metric": score.metric, "value": score.value, "passed": passed, "reason": reason,
+            "metric": scores[0].metric, "value": value, "passed": passed, "reason": reason,
+            "binary": getattr(run.spec.scorer, "binary", True),
             "output": gen.text, "expected": run.case.expected, "prompt": prompt,
-            "tags": list(run.case.tags), "source": run.case.source,
+            "tags": list(run.case.tags), "group": run.case.fields.get("group"),
+            "must_pass": bool(run.case.id in run.spec.must_pass or run.case.fields.get("must_pass")),
+            "gate": self.gate(run.spec) or None, "source": run.case.source,
             "engine": gen.engine, "model": gen.model, "adapter": gen.adapter,
             "cached": gen.cached, "finish_reason": gen.finish_reason,
-            "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
-            "timings": {k: v for k, v in vars(gen.timings).items()},
-            "details": score.details,
+            "prompt_tokens": gen.prompt_tokens,
+            "completion_tokens": sum(g.completion_tokens or 0 for g in gens),
+            "timings": dict(vars(gen.timings)),
+            "details": scores[0].details,
         }
+        if len(gens) > 1:
+            record["samples"] = [
+                {"seed": r.sampling.seed, "output": g.text, "passed": sc.passed, "value": sc.value,
+                 "reason": sc.reason} for r, g, sc in zip(self._requests(nodeid), gens, scores)]
+        if nodeid in self.base_outputs:
+            bvalue, bpassed, breason = self._combine(self.base_scores[nodeid])
+            record["base"] = {"passed": bpassed, "value": bvalue, "reason": breason,
+                              "output": self.base_outputs[nodeid][0].text,
+                              "model": self.base_outputs[nodeid][0].model}
+        return record
+
+    def conclude(self, status: int) -> int:
+        """Controller, at session end: suite verdicts, comparisons (baseline, base vs
+        candidate), the baseline file if asked for; returns the exit status."""
+        from pytest_aie.gates import (GatePolicy, compare_models, compare_to_baseline,
+                                      evaluate_suites, exit_status)
+
+        s = self.settings
+        policy = GatePolicy(mode=s.gate, inconclusive=s.inconclusive, confidence=s.confidence,
+                            margin=s.regression_margin, alpha=s.alpha)
+        self.rows = evaluate_suites(self.records, policy)
+        if s.baseline:
+            from pytest_aie.baseline import baseline_path, load_baseline
+
+            baseline = load_baseline(baseline_path(s.baseline_dir, s.baseline))
+            self.baseline_comparisons = compare_to_baseline(self.records, baseline, policy)
+        if s.candidate:
+            self.model_comparisons = compare_models(self.records, policy)
+        if s.save_baseline and self.records:
+            from pytest_aie.baseline import baseline_path, make_baseline, save_baseline
+
+            header = self.log.header if self.log is not None else {}
+            self.saved_baseline = str(save_baseline(baseline_path(s.baseline_dir, s.save_baseline),
+                                                    make_baseline(s.save_baseline, header,
+                                                                  self.records)))
+        status, self.notes = exit_status(self.rows, self.baseline_comparisons
+                                         + self.model_comparisons, policy, status)
+        return status
 
     def add_record(self, record: dict[str, Any]) -> None:
         """Controller only: keep and log one case record."""

@@ -68,6 +68,27 @@ OPTIONS: tuple[Option, ...] = (
            CACHE_MODES),
     Option("cache-dir", "cache folder (default: $PYTEST_AIE_CACHE_DIR or the XDG cache "
            "~/.cache/pytest-aie)", "", "DIR"),
+    Option("samples", "generate each case k times with seeds seed..seed+k-1 (pass@k, flaky "
+           "cases)", "1", "K"),
+    Option("min-pass-rate", "default suite threshold on the pass rate (eval markers' "
+           "min_pass_rate= overrides)", "", "RATE"),
+    Option("min-score", "default suite threshold on the mean score (markers' min_score= "
+           "overrides)", "", "SCORE"),
+    Option("gate", "how a threshold is judged: interval (pass/fail/inconclusive from the "
+           "confidence interval) or point (the point estimate)", "interval", "MODE",
+           ("interval", "point")),
+    Option("inconclusive", "what an inconclusive suite verdict does to the exit status: fail, "
+           "pass or warn", "warn", "POLICY", ("fail", "pass", "warn")),
+    Option("confidence", "confidence level of intervals", "0.95", "LEVEL"),
+    Option("candidate", "finetune check: compare this [ENGINE:]MODEL with --aie-model (the base) "
+           "on the same suites", "", "MODEL"),
+    Option("baseline", "compare the run with a saved baseline (paired tests)", "", "NAME"),
+    Option("save-baseline", "save this run's per-case results as a baseline", "", "NAME"),
+    Option("baseline-dir", "folder of baseline files (meant to be committed)", "aie-baselines",
+           "DIR"),
+    Option("regression-margin", "non-inferiority margin: drops smaller than this never fail",
+           "0.02", "DELTA"),
+    Option("alpha", "significance level of the regression tests", "0.05", "ALPHA"),
     Option("results", "results JSONL file, written as each case completes", "aie-results/results.jsonl",
            "PATH"),
     Option("report", "HTML report file ('none' to skip)", "aie-results/report.html", "PATH"),
@@ -130,19 +151,31 @@ class Settings:
     cache_dir: str = ""
     results: str = "aie-results/results.jsonl"
     report: str = "aie-results/report.html"
+    samples: int = 1
+    min_pass_rate: float | None = None
+    min_score: float | None = None
+    gate: str = "interval"
+    inconclusive: str = "warn"
+    confidence: float = 0.95
+    candidate: tuple[str, str] | None = None
+    baseline: str = ""
+    save_baseline: str = ""
+    baseline_dir: str = "aie-baselines"
+    regression_margin: float = 0.02
+    alpha: float = 0.05
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "Settings":
         raw = {opt.name: _raw(config, opt) for opt in OPTIONS}
         by_name = {opt.name: opt for opt in OPTIONS}
-        for name in ("cache",):
+        for name in ("cache", "gate", "inconclusive"):
             opt = by_name[name]
             if opt.choices and raw[name] not in opt.choices:
                 raise UsageError(f"{opt.flag} must be one of {', '.join(opt.choices)}, "
                                  f"got {raw[name]!r}", fix=f"pass {opt.flag} {opt.default}")
         ints = {n: _parse(by_name[n], raw[n], int, "a whole number")
-                for n in ("batch-size", "concurrency", "max-tokens", "seed")}
-        for n in ("concurrency", "max-tokens"):
+                for n in ("batch-size", "concurrency", "max-tokens", "seed", "samples")}
+        for n in ("concurrency", "max-tokens", "samples"):
             if ints[n] < 1:
                 raise UsageError(f"{by_name[n].flag} must be at least 1, got {ints[n]}",
                                  fix=f"pass {by_name[n].flag} {by_name[n].default}")
@@ -150,6 +183,22 @@ class Settings:
         if not 0 <= temperature <= 2:
             raise UsageError(f"--aie-temperature must be in [0, 2], got {temperature}",
                              fix="pass --aie-temperature 0 for greedy decoding")
+        fractions = {}
+        for n in ("min-pass-rate", "min-score", "confidence", "regression-margin", "alpha"):
+            if raw[n] == "":
+                fractions[n] = None
+                continue
+            value = _parse(by_name[n], raw[n], float, "a number between 0 and 1")
+            if not 0 <= value <= 1 or (n in ("confidence", "alpha") and value in (0, 1)):
+                raise UsageError(f"{by_name[n].flag} must be between 0 and 1, got {value}",
+                                 fix=f"pass {by_name[n].flag} {by_name[n].default or '0.8'}")
+            fractions[n] = value
+        candidate = None
+        if raw["candidate"]:
+            candidate = parse_models(f"candidate={raw['candidate']}", raw["engine"] or "hf")["candidate"]
+        if raw["baseline"] and raw["save-baseline"] and raw["baseline"] == raw["save-baseline"]:
+            raise UsageError("--aie-baseline and --aie-save-baseline name the same baseline",
+                             fix="compare first, then save under the same name in a later run")
         root = Path(str(config.rootpath))
         cache_dir = raw["cache-dir"] or str(default_cache_dir())
         results = raw["results"]
@@ -169,6 +218,18 @@ class Settings:
             cache_dir=cache_dir,
             results=str(root / results) if results and results != "none" else "",
             report=str(root / report) if report and report != "none" else "",
+            samples=ints["samples"],
+            min_pass_rate=fractions["min-pass-rate"],
+            min_score=fractions["min-score"],
+            gate=raw["gate"],
+            inconclusive=raw["inconclusive"],
+            confidence=fractions["confidence"],  # type: ignore[arg-type]
+            candidate=candidate,
+            baseline=raw["baseline"],
+            save_baseline=raw["save-baseline"],
+            baseline_dir=str(root / raw["baseline-dir"]),
+            regression_margin=fractions["regression-margin"],  # type: ignore[arg-type]
+            alpha=fractions["alpha"],  # type: ignore[arg-type]
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,6 +22,8 @@ __all__ = ["EVAL_MARKERS", "MARKER_HELP", "SuiteSpec", "build_suite", "register_
 
 _SAMPLING_ARGS = ("max_tokens", "temperature", "top_p", "stop", "seed")
 _DATASET_ARGS = ("prompt", "system", "chat", "model", *_SAMPLING_ARGS)
+#: Accepted by every eval marker: the suite's statistical gate and repeated sampling.
+GATE_ARGS = ("min_pass_rate", "min_score", "must_pass", "samples")
 
 
 def _exact(*args: Any, **kwargs: Any) -> Scorer:
@@ -39,9 +41,11 @@ MARKER_HELP = {
                "argument with the cases in a JSONL, CSV or YAML file next to the test file; each "
                "case's request is generated for the whole suite in one batched pass.",
     "exact": "exact(kind='match', *, normalize=None, field='expected', pattern=None, flags='', "
-             "schema=None, tolerance=1e-6, rel_tolerance=0, extract=None): score each case's "
-             "output exactly. kind: match, contains, any_of, regex, json, json_schema, numeric; "
-             "normalize: case, whitespace, punctuation, articles, or 'all'.",
+             "schema=None, tolerance=1e-6, rel_tolerance=0, extract=None, min_pass_rate=None, "
+             "must_pass=(), samples=None): score each case's output exactly. kind: match, "
+             "contains, any_of, regex, json, json_schema, numeric; normalize: case, whitespace, "
+             "punctuation, articles, or 'all'. With min_pass_rate the suite's interval decides "
+             "pass/fail/inconclusive and a failing case alone does not fail the run.",
 }
 
 
@@ -64,6 +68,9 @@ class SuiteSpec:
     sampling: dict[str, Any] = field(default_factory=dict)  # overrides of the run defaults
     scorer: Scorer | None = None
     marker: str | None = None
+    gate: dict[str, float] = field(default_factory=dict)  # min_pass_rate / min_score
+    must_pass: tuple[str, ...] = ()  # case ids that fail their test even under a threshold
+    samples: int = 0  # 0: the run's --aie-samples
 
     def request_for(self, case: Case, defaults: Sampling) -> Request:
         params = Sampling.from_dict({**_sampling_dict(defaults), **self.sampling})
@@ -112,12 +119,17 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], dict[str, Any]],
         raise UsageError(f"a test has more than one eval marker ({', '.join(e[0] for e in evals)})",
                          fix="split it into one test per eval marker")
     scorer = marker = None
+    gate: dict[str, float] = {}
+    must_pass: tuple[str, ...] = ()
+    samples = 0
     if evals:
         marker, eargs, ekwargs = evals[0]
         factory = EVAL_MARKERS[marker]
+        ekwargs = dict(ekwargs)
+        gate, must_pass, samples = _gate_args(marker, ekwargs)
         allowed = _factory_kwargs(factory)
         if allowed is not None:
-            _check_kwargs(marker, ekwargs, allowed)
+            _check_kwargs(marker, ekwargs, allowed + GATE_ARGS)
         try:
             scorer = factory(*eargs, base_dir=test_dir, **ekwargs)
         except TypeError as exc:
@@ -140,6 +152,32 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], dict[str, Any]],
     except (ValueError, TypeError) as exc:
         raise UsageError(f"bad sampling argument to @pytest.mark.dataset: {exc}",
                          fix="see `pytest --markers`") from None
+    unknown = [c for c in must_pass if c not in {case.id for case in cases}]
+    if unknown:
+        raise UsageError(f"@pytest.mark.{marker} must_pass names unknown case {unknown[0]!r}",
+                         fix=f"use case ids from {path.name}")
     return SuiteSpec(suite=suite, cases=cases, prompt=prompt, system=kwargs.get("system"),
                      chat=bool(kwargs.get("chat", True)), model=kwargs.get("model"),
-                     sampling=sampling, scorer=scorer, marker=marker)
+                     sampling=sampling, scorer=scorer, marker=marker, gate=gate,
+                     must_pass=must_pass, samples=samples)
+
+
+def _gate_args(marker: str, kwargs: dict[str, Any]) -> tuple[dict[str, float], tuple[str, ...], int]:
+    """Pop and validate the gate arguments shared by every eval marker."""
+    gate = {}
+    for name in ("min_pass_rate", "min_score"):
+        value = kwargs.pop(name, None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise UsageError(f"@pytest.mark.{marker}({name}={value!r}) must be a number in [0, 1]",
+                             fix=f"write e.g. {name}=0.8")
+        gate[name] = float(value)
+    must_pass = kwargs.pop("must_pass", ()) or ()
+    if isinstance(must_pass, str):
+        must_pass = (must_pass,)
+    samples = kwargs.pop("samples", 0) or 0
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
+        raise UsageError(f"@pytest.mark.{marker}(samples={samples!r}) must be a whole number >= 1",
+                         fix="write e.g. samples=5")
+    return gate, tuple(str(c) for c in must_pass), samples

@@ -16,3 +16,8 @@ try:
     settings.load_profile("ci" if os.environ.get("CI") else "dev")
 except ImportError:  # pragma: no cover
     pass
+
+# numpy (and scipy, built on it) cannot be imported twice in one process, and pytester's
+# in-process runs drop modules first imported inside them: import them once up front.
+import numpy  # noqa: E402,F401
+import scipy.stats  # noqa: E402,F401

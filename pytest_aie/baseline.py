@@ -1,0 +1,70 @@
+"""Baselines: a run's per-case outcomes saved as versioned JSON, meant to be committed.
+
+``--aie-save-baseline NAME`` writes ``<baseline dir>/NAME.json`` (default dir
+``aie-baselines/`` at the project root); ``--aie-baseline NAME`` compares the run against it.
+The file is sorted and stable (the same outcomes give the same bytes) and written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+from pytest_aie.errors import UsageError
+
+__all__ = ["BASELINE_FORMAT", "baseline_path", "load_baseline", "make_baseline", "save_baseline"]
+
+BASELINE_FORMAT = 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_RUN_KEYS = ("pytest_aie", "engine", "git_commit", "seed", "versions")
+
+
+def baseline_path(directory: str | Path, name: str) -> Path:
+    if not _NAME.match(name):
+        raise UsageError(f"baseline name {name!r} is not a plain file name",
+                         fix="use letters, digits, '.', '_' or '-', e.g. --aie-baseline main")
+    return Path(directory) / f"{name}.json"
+
+
+def make_baseline(name: str, header: dict[str, Any], records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    suites: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        if rec.get("type") != "case":
+            continue
+        entry = suites.setdefault(f"{rec['suite']}::{rec['metric']}", {
+            "suite": rec["suite"], "metric": rec["metric"], "binary": rec.get("binary", True),
+            "cases": {}})
+        entry["cases"][rec["case_id"]] = {"passed": rec.get("passed"), "value": rec.get("value"),
+                                          "tags": list(rec.get("tags") or ())}
+    return {
+        "format_version": BASELINE_FORMAT,
+        "name": name,
+        "run": {k: header.get(k) for k in _RUN_KEYS},
+        "suites": suites,
+    }
+
+
+def save_baseline(path: Path, baseline: dict[str, Any]) -> Path:
+    from pytest_aie.report import write_atomic
+
+    text = json.dumps(baseline, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomic(path, text)
+
+
+def load_baseline(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UsageError(f"baseline {str(path)!r} not found",
+                         fix="save one first with --aie-save-baseline NAME (and commit it)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}:{exc.lineno}: baseline is not valid JSON ({exc.msg})",
+                         fix="restore it from version control or save it again") from None
+    version = data.get("format_version") if isinstance(data, dict) else None
+    if version != BASELINE_FORMAT:
+        raise UsageError(f"{path}: baseline format {version!r} is not {BASELINE_FORMAT}",
+                         fix="regenerate it with --aie-save-baseline using this pytest-aie version")
+    return data  # type: ignore[no-any-return]

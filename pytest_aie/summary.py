@@ -1,0 +1,73 @@
+"""The terminal summary: one line per suite with its interval and verdict, repeated-sampling
+figures and flaky cases, and the paired comparisons with newly failing / passing cases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pytest_aie.gates import Comparison
+
+__all__ = ["suite_lines", "comparison_lines"]
+
+_LIST = 10  # case ids listed per line before "... and N more"
+
+
+def _ids(ids: list[str]) -> str:
+    head = ", ".join(ids[:_LIST])
+    return head + (f" ... and {len(ids) - _LIST} more" if len(ids) > _LIST else "")
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
+
+
+def suite_lines(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, bool]]]:
+    out: list[tuple[str, dict[str, bool]]] = []
+    for row in rows:
+        name = f"{row['suite']} [{row['metric']}]"
+        counts = (f"{row['passed']}/{row['n']} passed, {row['failed']} failed, "
+                  f"{row['unmeasured']} unmeasured")
+        if row["binary"]:
+            est = f"pass rate {_pct(row['estimate'])}"
+        else:
+            est = "mean score n/a" if row["estimate"] is None else f"mean score {row['estimate']:.3f}"
+        if row["interval"]:
+            lo, hi = row["interval"]
+            fmt = _pct if row["binary"] else (lambda v: f"{v:.3f}")
+            est += f", {row['confidence']:.0%} CI [{fmt(lo)}, {fmt(hi)}]"
+        cached = f", {row['cached']} cached" if row["cached"] else ""
+        style: dict[str, bool] = {}
+        verdict = ""
+        if row["verdict"]:
+            verdict = f" -> {row['verdict'].upper()} (threshold {row['threshold']:g})"
+            style = {"green": row["verdict"] == "pass", "red": row["verdict"] == "fail",
+                     "yellow": row["verdict"] == "inconclusive"}
+        out.append((f"{name}: {counts} ({est}{cached}){verdict}", style))
+        if row.get("must_pass_failed"):
+            out.append((f"  must-pass cases failed: {_ids(row['must_pass_failed'])}", {"red": True}))
+        sampling = row.get("sampling")
+        if sampling:
+            k = sampling["k"]
+            out.append((f"  {k} samples per case: pass@1 {_pct(sampling['pass_at_1'])}, "
+                        f"pass@{k} {_pct(sampling['pass_at_k'])}, pass^{k} "
+                        f"{_pct(sampling['pass_hat_k'])}, consistency "
+                        f"{_pct(sampling['mean_consistency'])}", {}))
+            if sampling["flaky"]:
+                out.append((f"  flaky cases ({len(sampling['flaky'])}): {_ids(sampling['flaky'])}",
+                            {"yellow": True}))
+    return out
+
+
+def comparison_lines(title: str, comparisons: list[Comparison]) -> list[tuple[str, dict[str, bool]]]:
+    out: list[tuple[str, dict[str, bool]]] = []
+    for comp in comparisons:
+        style = {"red": comp.regressed, "green": comp.improved}
+        out.append((f"{title}: {comp.line()}", style))
+        if comp.scope == "suite":
+            if comp.newly_failing:
+                out.append((f"  newly failing ({len(comp.newly_failing)}): {_ids(comp.newly_failing)}",
+                            {}))
+            if comp.newly_passing:
+                out.append((f"  newly passing ({len(comp.newly_passing)}): {_ids(comp.newly_passing)}",
+                            {}))
+    return out
