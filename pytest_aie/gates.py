@@ -150,7 +150,7 @@ def compare_pairs(suite: str, metric: str, scope: str, binary: bool,
     bootstrap for scores; regression needs significance *and* a drop beyond the margin."""
     from pytest_aie.stats import paired_binary_gate, paired_score_gate
 
-    shared = sorted(set(reference) & set(current))
+    shared = [c for c in current if c in reference]  # in run order
     added = len(set(current) - set(reference))
     removed = len(set(reference) - set(current))
     if not shared:

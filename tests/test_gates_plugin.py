@@ -1,0 +1,197 @@
+"""Integration tests of the statistical gates through pytester: verdicts and exit codes,
+repeated sampling, baselines and base-vs-candidate comparisons, on the scripted engine."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from pytest_aie.errors import EXIT_HARNESS_ERROR, EXIT_REGRESSION
+
+
+def make_suite(pytester: pytest.Pytester, n: int, wrong: set[int], *, marker: str,
+               answers_name: str = "answers") -> None:
+    """n cases 'q{i}' -> 'a{i}'; the script answers wrongly on the indices in ``wrong``."""
+    pytester.makefile(".jsonl", cases="\n".join(
+        json.dumps({"id": f"c{i}", "prompt": f"q{i}", "expected": f"a{i}",
+                    "tags": ["even" if i % 2 == 0 else "odd"]}) for i in range(n)))
+    write_answers(pytester, n, wrong, answers_name)
+    pytester.makepyfile(test_suite=f"""
+        import pytest
+
+        @pytest.mark.dataset("cases.jsonl")
+        @pytest.mark.exact({marker})
+        def test_gate(case, output):
+            pass
+    """)
+    pytester.makeini(textwrap.dedent("""
+        [pytest]
+        aie_engine = scripted
+        aie_model = answers.jsonl
+        aie_cache = off
+    """))
+
+
+def write_answers(pytester: pytest.Pytester, n: int, wrong: set[int], name: str = "answers") -> None:
+    pytester.makefile(".jsonl", **{name: "\n".join(
+        json.dumps({"prompt": f"q{i}", "answer": "nope" if i in wrong else f"a{i}"})
+        for i in range(n))})
+
+
+def records(pytester: pytest.Pytester) -> list[dict]:
+    lines = (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines[1:]]
+
+
+def test_passing_gate_tolerates_failing_cases(pytester: pytest.Pytester) -> None:
+    make_suite(pytester, 200, wrong={3, 50}, marker="min_pass_rate=0.9")
+    result = pytester.runpytest("-rx")
+    assert result.ret == 0
+    result.assert_outcomes(passed=198, xfailed=2)
+    result.stdout.fnmatch_lines([
+        "*test_suite.py::test_gate [[]exact.match[]]: 198/200 passed, 2 failed, 0 unmeasured "
+        "(pass rate 99.0%, 95% CI [[]96.4%, 99.7%[]]) -> PASS (threshold 0.9)",
+        "XFAIL test_suite.py::test_gate[[]c3[]] - exact.match failed: *left to the suite gate min_pass_rate=0.9*"])
+    failed = [r for r in records(pytester) if r["passed"] is False]
+    assert [r["case_id"] for r in failed] == ["c3", "c50"]
+
+
+def test_failing_gate_exits_1(pytester: pytest.Pytester) -> None:
+    make_suite(pytester, 100, wrong=set(range(40)), marker="min_pass_rate=0.9")
+    result = pytester.runpytest()
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*60/100 passed*-> FAIL (threshold 0.9)"])
+
+
+def test_inconclusive_gate_follows_policy(pytester: pytest.Pytester) -> None:
+    make_suite(pytester, 20, wrong={0, 1, 2}, marker="min_pass_rate=0.8")  # 85%, CI ~[64%, 95%]
+    warn = pytester.runpytest()
+    assert warn.ret == 0
+    warn.stdout.fnmatch_lines(["*-> INCONCLUSIVE (threshold 0.8)", "WARNING *inconclusive*"])
+    assert pytester.runpytest("--aie-inconclusive", "fail").ret == 1
+    assert pytester.runpytest("--aie-inconclusive", "pass").ret == 0
+    point = pytester.runpytest("--aie-gate", "point")
+    assert point.ret == 0
+    point.stdout.fnmatch_lines(["*-> PASS (threshold 0.8)"])
+
+
+def test_must_pass_case_fails_the_run(pytester: pytest.Pytester) -> None:
+    make_suite(pytester, 50, wrong={7}, marker="min_pass_rate=0.5, must_pass=['c7']")
+    result = pytester.runpytest()
+    assert result.ret == 1
+    result.assert_outcomes(passed=49, failed=1)
+    result.stdout.fnmatch_lines(["*must-pass cases failed: c7*"])
+
+
+def test_without_threshold_a_failing_case_fails(pytester: pytest.Pytester) -> None:
+    make_suite(pytester, 10, wrong={1}, marker="")
+    result = pytester.runpytest()
+    assert result.ret == 1
+    result.assert_outcomes(passed=9, failed=1)
+
+
+def test_ini_threshold_applies_to_every_suite(pytester: pytest.Pytester) -> None:
+    make_suite(pytester, 100, wrong=set(range(40)), marker="")
+    result = pytester.runpytest("-o", "aie_min_pass_rate=0.9")
+    assert result.ret == 1
+    result.assert_outcomes(passed=60, xfailed=40)
+
+
+def test_bad_gate_argument(pytester: pytest.Pytester) -> None:
+    make_suite(pytester, 5, wrong=set(), marker="min_pass_rate=90")
+    result = pytester.runpytest()
+    assert result.ret == EXIT_HARNESS_ERROR
+    result.stdout.fnmatch_lines(["*min_pass_rate=90) must be a number in [[]0, 1[]]. Fix: write e.g. min_pass_rate=0.8"])
+
+
+def test_regression_against_saved_baseline(pytester: pytest.Pytester) -> None:
+    make_suite(pytester, 400, wrong=set(range(0, 400, 10)), marker="min_pass_rate=0.5")  # 90%
+    saved = pytester.runpytest("--aie-save-baseline", "main")
+    assert saved.ret == 0
+    path = pytester.path / "aie-baselines" / "main.json"
+    first = path.read_text()
+    data = json.loads(first)
+    assert data["format_version"] == 1 and len(data["suites"]) == 1
+    pytester.runpytest("--aie-save-baseline", "main")
+    assert path.read_text() == first  # stable: same outcomes, same bytes
+
+    same = pytester.runpytest("--aie-baseline", "main")
+    assert same.ret == 0
+    same.stdout.fnmatch_lines(["baseline main: *no significant change*on 400 shared cases"])
+
+    # 15 more cases fail (a 3.75-point drop): significant and beyond the 2-point margin.
+    write_answers(pytester, 400, set(range(0, 400, 10)) | set(range(1, 151, 10)))
+    worse = pytester.runpytest("--aie-baseline", "main")
+    assert worse.ret == EXIT_REGRESSION
+    worse.stdout.fnmatch_lines(["baseline main: *REGRESSION: delta -0.037*on 400 shared cases",
+                                "  newly failing (15): c1, c11, c21*"])
+
+    # Cases added and removed: compared on the shared ones, and said so.
+    cases = pytester.path / "cases.jsonl"
+    lines = cases.read_text().splitlines()
+    cases.write_text("\n".join(lines[:390] + [json.dumps({"id": "new", "prompt": "q1",
+                                                          "expected": "x"})]))
+    changed = pytester.runpytest("--aie-baseline", "main")
+    changed.stdout.fnmatch_lines(["*on 390 shared cases (1 added, 10 removed since the reference)"])
+
+
+def test_missing_baseline_is_harness_error(pytester: pytest.Pytester) -> None:
+    make_suite(pytester, 5, wrong=set(), marker="")
+    result = pytester.runpytest("--aie-baseline", "nosuch")
+    assert result.ret == EXIT_HARNESS_ERROR
+    result.stdout.fnmatch_lines(["*baseline*nosuch.json' not found. Fix: save one first*"])
+
+
+def test_repeated_sampling_reports_pass_at_k_and_flaky_cases(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".jsonl", cases="\n".join(
+        json.dumps({"id": f"c{i}", "prompt": f"q{i}", "expected": "yes"}) for i in range(4)))
+    pytester.makeconftest("""
+        from pytest_aie.engines import register_engine
+        from pytest_aie.engines.scripted import ScriptedEngine
+
+        def answer(request):
+            # c0 always right, c1 never, c2 and c3 right on odd seeds only
+            case = int(request.messages[-1]["content"][1:])
+            if case == 0 or (case >= 2 and request.sampling.seed % 2 == 1):
+                return "yes"
+            return "no"
+
+        register_engine("seeded", lambda **kw: ScriptedEngine(answer))
+    """)
+    pytester.makepyfile(test_s="""
+        import pytest
+
+        @pytest.mark.dataset("cases.jsonl")
+        @pytest.mark.exact(min_pass_rate=0.1)
+        def test_sampled(case, output):
+            pass
+    """)
+    result = pytester.runpytest("--aie-engine", "seeded", "--aie-samples", "4", "--aie-cache", "off")
+    result.stdout.fnmatch_lines(["*4 samples per case: pass@1 50.0%, pass@4 75.0%, pass^4 25.0%*",
+                                 "*flaky cases (2): c2, c3"])
+    recs = {r["case_id"]: r for r in records(pytester)}
+    assert [s["seed"] for s in recs["c2"]["samples"]] == [0, 1, 2, 3]
+    assert [s["passed"] for s in recs["c2"]["samples"]] == [False, True, False, True]
+    assert recs["c0"]["value"] == 1.0 and recs["c1"]["value"] == 0.0 and recs["c2"]["value"] == 0.5
+
+
+def test_candidate_regression_per_suite_and_tag(pytester: pytest.Pytester) -> None:
+    make_suite(pytester, 300, wrong=set(), marker="min_pass_rate=0.5")
+    # The candidate forgot the odd cases 1..59 (30 of 150 odd cases): a slice regression.
+    write_answers(pytester, 300, set(range(1, 60, 2)), name="candidate")
+    result = pytester.runpytest("--aie-candidate", "scripted:candidate.jsonl")
+    assert result.ret == EXIT_REGRESSION
+    result.stdout.fnmatch_lines([
+        "candidate vs base: test_suite.py::test_gate [[]exact.match[]]: REGRESSION: delta -0.100*",
+        "  newly failing (30): c1, c3*",
+        "candidate vs base: test_suite.py::test_gate (tag:even) [[]exact.match[]]: no significant change*",
+        "candidate vs base: test_suite.py::test_gate (tag:odd) [[]exact.match[]]: REGRESSION: delta -0.200*"])
+    rec = next(r for r in records(pytester) if r["case_id"] == "c1")
+    assert rec["passed"] is False and rec["base"]["passed"] is True
+
+    write_answers(pytester, 300, set(range(0, 300, 3)), name="answers")  # base is worse
+    improved = pytester.runpytest("--aie-candidate", "scripted:candidate.jsonl")
+    assert improved.ret == 0
+    improved.stdout.fnmatch_lines(["candidate vs base: test_suite.py::test_gate [[]exact.match[]]: improved*"])
