@@ -1,0 +1,36 @@
+"""``make bench``: run every benchmark, one ``name: value`` line per figure on stdout;
+progress and details go to stderr. Each benchmark runs in its own process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+BENCHMARKS = [
+    "suite_throughput.py",      # suite_throughput_ratio
+    "plugin_overhead.py",       # plugin_overhead_ratio
+    "embedding_throughput.py",  # embedding_throughput_ratio
+    "demo_time.py",             # demo_seconds_warm
+]
+
+
+def main() -> int:
+    failed = 0
+    for name in BENCHMARKS:
+        print(f"bench: running {name}", file=sys.stderr, flush=True)
+        proc = subprocess.run([sys.executable, str(HERE / name)], stdout=subprocess.PIPE, text=True)
+        for line in proc.stdout.splitlines():
+            if ": " in line and not line.startswith(" "):
+                print(line, flush=True)
+            else:
+                print(line, file=sys.stderr, flush=True)
+        if proc.returncode != 0:
+            failed += 1
+            print(f"bench: {name} failed with exit code {proc.returncode}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
