@@ -6,6 +6,6 @@ import pytest
 
 @pytest.mark.dataset("arithmetic.csv", prompt="{question} Reply with just the number.",
                      max_tokens=16)
-@pytest.mark.exact("numeric")
+@pytest.mark.exact("numeric", min_pass_rate=0.5)
 def test_arithmetic(case, output):
     assert output.completion_tokens is None or output.completion_tokens <= 16
