@@ -93,8 +93,15 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
             "threshold": threshold, "verdict": None, "must_pass_failed": [
                 r["case_id"] for r in recs if r.get("must_pass") and r.get("passed") is not True],
         }
+        higher = all(r.get("higher_is_better", True) for r in recs)
+        row["higher_is_better"] = higher
         if threshold is not None:
-            row["verdict"] = verdict(agg, threshold, mode=policy.mode)
+            if higher:
+                row["verdict"] = verdict(agg, threshold, mode=policy.mode)
+            else:  # a ceiling (TER, perplexity): judge the negated scale
+                row["verdict"] = verdict(_negated(agg), -threshold, mode=policy.mode)
+        if metric.rsplit(".", 1)[-1] in ("bleu", "chrf", "ter"):
+            row["corpus"] = _corpus(recs)
         sampled = {r["case_id"]: [s.get("passed") for s in r["samples"]]
                    for r in recs if r.get("samples")}
         if sampled:
@@ -103,6 +110,25 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
             row["sampling"] = {**summary.to_dict(), "pass_at_1": sampling_summary(sampled, 1).pass_at_k}
         rows.append(row)
     return rows
+
+
+def _negated(agg: Any) -> Any:
+    from dataclasses import replace
+
+    if agg.estimate is None:
+        return agg
+    return replace(agg, estimate=-agg.estimate, low=-agg.high, high=-agg.low)
+
+
+def _corpus(recs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Corpus-level BLEU/chrF/TER of the suite (not the mean of sentence scores)."""
+    from pytest_aie.scorers.similarity import corpus_scores
+
+    outputs = [r.get("output") for r in recs]
+    refs = [r.get("references") if r.get("references") is not None else r.get("expected")
+            for r in recs]
+    result = corpus_scores(outputs, refs)  # type: ignore[arg-type]
+    return {k: v for k, v in result.items() if k != "signatures"}
 
 
 def _mean(values: list[Any]) -> float | None:
@@ -145,7 +171,7 @@ class Comparison:
 
 def compare_pairs(suite: str, metric: str, scope: str, binary: bool,
                   reference: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]],
-                  policy: GatePolicy) -> Comparison:
+                  policy: GatePolicy, higher_is_better: bool = True) -> Comparison:
     """Paired gate on the cases both sides share: McNemar-based for pass/fail, paired
     bootstrap for scores; regression needs significance *and* a drop beyond the margin."""
     from pytest_aie.stats import paired_binary_gate, paired_score_gate
@@ -159,10 +185,14 @@ def compare_pairs(suite: str, metric: str, scope: str, binary: bool,
         res = paired_binary_gate([reference[c].get("passed") for c in shared],
                                  [current[c].get("passed") for c in shared],
                                  margin=policy.margin, alpha=policy.alpha)
-    else:
-        res = paired_score_gate([reference[c].get("value") for c in shared],
-                                [current[c].get("value") for c in shared],
-                                margin=policy.margin, alpha=policy.alpha)
+    else:  # lower-is-better scores are compared on the negated scale: a rise is a drop
+        sign = 1.0 if higher_is_better else -1.0
+
+        def vals(side: dict[str, dict[str, Any]]) -> list[float | None]:
+            return [None if side[c].get("value") is None else sign * side[c]["value"] for c in shared]
+
+        res = paired_score_gate(vals(reference), vals(current), margin=policy.margin,
+                                alpha=policy.alpha)
     failing = [c for c in shared if reference[c].get("passed") is True
                and current[c].get("passed") is False]
     passing = [c for c in shared if reference[c].get("passed") is False
@@ -181,8 +211,10 @@ def compare_to_baseline(records: Iterable[dict[str, Any]], baseline: dict[str, A
         if ref is None:
             continue
         binary = all(r.get("binary", True) for r in recs)
+        higher = all(r.get("higher_is_better", True) for r in recs)
         current = {r["case_id"]: r for r in recs}
-        out.append(compare_pairs(suite, metric, "suite", binary, ref["cases"], current, policy))
+        out.append(compare_pairs(suite, metric, "suite", binary, ref["cases"], current, policy,
+                                 higher))
     return out
 
 
@@ -194,14 +226,16 @@ def compare_models(records: Iterable[dict[str, Any]], policy: GatePolicy) -> lis
         if not paired:
             continue
         binary = all(r.get("binary", True) for r in paired)
+        higher = all(r.get("higher_is_better", True) for r in paired)
         ref = {r["case_id"]: r["base"] for r in paired}
         cur = {r["case_id"]: r for r in paired}
-        out.append(compare_pairs(suite, metric, "suite", binary, ref, cur, policy))
+        out.append(compare_pairs(suite, metric, "suite", binary, ref, cur, policy, higher))
         tags = sorted({t for r in paired for t in r.get("tags") or ()})
         for tag in tags:
             ids = {r["case_id"] for r in paired if tag in (r.get("tags") or ())}
             out.append(compare_pairs(suite, metric, f"tag:{tag}", binary,
-                                     {c: ref[c] for c in ids}, {c: cur[c] for c in ids}, policy))
+                                     {c: ref[c] for c in ids}, {c: cur[c] for c in ids}, policy,
+                                     higher))
     return out
 
 

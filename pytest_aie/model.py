@@ -86,7 +86,16 @@ class Model:
         return self.generate_many([self.request(prompt, **kwargs)])[0]
 
     def generate_many(self, requests: Sequence[Request], *, label: str = "") -> list[Generation]:
-        """Generate a batch: cached results first, the rest in engine batches."""
+        """Generate a batch: cached results first, the rest in engine batches. Identical
+        requests (several suites over one dataset) are generated once."""
+        unique: dict[str, int] = {}
+        index = [unique.setdefault(r.key(), len(unique)) for r in requests]
+        if len(unique) < len(requests):
+            firsts = {}
+            for i, u in enumerate(index):
+                firsts.setdefault(u, requests[i])
+            done = self.generate_many([firsts[u] for u in range(len(unique))], label=label)
+            return [done[u] for u in index]
         for req in requests:
             self.engine.check(req)
         results: list[Generation | None] = [None] * len(requests)

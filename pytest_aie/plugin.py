@@ -102,7 +102,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             raise UsageError(f"{name} has @pytest.mark.dataset but no `case` argument",
                              fix="add `case` to its parameters")
         spec = build_suite(suite, (marker.args, marker.kwargs), evals,
-                           Path(str(metafunc.definition.path)).parent)
+                           Path(str(metafunc.definition.path)).parent,
+                           engine=lambda name: aie.model(name or aie.primary_model_name()).engine)
     except AieError as exc:
         aie.harness_errors.append(exc.line())
         raise pytest.Collector.CollectError(exc.line()) from None

@@ -125,10 +125,13 @@ class AieSession:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    def primary_model_name(self) -> str:
+        return "candidate" if self.settings.candidate else "default"
+
     def primary_model(self, spec: SuiteSpec) -> str:
         """The model a suite evaluates: its own, else the candidate in a finetune comparison,
         else the session's model."""
-        return spec.model or ("candidate" if self.settings.candidate else "default")
+        return spec.model or self.primary_model_name()
 
     def samples(self, spec: SuiteSpec) -> int:
         return spec.samples or self.settings.samples
@@ -244,6 +247,7 @@ class AieSession:
             "type": "case", "suite": run.spec.suite, "case_id": run.case.id, "nodeid": nodeid,
             "metric": scores[0].metric, "value": value, "passed": passed, "reason": reason,
             "binary": getattr(run.spec.scorer, "binary", True),
+            "higher_is_better": getattr(run.spec.scorer, "higher_is_better", True),
             "output": gen.text, "expected": run.case.expected, "prompt": prompt,
             "tags": list(run.case.tags), "group": run.case.fields.get("group"),
             "must_pass": bool(run.case.id in run.spec.must_pass or run.case.fields.get("must_pass")),
@@ -255,6 +259,8 @@ class AieSession:
             "timings": dict(vars(gen.timings)),
             "details": scores[0].details,
         }
+        if "references" in run.case.fields:
+            record["references"] = run.case.fields["references"]
         if len(gens) > 1:
             record["samples"] = [
                 {"seed": r.sampling.seed, "output": g.text, "passed": sc.passed, "value": sc.value,

@@ -26,20 +26,63 @@ _DATASET_ARGS = ("prompt", "system", "chat", "model", *_SAMPLING_ARGS)
 GATE_ARGS = ("min_pass_rate", "min_score", "must_pass", "samples")
 
 
-def _exact(*args: Any, **kwargs: Any) -> Scorer:
+def _exact(*args: Any, base_dir: Path, engine: Callable[[], Any], **kwargs: Any) -> Scorer:
     from pytest_aie.scorers.exact import ExactScorer
 
-    return ExactScorer(*args, **kwargs)
+    return ExactScorer(*args, base_dir=base_dir, **kwargs)
 
 
-#: eval marker name -> factory(*marker args, base_dir=..., **marker kwargs) -> Scorer
-EVAL_MARKERS: dict[str, Callable[..., Scorer]] = {"exact": _exact}
+class _LazyEngine:
+    """The suite's engine for scorers that need one (perplexity), created on first use so
+    collecting tests never loads a model."""
+
+    def __init__(self, get: Callable[[], Any]) -> None:
+        self._get = get
+        self.name = "lazy"
+
+    def supports(self, capability: str) -> bool:
+        return True  # checked against the real engine on first use
+
+    def score_text(self, texts: list[str], contexts: list[str] | None = None) -> list[list[float]]:
+        from pytest_aie.engines.base import Capability
+        from pytest_aie.errors import EngineError
+
+        engine = self._get()
+        if not engine.supports(Capability.SCORE) or not hasattr(engine, "score_text"):
+            raise EngineError(f"engine {engine.name!r} cannot score text (perplexity needs the "
+                              "log-probabilities of a given text)",
+                              fix="use the hf engine (--aie-engine hf) for perplexity suites")
+        return engine.score_text(texts, contexts)  # type: ignore[no-any-return]
+
+
+def _similarity(metric: str = "cosine", *, base_dir: Path, engine: Callable[[], Any],
+                **kwargs: Any) -> Scorer:
+    from pytest_aie.scorers.similarity import build_similarity_scorer
+
+    if metric in ("perplexity", "bits_per_byte") and "engine" not in kwargs:
+        kwargs["engine"] = _LazyEngine(engine)
+    scorer = build_similarity_scorer(metric, **kwargs)
+    scorer.binary = False  # type: ignore[attr-defined]  # continuous scores
+    return scorer
+
+
+#: eval marker name -> factory(*marker args, base_dir=, engine=, **marker kwargs) -> Scorer;
+#: ``engine()`` returns the suite's engine (created on first call).
+EVAL_MARKERS: dict[str, Callable[..., Scorer]] = {"exact": _exact, "similarity": _similarity}
 
 MARKER_HELP = {
     "dataset": "dataset(path, *, prompt=None, system=None, chat=True, model=None, max_tokens=None, "
                "temperature=None, top_p=None, stop=None, seed=None): parametrize the test's `case` "
                "argument with the cases in a JSONL, CSV or YAML file next to the test file; each "
                "case's request is generated for the whole suite in one batched pass.",
+    "similarity": "similarity(metric='cosine', *, threshold=None, min_score=None, references=None, "
+                  "aggregate='max', samples=None, **metric_options): score each case's output "
+                  "against its reference(s) (case.expected, or a `references` list). metric: "
+                  "cosine (sentence-transformers; model=), rouge1/rouge2/rougeL/rougeLsum (stem=), "
+                  "bleu, chrf, ter (sacrebleu), bertscore (model=, layer=), perplexity / "
+                  "bits_per_byte (of the reference under the suite's model). Values are on a 0-1 "
+                  "scale; threshold is per case, min_score gates the suite's mean with its "
+                  "interval. TER, perplexity and bits_per_byte are lower-is-better.",
     "exact": "exact(kind='match', *, normalize=None, field='expected', pattern=None, flags='', "
              "schema=None, tolerance=1e-6, rel_tolerance=0, extract=None, min_pass_rate=None, "
              "must_pass=(), samples=None): score each case's output exactly. kind: match, "
@@ -91,8 +134,9 @@ def _check_kwargs(marker: str, kwargs: dict[str, Any], allowed: tuple[str, ...])
 
 
 def _factory_kwargs(factory: Callable[..., Scorer]) -> tuple[str, ...] | None:
+    """Keyword arguments a factory accepts (None: anything; the factory checks itself)."""
     target = factory
-    if factory is EVAL_MARKERS.get("exact"):
+    if factory is _exact:
         from pytest_aie.scorers.exact import ExactScorer
 
         target = ExactScorer
@@ -103,12 +147,12 @@ def _factory_kwargs(factory: Callable[..., Scorer]) -> tuple[str, ...] | None:
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return None
     return tuple(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-                 and p.name != "base_dir")
+                 and p.name not in ("base_dir", "engine"))
 
 
 def build_suite(suite: str, dataset: tuple[tuple[Any, ...], dict[str, Any]],
                 evals: list[tuple[str, tuple[Any, ...], dict[str, Any]]],
-                test_dir: Path) -> SuiteSpec:
+                test_dir: Path, engine: Callable[[str | None], Any] | None = None) -> SuiteSpec:
     """Build and validate a suite from its ``dataset`` marker and eval markers."""
     args, kwargs = dataset
     if len(args) != 1:
@@ -131,7 +175,9 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], dict[str, Any]],
         if allowed is not None:
             _check_kwargs(marker, ekwargs, allowed + GATE_ARGS)
         try:
-            scorer = factory(*eargs, base_dir=test_dir, **ekwargs)
+            model_name = kwargs.get("model")
+            get_engine = (lambda: engine(model_name)) if engine is not None else _no_engine
+            scorer = factory(*eargs, base_dir=test_dir, engine=get_engine, **ekwargs)
         except TypeError as exc:
             raise UsageError(f"bad arguments to @pytest.mark.{marker}: {exc}",
                              fix=f"see `pytest --markers` for the signature of {marker}") from None
@@ -160,6 +206,11 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], dict[str, Any]],
                      chat=bool(kwargs.get("chat", True)), model=kwargs.get("model"),
                      sampling=sampling, scorer=scorer, marker=marker, gate=gate,
                      must_pass=must_pass, samples=samples)
+
+
+def _no_engine() -> Any:
+    raise UsageError("this eval needs an engine, and none is configured",
+                     fix="run it under pytest with pytest-aie")
 
 
 def _gate_args(marker: str, kwargs: dict[str, Any]) -> tuple[dict[str, float], tuple[str, ...], int]:

@@ -39,10 +39,17 @@ def suite_lines(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, bool]]]
         style: dict[str, bool] = {}
         verdict = ""
         if row["verdict"]:
-            verdict = f" -> {row['verdict'].upper()} (threshold {row['threshold']:g})"
+            bound = "threshold" if row.get("higher_is_better", True) else "ceiling"
+            verdict = f" -> {row['verdict'].upper()} ({bound} {row['threshold']:g})"
             style = {"green": row["verdict"] == "pass", "red": row["verdict"] == "fail",
                      "yellow": row["verdict"] == "inconclusive"}
         out.append((f"{name}: {counts} ({est}{cached}){verdict}", style))
+        corpus = row.get("corpus")
+        if corpus and corpus.get("n"):
+            parts = [f"{k} {corpus[k]:.3f}" for k in ("bleu.corpus", "bleu.sentence_mean",
+                                                       "chrf.corpus", "ter.corpus")
+                     if corpus.get(k) is not None]
+            out.append((f"  corpus-level over {corpus['n']} cases: {', '.join(parts)}", {}))
         if row.get("must_pass_failed"):
             out.append((f"  must-pass cases failed: {_ids(row['must_pass_failed'])}", {"red": True}))
         sampling = row.get("sampling")

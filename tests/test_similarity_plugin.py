@@ -1,0 +1,129 @@
+"""The similarity marker through whole pytest runs (pytester), on the scripted engine with the
+real metric libraries (rouge-score, sacrebleu, sentence-transformers)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from pytest_aie.errors import EXIT_HARNESS_ERROR
+
+REFS = {
+    "cat": "The cat sat on the mat.",
+    "sun": "The sun rises in the east.",
+    "rain": "Rain falls from clouds in the sky.",
+    "tea": "Tea is made by steeping leaves in hot water.",
+}
+
+
+def make(pytester: pytest.Pytester, marker: str, answers: dict[str, str],
+         refs: dict[str, object] = REFS) -> None:
+    pytester.makefile(".jsonl", cases="\n".join(
+        json.dumps({"id": k, "prompt": f"say {k}", "expected": v}) for k, v in refs.items()))
+    pytester.makefile(".jsonl", answers="\n".join(
+        json.dumps({"prompt": f"say {k}", "answer": v}) for k, v in answers.items()))
+    pytester.makepyfile(test_sim=f"""
+        import pytest
+
+        @pytest.mark.dataset("cases.jsonl")
+        @pytest.mark.similarity({marker})
+        def test_sim(case, output):
+            pass
+    """)
+    pytester.makeini(textwrap.dedent("""
+        [pytest]
+        aie_engine = scripted
+        aie_model = answers.jsonl
+        aie_cache = off
+    """))
+
+
+def records(pytester: pytest.Pytester) -> dict[str, dict]:
+    lines = (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()
+    return {r["case_id"]: r for r in map(json.loads, lines[1:])}
+
+
+def test_rouge_identical_and_different_outputs(pytester: pytest.Pytester) -> None:
+    answers = dict(REFS, rain="Bananas are yellow.")
+    make(pytester, '"rougeL", threshold=0.5', answers)
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=3, failed=1)
+    recs = records(pytester)
+    assert recs["cat"]["value"] == pytest.approx(1.0) and recs["cat"]["binary"] is False
+    assert recs["rain"]["value"] < 0.5 and recs["rain"]["passed"] is False
+    result.stdout.fnmatch_lines(["*rouge*failed*"])
+
+
+def test_min_score_gates_the_mean_with_an_interval(pytester: pytest.Pytester) -> None:
+    make(pytester, '"chrf", min_score=0.5', REFS)
+    result = pytester.runpytest()
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*.chrf[]]: 4/4 passed*(mean score 1.000*) -> PASS (threshold 0.5)"])
+    bad = {k: "zzz qqq" for k in REFS}
+    make(pytester, '"chrf", min_score=0.5', bad)
+    result = pytester.runpytest()
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*-> FAIL (threshold 0.5)"])
+
+
+def test_ter_is_a_ceiling_and_corpus_bleu_is_reported(pytester: pytest.Pytester) -> None:
+    make(pytester, '"ter", min_score=0.3', REFS)
+    result = pytester.runpytest()
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*.ter[]]*mean score 0.000*-> PASS (ceiling 0.3)",
+                                 "  corpus-level over 4 cases: *ter.corpus 0.000*"])
+    answers = dict(REFS, cat="A dog slept on a rug.", sun="It is morning in the east.")
+    make(pytester, '"bleu"', answers)
+    pytester.runpytest().stdout.fnmatch_lines(
+        ["  corpus-level over 4 cases: bleu.corpus 0.*, bleu.sentence_mean 0.*"])
+
+
+def test_bad_reference_is_unmeasured_and_nothing_is_lost(pytester: pytest.Pytester) -> None:
+    make(pytester, '"rouge1"', REFS, refs=dict(REFS, tea=""))
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=3, failed=1)
+    recs = records(pytester)
+    assert len(recs) == 4
+    assert recs["tea"]["passed"] is None and "empty" in recs["tea"]["reason"]
+
+
+def test_multiple_references_best_of(pytester: pytest.Pytester) -> None:
+    refs = dict(REFS, cat=["A feline rested.", "The cat sat on the mat."])
+    make(pytester, '"rouge1"', REFS, refs=refs)
+    pytester.runpytest()
+    assert records(pytester)["cat"]["value"] == pytest.approx(1.0)
+    make(pytester, '"rouge1", aggregate="mean"', REFS, refs=refs)
+    pytester.runpytest()
+    assert records(pytester)["cat"]["value"] < 0.9
+
+
+def test_unknown_metric_and_keyword_are_harness_errors(pytester: pytest.Pytester) -> None:
+    make(pytester, '"blue"', REFS)
+    result = pytester.runpytest()
+    assert result.ret == EXIT_HARNESS_ERROR
+    result.stdout.fnmatch_lines(["*unknown similarity metric 'blue'. Fix: use one of *bleu*"])
+    make(pytester, '"rouge1", stemming=True', REFS)
+    result = pytester.runpytest()
+    assert result.ret == EXIT_HARNESS_ERROR
+    result.stdout.fnmatch_lines(["*does not take keyword(s) stemming*"])
+
+
+def test_perplexity_needs_an_engine_that_scores_text(pytester: pytest.Pytester) -> None:
+    make(pytester, '"perplexity"', REFS)
+    result = pytester.runpytest()
+    assert result.ret == EXIT_HARNESS_ERROR
+    result.stdout.fnmatch_lines(["*engine 'scripted' cannot score text*Fix: use the hf engine*"])
+
+
+@pytest.mark.slow
+def test_embedding_cosine_with_the_real_model(pytester: pytest.Pytester) -> None:
+    answers = dict(REFS, sun="In the east, the sun comes up.", rain="Bananas are yellow.")
+    make(pytester, '"cosine", threshold=0.6', answers)
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=3, failed=1)
+    recs = records(pytester)
+    assert recs["cat"]["value"] == pytest.approx(1.0, abs=1e-5)
+    assert 0.6 < recs["sun"]["value"] < 1.0
+    assert recs["rain"]["value"] < 0.6
