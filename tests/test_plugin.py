@@ -259,3 +259,19 @@ def test_model_fixture_generates_through_cache(pytester: pytest.Pytester) -> Non
     pytester.makefile(".jsonl", alt='{"prompt": "2+2?", "answer": "four"}')
     result = pytester.runpytest("test_model.py", "--aie-models", "alt=scripted:alt.jsonl")
     result.assert_outcomes(passed=2)
+
+
+def test_unreachable_server_is_one_line_and_exit_10(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("openai")
+    import socket
+
+    with socket.socket() as sock:  # a loopback port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    write_suite(pytester)
+    result = pytester.runpytest("--aie-engine", "openai", "--aie-model", "m",
+                                "--aie-base-url", f"http://127.0.0.1:{port}/v1")
+    assert result.ret == EXIT_HARNESS_ERROR
+    result.stdout.fnmatch_lines([f"*pytest-aie: cannot reach OpenAI-compatible server at "
+                                 f"http://127.0.0.1:{port}/v1*Fix: start the server or set --aie-base-url*"])
+    assert "Traceback" not in result.stdout.str()
