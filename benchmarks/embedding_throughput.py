@@ -89,4 +89,5 @@ def embedding_throughput_ratio(n_texts: int = 2000, *, repeats: int = 3, batch_s
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     reps = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    print(f"{embedding_throughput_ratio(n, repeats=reps, model=os.environ.get('EMBEDDING_MODEL')):.3f}")
+    ratio = embedding_throughput_ratio(n, repeats=reps, model=os.environ.get("EMBEDDING_MODEL"))
+    print(f"embedding_throughput_ratio: {ratio:.3f}")
