@@ -10,13 +10,13 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from pytest_aie.cache import GenerationCache, engine_key
 from pytest_aie.engines import create_engine
 from pytest_aie.engines.base import Engine, Generation, Request, Sampling
 
-__all__ = ["Model", "Progress", "stderr_progress"]
+__all__ = ["Model", "Models", "Progress", "stderr_progress"]
 
 Progress = Callable[[str], None]
 
@@ -140,3 +140,23 @@ class Model:
         if self._engine is not None:
             self._engine.close()
             self._engine = None
+
+
+class Models:
+    """Named models (the ``models`` fixture): ``models["base"]``, ``"default"`` in models."""
+
+    def __init__(self, get: Callable[[str], Model], names: Callable[[], list[str]]) -> None:
+        self._get = get
+        self._names = names
+
+    def __getitem__(self, name: str) -> Model:
+        return self._get(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()

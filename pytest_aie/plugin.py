@@ -27,7 +27,7 @@ import pytest
 from pytest_aie.dataset import Case
 from pytest_aie.engines.base import Generation
 from pytest_aie.errors import EXIT_HARNESS_ERROR, AieError, UsageError
-from pytest_aie.model import Model
+from pytest_aie.model import Model, Models
 from pytest_aie.results import ResultsLog, run_header
 from pytest_aie.session import AieSession, progress_printer
 from pytest_aie.settings import Settings, add_options
@@ -37,6 +37,15 @@ SESSION_KEY = pytest.StashKey[AieSession]()
 _SELECTED_KEY = pytest.StashKey[list]()
 _RECORD_ATTR = "aie_case"
 _HARNESS_PROP = "aie_harness_error"
+_RECORD_KEY = pytest.StashKey[Any]()
+
+
+class _HarnessFailure(Exception):
+    """The engine could not be created or reached: raised from a test, stops the session."""
+
+    def __init__(self, exc: AieError) -> None:
+        super().__init__(exc.line())
+        self.error = exc
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -155,30 +164,12 @@ def model(request: pytest.FixtureRequest) -> Model:
     return _aie(request.config).model()
 
 
-class Models:
-    """Named models from ``--aie-models NAME=[ENGINE:]MODEL`` (plus ``"default"``)."""
-
-    def __init__(self, aie: AieSession) -> None:
-        self._aie = aie
-
-    def __getitem__(self, name: str) -> Model:
-        return self._aie.model(name)
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self._aie.model_names())
-
-    def __len__(self) -> int:
-        return len(self._aie.model_names())
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._aie.model_names()
-
-
 @pytest.fixture(scope="session")
 def models(request: pytest.FixtureRequest) -> Models:
     """Several named models: ``models["base"]``, ``models["candidate"]``; define them with
     ``--aie-models base=hf:PATH,candidate=hf:OTHER`` (ini ``aie_models``)."""
-    return Models(_aie(request.config))
+    aie = _aie(request.config)
+    return Models(aie.model, aie.model_names)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -211,15 +202,6 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
             pytest.xfail(f"{message} (left to the suite gate {gate})")
         pytest.fail(message, pytrace=False)
     return result
-
-
-_RECORD_KEY = pytest.StashKey[Any]()
-
-
-class _HarnessFailure(Exception):
-    def __init__(self, exc: AieError) -> None:
-        super().__init__(exc.line())
-        self.error = exc
 
 
 @pytest.hookimpl(wrapper=True)
