@@ -3,11 +3,13 @@ progress and details go to stderr. Each benchmark runs in its own process."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
+FIGURE = re.compile(r"^[a-z_]+: -?[0-9.]+(e-?[0-9]+)?$")
 BENCHMARKS = [
     "suite_throughput.py",      # suite_throughput_ratio
     "plugin_overhead.py",       # plugin_overhead_ratio
@@ -22,7 +24,7 @@ def main() -> int:
         print(f"bench: running {name}", file=sys.stderr, flush=True)
         proc = subprocess.run([sys.executable, str(HERE / name)], stdout=subprocess.PIPE, text=True)
         for line in proc.stdout.splitlines():
-            if ": " in line and not line.startswith(" "):
+            if FIGURE.match(line):
                 print(line, flush=True)
             else:
                 print(line, file=sys.stderr, flush=True)

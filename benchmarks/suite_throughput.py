@@ -10,6 +10,7 @@ suite, building requests, whole-suite batching, scoring, the results log and the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import sys
@@ -73,7 +74,8 @@ def suite_throughput_ratio(repeats: int = 3) -> float:
                                                         loaded=raw_loaded)
             raw.append(tokens / seconds)
             started = time.perf_counter()
-            code = pytest.main(args)
+            with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the figure
+                code = pytest.main(args)
             took = time.perf_counter() - started
             if code != 0:
                 raise RuntimeError(f"harness run failed with exit code {code}")
