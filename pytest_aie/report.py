@@ -283,7 +283,8 @@ def _summary_rows(summary: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, 
         interval = item.get("interval")
         interval_text = ""
         if isinstance(interval, (list, tuple)) and len(interval) == 2:
-            interval_text = f"{_percent(interval[0])} – {_percent(interval[1])}"
+            fmt = _percent if item.get("binary", True) else _number  # pass rate or score
+            interval_text = f"{fmt(interval[0])} – {fmt(interval[1])}"
         verdict = item.get("verdict")
         row = {
             "suite": str(item.get("suite", "")),

@@ -46,8 +46,8 @@ def suite_lines(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, bool]]]
         out.append((f"{name}: {counts} ({est}{cached}){verdict}", style))
         corpus = row.get("corpus")
         if corpus and corpus.get("n"):
-            parts = [f"{k} {corpus[k]:.3f}" for k in ("bleu.corpus", "bleu.sentence_mean",
-                                                       "chrf.corpus", "ter.corpus")
+            family = row["metric"].rsplit(".", 1)[-1]
+            parts = [f"{k} {corpus[k]:.3f}" for k in (f"{family}.corpus", f"{family}.sentence_mean")
                      if corpus.get(k) is not None]
             out.append((f"  corpus-level over {corpus['n']} cases: {', '.join(parts)}", {}))
         if row.get("must_pass_failed"):
