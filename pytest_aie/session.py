@@ -249,7 +249,7 @@ class AieSession:
             "binary": getattr(run.spec.scorer, "binary", True),
             "higher_is_better": getattr(run.spec.scorer, "higher_is_better", True),
             "output": gen.text, "expected": run.case.expected, "prompt": prompt,
-            "tags": list(run.case.tags), "group": run.case.fields.get("group"),
+            "tags": list(run.case.tags), "group": _group(run.case),
             "must_pass": bool(run.case.id in run.spec.must_pass or run.case.fields.get("must_pass")),
             "gate": self.gate(run.spec) or None, "source": run.case.source,
             "engine": gen.engine, "model": gen.model, "adapter": gen.adapter,
@@ -313,6 +313,13 @@ class AieSession:
             store.close()
         if self.log is not None:
             self.log.close()
+
+
+def _group(case: Case) -> str | None:
+    """The case's cluster for intervals: its ``group`` field, else a ``group:NAME`` tag."""
+    if case.fields.get("group") not in (None, ""):
+        return str(case.fields["group"])
+    return next((t.split(":", 1)[1] for t in case.tags if t.startswith("group:")), None)
 
 
 def progress_printer(config: pytest.Config) -> Callable[[str], None]:
