@@ -20,20 +20,37 @@ Generation settings that the model folder recommends (``generation_config.json``
 penalty, default temperature, ...) are *not* applied: the request's :class:`Sampling` is the whole
 truth, so results do not depend on hidden defaults. The token log-probabilities are those of the
 model's raw distribution (temperature 1, before top-p), as OpenAI-compatible servers report them.
+
+LoRA adapters (with ``peft`` installed; :attr:`Capability.ADAPTERS`): ``Request.adapter`` is the
+folder of a PEFT LoRA adapter (``adapter_config.json`` + ``adapter_model.safetensors``), given as
+``"path"`` or, pinned to its contents, ``"path@<sha256>"`` from :meth:`HFEngine.resolve_adapter`.
+Each adapter folder is loaded once into the one loaded base model (``PeftModel.from_pretrained``
+for the first, ``load_adapter`` for later ones, under a name made from its content hash). A batch
+is split by adapter; each group runs in its own micro-batches with its adapter active
+(``set_adapter``), requests without an adapter with the adapters switched off
+(``disable_adapter``), so a base request gives the same result with or without adapters loaded.
+
+The generation cache keys a request by its fields, ``adapter`` included, and :meth:`identity` only
+describes the base model: callers that cache should put :meth:`HFEngine.resolve_adapter`'s
+``"path@<sha256>"`` in ``Request.adapter``, so that retraining an adapter in place changes the key.
+The engine checks a pinned hash against the folder when it loads the adapter.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import math
 import os
+import re
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from pytest_aie.engines.base import Capability, Engine, Generation, Request, Sampling, Timings
 from pytest_aie.errors import EngineError, require
 
-__all__ = ["HFEngine"]
+__all__ = ["HFEngine", "split_adapter"]
 
 _FIX_MODEL = (
     "--aie-model takes a Hugging Face model id that is already in the local Hugging Face cache, "
@@ -42,6 +59,12 @@ _FIX_MODEL = (
 )
 _DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
            "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+_FIX_ADAPTER = (
+    "give the request's adapter as the folder of a PEFT LoRA adapter trained on this base model "
+    "(adapter_config.json and adapter_model.safetensors, as written by peft's save_pretrained)"
+)
+#: ``path@<64 hex digits>``: an adapter reference pinned to the folder's content hash.
+_PINNED = re.compile(r"^(?P<path>.+)@(?P<rev>[0-9a-f]{64})$")
 #: Most tokens of logits that :meth:`HFEngine.score_text` materialises in one forward pass.
 _SCORE_TOKEN_BUDGET = 4096
 
@@ -52,6 +75,16 @@ def _torch():  # type: ignore[no-untyped-def]
 
 def _transformers():  # type: ignore[no-untyped-def]
     return require("transformers", "hf", "the hf engine")
+
+
+def _peft():  # type: ignore[no-untyped-def]
+    return require("peft", "hf", "LoRA adapters")
+
+
+def split_adapter(ref: str) -> tuple[str, str | None]:
+    """``"path@<sha256>"`` -> ``(path, sha256)``; a plain ``"path"`` -> ``(path, None)``."""
+    pinned = _PINNED.match(ref)
+    return (pinned["path"], pinned["rev"]) if pinned else (ref, None)
 
 
 class HFEngine(Engine):
@@ -73,6 +106,9 @@ class HFEngine(Engine):
 
     The model loads on first use (``generate``, ``score_text``), once; :meth:`identity` does not
     need it, so a fully cached run never loads the weights.
+
+    LoRA adapters: see the module docstring. :meth:`supports` reports ``Capability.ADAPTERS``
+    when ``peft`` is installed (checked without importing it).
     """
 
     name = "hf"
@@ -116,6 +152,13 @@ class HFEngine(Engine):
         self._dtype: str | None = None
         self._revision: str | None = None
         self._closed = False
+        self._peft_model: Any = None  # the PeftModel wrapping self._model, once an adapter is loaded
+        self._adapters: dict[str, str] = {}  # Request.adapter reference -> peft adapter name
+
+    def supports(self, capability: str) -> bool:
+        if capability == Capability.ADAPTERS:
+            return importlib.util.find_spec("peft") is not None
+        return super().supports(capability)
 
     # ------------------------------------------------------------------ identity and loading
 
@@ -200,10 +243,85 @@ class HFEngine(Engine):
         self._model, self._tokenizer = model, tokenizer
         return model, tokenizer
 
+    # ------------------------------------------------------------------ adapters
+
+    def adapter_revision(self, path: str | os.PathLike[str]) -> str:
+        """The sha256 content hash of an adapter folder (every non-hidden file by name and
+        contents; file hashes are cached by size and mtime). Does not load the model."""
+        from pytest_aie.embedded import folder_revision
+
+        folder = Path(path).expanduser()
+        if not folder.is_dir():
+            raise EngineError(f"LoRA adapter folder {str(path)!r} does not exist", fix=_FIX_ADAPTER)
+        if not (folder / "adapter_config.json").is_file():
+            raise EngineError(f"LoRA adapter folder {str(path)!r} has no adapter_config.json",
+                              fix=_FIX_ADAPTER)
+        return folder_revision(folder)
+
+    def resolve_adapter(self, ref: str) -> str:
+        """``"path@<sha256 of the folder now>"``, for ``Request.adapter``: the cache key then
+        changes whenever the adapter's files do. ``ref`` is a folder path, or an already pinned
+        reference (re-pinned to the folder's current contents). The path is kept as given."""
+        path, _ = split_adapter(ref)
+        return f"{path}@{self.adapter_revision(path)}"
+
+    def _adapter_name(self, model: Any, ref: str) -> str:
+        """The peft adapter name for a ``Request.adapter`` reference, loading it on first use."""
+        name = self._adapters.get(ref)
+        if name is not None:
+            return name
+        path, pinned = split_adapter(ref)
+        revision = self.adapter_revision(path)
+        if pinned is not None and pinned != revision:
+            raise EngineError(
+                f"LoRA adapter folder {path!r} changed after its requests were made "
+                f"(sha256 {revision[:12]}, requests pinned {pinned[:12]})",
+                fix="do not rewrite an adapter folder during a run; rerun to use its new weights")
+        name = f"aie_{revision[:16]}"  # content-addressed: one copy per distinct adapter
+        if self._peft_model is None or name not in self._peft_model.peft_config:
+            self._load_adapter(model, str(Path(path).expanduser()), name)
+        self._adapters[ref] = name
+        return name
+
+    def _load_adapter(self, model: Any, folder: str, name: str) -> None:
+        peft = _peft()
+        try:
+            if self._peft_model is None:
+                self._peft_model = peft.PeftModel.from_pretrained(
+                    model, folder, adapter_name=name, torch_device=self._device or "cpu")
+            else:
+                self._peft_model.load_adapter(folder, adapter_name=name,
+                                              torch_device=self._device or "cpu")
+        except Exception as exc:  # peft raises ValueError, KeyError, RuntimeError, OSError, ...
+            if self._peft_model is None:  # the base model may hold half-injected layers: reload it
+                self._model = self._tokenizer = None
+            elif name in self._peft_model.peft_config:
+                with contextlib.suppress(Exception):
+                    self._peft_model.delete_adapter(name)
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise EngineError(f"cannot load LoRA adapter {folder!r} into {self.model_ref!r}: {detail}",
+                              fix=_FIX_ADAPTER) from exc
+        model.eval()
+
+    @contextlib.contextmanager
+    def _adapter_active(self, model: Any, ref: str | None) -> Iterator[None]:
+        """Within the block, ``model`` (the transformers model, LoRA layers injected in place)
+        runs with adapter ``ref`` active, or with every adapter switched off for ``None``."""
+        if ref:
+            name = self._adapter_name(model, ref)  # loads it first: self._peft_model exists after
+            self._peft_model.set_adapter(name)
+            yield
+        elif self._peft_model is not None:
+            with self._peft_model.disable_adapter():
+                yield
+        else:
+            yield
+
     def close(self) -> None:
         """Drop the model and free its memory (CUDA cache included)."""
         had_model = self._model is not None
-        self._model = self._tokenizer = None
+        self._model = self._tokenizer = self._peft_model = None
+        self._adapters.clear()
         self._closed = True
         if had_model:
             import gc
@@ -252,11 +370,20 @@ class HFEngine(Engine):
                 encoded[i] = self._encode(tokenizer, request)
             except EngineError as exc:
                 results[i] = self._error(request, str(exc))
-        order = sorted(encoded, key=lambda i: (requests[i].sampling.max_tokens, len(encoded[i]), i))
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            for i, gen in zip(chunk, self._generate_isolated(model, tokenizer, requests, encoded, chunk)):
-                results[i] = gen
+        groups: dict[str | None, list[int]] = {}  # adapter reference -> request indices
+        for i in encoded:
+            groups.setdefault(requests[i].adapter or None, []).append(i)
+        for ref in groups:  # load every adapter before generating anything: a bad one fails fast
+            if ref:
+                self._adapter_name(model, ref)
+        for ref, members in groups.items():
+            order = sorted(members, key=lambda i: (requests[i].sampling.max_tokens, len(encoded[i]), i))
+            with self._adapter_active(model, ref):
+                for start in range(0, len(order), self.batch_size):
+                    chunk = order[start:start + self.batch_size]
+                    for i, gen in zip(chunk, self._generate_isolated(model, tokenizer, requests,
+                                                                     encoded, chunk)):
+                        results[i] = gen
         return [g for g in results if g is not None]
 
     def _generate_isolated(self, model: Any, tokenizer: Any, requests: Sequence[Request],
@@ -320,7 +447,8 @@ class HFEngine(Engine):
 
     # ------------------------------------------------------------------ scoring
 
-    def score_text(self, texts: list[str], contexts: list[str] | None = None) -> list[list[float]]:
+    def score_text(self, texts: list[str], contexts: list[str] | None = None, *,
+                   adapter: str | None = None) -> list[list[float]]:
         """Per-token log-probabilities (natural log) of each text under the model.
 
         With a context, ``text`` is scored after ``context`` (tokenized separately and joined, so
@@ -328,6 +456,8 @@ class HFEngine(Engine):
         scored after the tokenizer's BOS token when it has one; else its first token has no
         condition and is left out. Batched with right padding (causal attention never looks at
         the padding after a row), in batches capped by tokens. Empty texts give ``[]``.
+        ``adapter``: score under that LoRA adapter (a ``Request.adapter`` reference); by default
+        under the base model, with any loaded adapters switched off.
         """
         if contexts is not None and len(contexts) != len(texts):
             raise ValueError(f"score_text got {len(texts)} texts but {len(contexts)} contexts")
@@ -359,7 +489,7 @@ class HFEngine(Engine):
                 seq = rows[i][0]
                 ids[r, :len(seq)] = torch.tensor(seq, dtype=torch.long)
                 mask[r, :len(seq)] = 1
-            with torch.inference_mode():
+            with torch.inference_mode(), self._adapter_active(model, adapter):
                 logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
             for r, i in enumerate(batch):
                 seq, first = rows[i]
