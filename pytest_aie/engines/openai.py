@@ -20,6 +20,11 @@ Mapping:
   content chunks received (one token per chunk, an approximation).
 * ``token_logprobs`` is filled when the server returns log-probabilities, else left ``None``:
   ``transformers serve`` ignores the ``logprobs`` field and returns none.
+* :meth:`OpenAIEngine.score_text` (perplexity of given texts) asks ``POST /completions`` with
+  ``echo=true, logprobs=1, max_tokens=0`` for the prompt's own log-probabilities; ``vllm serve``
+  supports this. Servers that do not (``transformers serve`` ignores ``logprobs``, llama.cpp's
+  ``llama-server`` rejects ``echo``, OpenAI's current models refuse it) give an
+  :class:`~pytest_aie.errors.EngineError` at the first scored text.
 
 Errors: a request that still fails after the client's retries comes back as a
 :class:`~pytest_aie.engines.base.Generation` with ``error`` set and ``finish_reason="error"``;
@@ -30,6 +35,7 @@ appears in :meth:`OpenAIEngine.identity`, ``repr``, or any error text.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -45,6 +51,10 @@ __all__ = ["OpenAIEngine", "OPENAI_URL"]
 OPENAI_URL = "https://api.openai.com/v1"
 _LOCAL_KEY = "EMPTY"  # what local servers are conventionally given when they need no key
 _FIX_UNREACHABLE = "start the server or set --aie-base-url"
+_FIX_NO_PROMPT_LOGPROBS = (
+    "use a server that returns prompt log-probabilities for echo=true with logprobs on "
+    "/completions (vllm serve), or the hf engine"
+)
 
 
 def _strip_userinfo(url: str) -> str:
@@ -76,8 +86,10 @@ class OpenAIEngine(Engine):
     name = "openai"
     capabilities = frozenset(
         {Capability.CHAT, Capability.PROMPT, Capability.STREAM, Capability.TIMINGS,
-         Capability.LOGPROBS}
+         Capability.LOGPROBS, Capability.SCORE}
     )
+    #: ``max_tokens`` sent when scoring; becomes 1 once the server rejected 0 (see score_text).
+    _score_max_tokens: int = 0
 
     def __init__(
         self,
@@ -368,6 +380,170 @@ class OpenAIEngine(Engine):
             counted_tokens=content_chunks,
         )  # fmt: skip
 
+    # ---------------------------------------------------------------- scoring (perplexity)
+
+    def score_text(
+        self, texts: Sequence[str], contexts: Sequence[str] | None = None
+    ) -> list[list[float]]:
+        """Per-token natural-log probabilities of each text, given its context if any.
+
+        One ``POST /completions`` per non-empty text, ``concurrency`` in flight, retried by the
+        client: ``prompt = context + text, echo=true, logprobs=1, max_tokens=0,
+        temperature=0``; the answer's ``choices[0].logprobs.token_logprobs`` are the prompt's
+        own log-probabilities (``vllm serve`` computes them as ``prompt_logprobs``). A server
+        that fails on ``max_tokens=0`` (a 400/422 that does not name echo or logprobs, or a
+        5xx after the client's retries: ``transformers serve`` crashes on it) is asked once
+        more with ``max_tokens=1``, remembered for later calls when that works; the generated
+        token is then cut off by ``usage.prompt_tokens`` (else: the last entry).
+
+        * The prompt's first token has no condition and comes back ``null``: it is left out.
+          With a BOS token (added by the server) that null is the BOS, and the text's first
+          token counts, conditioned on BOS, as in the ``hf`` engine. A ``null`` anywhere else
+          becomes ``nan`` (the perplexity scorer reports that case as unmeasured).
+        * With a context, only the tokens after it are returned. Where the text starts is found
+          from ``text_offset`` (``tokens`` when there is none): vLLM's offsets are the running
+          lengths of the token strings, which may begin with a special token (``<s>``) that the
+          prompt does not contain, so the text is located as the end of the token strings
+          (exact when they spell the text; else after the context where they spell that,
+          e.g. a multi-byte character split over byte tokens that each read U+FFFD). Offsets
+          that are not running lengths are taken as positions in the prompt itself.
+        * A token straddling the boundary (``"Answer: " + "Paris"`` read as ``[..., ":",
+          " Paris"]``) counts as the text's first token, so the text is never left without
+          its first characters; its log-probability then also covers the context's last
+          characters, and is conditioned on the context before it.
+        * Empty texts give ``[]`` without a request; an empty context is no context.
+
+        The engine declares :data:`Capability.SCORE` without asking the server, so a server
+        without prompt log-probabilities is found out here, at the first text scored: one
+        :class:`EngineError` naming the server, raised once (no new request goes out after
+        the first failure; those already in flight finish).
+        Other failures after the client's retries (a text longer than the model's context, a
+        5xx) also raise :class:`EngineError`, naming the text.
+        """
+        texts = list(texts)
+        if contexts is not None and len(contexts) != len(texts):
+            raise ValueError(f"score_text got {len(texts)} texts but {len(contexts)} contexts")
+        results: list[list[float]] = [[] for _ in texts]
+        todo = [i for i, text in enumerate(texts) if text]
+        if not todo:
+            return results
+        failures: list[EngineError] = []
+        abort = threading.Event()
+
+        def run(i: int) -> None:
+            if abort.is_set():
+                return
+            context = (contexts[i] if contexts is not None else "") or ""
+            try:
+                results[i] = self._score_one(context, texts[i], f"text {i + 1} of {len(texts)}")
+            except EngineError as exc:
+                with self._lock:
+                    failures.append(exc)
+                abort.set()
+
+        workers = min(self.concurrency, len(todo))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aie-openai-score") as pool:
+            list(pool.map(run, todo))
+        if failures:
+            raise failures[0]
+        return results
+
+    def _no_prompt_logprobs(self, detail: str) -> EngineError:
+        return EngineError(
+            f"server at {self.base_url} does not return prompt log-probabilities "
+            f"({self._scrub(detail)}), which scoring a text (perplexity) needs",
+            fix=_FIX_NO_PROMPT_LOGPROBS,
+        )
+
+    def _score_request(self, prompt: str, what: str) -> tuple[Any, int]:
+        """The completions answer echoing ``prompt`` with log-probabilities, and the
+        ``max_tokens`` it was asked with. API failures become :class:`EngineError`."""
+        openai = self._openai
+        max_tokens = self._score_max_tokens
+        while True:
+            try:
+                response = self._client.completions.create(
+                    model=self.model, prompt=prompt, echo=True, logprobs=1,
+                    max_tokens=max_tokens, temperature=0.0,
+                )  # fmt: skip
+            except openai.APIStatusError as exc:
+                code = exc.status_code
+                message = str(exc).lower()
+                if code in (400, 422) and ("echo" in message or "logprob" in message):
+                    raise self._no_prompt_logprobs(_rejection(exc)) from None
+                if code in (404, 405, 501):  # no legacy /completions endpoint
+                    raise self._no_prompt_logprobs(_rejection(exc)) from None
+                if max_tokens == 0 and (code in (400, 422) or code >= 500):
+                    # some servers reject max_tokens=0 (400/422) or crash on it (transformers
+                    # serve: 500): ask once more for one generated token, cut off afterwards
+                    max_tokens = 1
+                    continue
+                raise self._score_failed(exc, what) from None
+            except openai.APITimeoutError as exc:
+                raise self._score_failed(exc, what) from None
+            except openai.APIConnectionError as exc:
+                raise self._unreachable(exc) from None
+            except openai.OpenAIError as exc:
+                raise self._score_failed(exc, what) from None
+            if max_tokens != self._score_max_tokens:
+                self._score_max_tokens = max_tokens  # it worked: ask with 1 from now on
+            return response, max_tokens
+
+    def _score_failed(self, exc: BaseException, what: str) -> EngineError:
+        return EngineError(
+            f"scoring {what} with {self.base_url} failed: {self._describe(exc)}",
+            fix="check the server's log; a text longer than the model's context cannot be scored",
+        )
+
+    def _score_one(self, context: str, text: str, what: str) -> list[float]:
+        """The log-probabilities of ``text``'s tokens after ``context`` (see score_text)."""
+        prompt = context + text
+        response, max_tokens = self._score_request(prompt, what)
+        if not response.choices:
+            raise self._no_prompt_logprobs("it answered with no choices")
+        choice = response.choices[0]
+        lp = getattr(choice, "logprobs", None)
+        values = getattr(lp, "token_logprobs", None) if lp is not None else None
+        if not values:
+            raise self._no_prompt_logprobs("its answer to echo=true, logprobs=1 has no "
+                                           "token_logprobs")
+        if len(values) > 1 and all(v is None for v in values):  # one token: legitimately null
+            raise self._no_prompt_logprobs("its token_logprobs are all null")
+        echoed = getattr(choice, "text", None)
+        if isinstance(echoed, str) and prompt not in echoed:
+            raise self._no_prompt_logprobs("it did not echo the prompt, so the log-probabilities "
+                                           "are not the prompt's")
+        values = list(values)
+        n = len(values)
+        if max_tokens > 0:  # drop the generated token(s) after the prompt
+            prompt_tokens = getattr(response.usage, "prompt_tokens", None)
+            known = isinstance(prompt_tokens, int) and 0 < prompt_tokens <= n
+            n = prompt_tokens if known else n - 1
+            values = values[:n]
+        tokens = getattr(lp, "tokens", None)
+        offsets = getattr(lp, "text_offset", None)
+        tokens = list(tokens[:n]) if tokens is not None and len(tokens) >= n else None
+        offsets = list(offsets[:n]) if offsets is not None and len(offsets) >= n else None
+        first = 0
+        if context:
+            first = _first_text_token(context, text, tokens, offsets)
+            if first is None:
+                raise EngineError(
+                    f"server at {self.base_url} returned neither text_offset nor tokens with its "
+                    "prompt log-probabilities, so the text cannot be told from its context",
+                    fix="score without a context (drop context='prompt'), or use the hf engine",
+                )
+        out: list[float] = []
+        for i in range(first, n):
+            v = values[i]
+            if v is None:
+                if i == 0:
+                    continue  # the prompt's first token: nothing to condition on
+                out.append(math.nan)
+            else:
+                out.append(float(v))
+        return out
+
     def close(self) -> None:
         """Close the HTTP client's connections."""
         self._client.close()
@@ -383,6 +559,47 @@ def _logprobs(choice: Any, *, chat: bool) -> list[float] | None:
         return None if content is None else [float(t.logprob) for t in content]
     values = getattr(lp, "token_logprobs", None)
     return None if values is None else [float(v) for v in values if v is not None]
+
+
+def _rejection(exc: Any) -> str:
+    """A short reason for an API status error answering echo with logprobs."""
+    message = str(getattr(exc, "message", "") or exc)
+    prefix = f"Error code: {exc.status_code} - "
+    if message.startswith(prefix):
+        message = message[len(prefix):]
+    return f"it answered HTTP {exc.status_code} to echo=true with logprobs: {message}"
+
+
+def _first_text_token(
+    context: str, text: str, tokens: list[Any] | None, offsets: list[Any] | None
+) -> int | None:
+    """Index of the first token of ``text`` in the echoed ``context + text`` (the token that
+    covers the text's first character, even when it starts inside the context), or None when
+    the server sent neither token strings nor offsets. See :meth:`OpenAIEngine.score_text`."""
+    if tokens is not None and not all(isinstance(t, str) for t in tokens):
+        tokens = None
+    if offsets is not None and not all(isinstance(o, int) for o in offsets):
+        offsets = None
+    ends: list[float] = []
+    if tokens is not None and (offsets is None or all(
+        offsets[i + 1] - offsets[i] == len(tokens[i]) for i in range(len(tokens) - 1)
+    )):  # offsets are the running lengths of the token strings (vLLM, OpenAI)
+        served = "".join(tokens)
+        if served.endswith(text):  # exact: the token strings spell the text
+            boundary = len(served) - len(text)
+        else:  # they spell the context, or neither (then the excess is taken as a prefix)
+            at = served.find(context)
+            boundary = at + len(context) if at >= 0 else len(served) - len(text)
+        pos = 0
+        for tok in tokens:
+            pos += len(tok)
+            ends.append(pos)
+    elif offsets is not None:  # offsets are positions in the prompt itself
+        boundary = len(context)
+        ends = [float(o) for o in offsets[1:]] + [math.inf]
+    else:
+        return None
+    return next((i for i, end in enumerate(ends) if end > boundary), len(ends))
 
 
 def _cut_at_stop(
