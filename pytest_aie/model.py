@@ -32,7 +32,8 @@ class Model:
     def __init__(self, name: str, engine: str, model: str, *, options: dict[str, Any] | None = None,
                  defaults: Sampling = Sampling(), batch_size: int = 0,
                  stores: Sequence[GenerationCache] = (), progress: Progress = stderr_progress,
-                 engine_obj: Engine | None = None) -> None:
+                 engine_obj: Engine | None = None, adapter: str | None = None,
+                 owns_engine: bool = True) -> None:
         self.name = name
         self.engine_name = engine
         self.model_ref = model
@@ -42,6 +43,8 @@ class Model:
         self.stores = list(stores)
         self.progress = progress
         self._engine = engine_obj
+        self.adapter = adapter  # applied to every request without one (LoRA candidate)
+        self.owns_engine = owns_engine
         self._key: str | None = None
         self.generated = 0  # requests sent to the engine (cache misses)
 
@@ -88,6 +91,8 @@ class Model:
     def generate_many(self, requests: Sequence[Request], *, label: str = "") -> list[Generation]:
         """Generate a batch: cached results first, the rest in engine batches. Identical
         requests (several suites over one dataset) are generated once."""
+        if self.adapter is not None:
+            requests = [r if r.adapter else replace(r, adapter=self.adapter) for r in requests]
         unique: dict[str, int] = {}
         index = [unique.setdefault(r.key(), len(unique)) for r in requests]
         if len(unique) < len(requests):
@@ -137,9 +142,9 @@ class Model:
         return [r for r in results if r is not None]
 
     def close(self) -> None:
-        if self._engine is not None:
+        if self._engine is not None and self.owns_engine:
             self._engine.close()
-            self._engine = None
+        self._engine = None
 
 
 class Models:

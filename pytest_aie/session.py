@@ -86,7 +86,7 @@ class AieSession:
         return self._stores
 
     def model_names(self) -> list[str]:
-        extra = ["candidate"] if self.settings.candidate else []
+        extra = ["candidate"] if self.settings.has_candidate else []
         return ["default", *extra, *self.settings.models]
 
     def model(self, name: str | None = None) -> Model:
@@ -96,6 +96,9 @@ class AieSession:
             s = self.settings
             if name == "default":
                 engine, ref = s.engine, s.model
+            elif name == "candidate" and s.candidate_adapter:
+                self._models[name] = self._adapter_model(s.candidate_adapter)
+                return self._models[name]
             elif name == "candidate" and s.candidate:
                 engine, ref = s.candidate
             elif name in s.models:
@@ -110,6 +113,24 @@ class AieSession:
                                        batch_size=s.batch_size, stores=self.stores(),
                                        progress=self.progress)
         return self._models[name]
+
+    def _adapter_model(self, path: str) -> Model:
+        """The candidate "base + LoRA adapter": the base model's engine, adapter on every
+        request (pinned to the adapter's content hash, so the cache sees retraining)."""
+        from pytest_aie.engines.base import Capability
+
+        base = self.model("default")
+        engine = base.engine
+        if not engine.supports(Capability.ADAPTERS):
+            raise UsageError(f"--aie-candidate-adapter needs an engine with LoRA adapters; "
+                             f"{engine.name!r} has none",
+                             fix="use --aie-engine hf with `pip install peft`, or pass a merged "
+                                 "model with --aie-candidate")
+        resolve = getattr(engine, "resolve_adapter", None)
+        ref = resolve(path) if resolve is not None else path
+        return Model("candidate", base.engine_name, base.model_ref, engine_obj=engine,
+                     defaults=self.defaults, batch_size=self.settings.batch_size,
+                     stores=self.stores(), progress=self.progress, adapter=ref, owns_engine=False)
 
     # --- generation ---------------------------------------------------------------------
     @contextlib.contextmanager
@@ -126,7 +147,7 @@ class AieSession:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def primary_model_name(self) -> str:
-        return "candidate" if self.settings.candidate else "default"
+        return "candidate" if self.settings.has_candidate else "default"
 
     def primary_model(self, spec: SuiteSpec) -> str:
         """The model a suite evaluates: its own, else the candidate in a finetune comparison,
@@ -177,7 +198,7 @@ class AieSession:
         for n, gens in zip(pending, self._generate_for(name, pending)):
             self.outputs[n] = gens
         self._score(pending, self.outputs, self.scores)
-        if self.settings.candidate and name == "candidate":
+        if self.settings.has_candidate and name == "candidate":
             compare = [n for n in pending if self.runs[n].spec.scorer is not None]
             for n, gens in zip(compare, self._generate_for("default", compare)):
                 self.base_outputs[n] = gens
@@ -287,7 +308,7 @@ class AieSession:
 
             baseline = load_baseline(baseline_path(s.baseline_dir, s.baseline))
             self.baseline_comparisons = compare_to_baseline(self.records, baseline, policy)
-        if s.candidate:
+        if s.has_candidate:
             self.model_comparisons = compare_models(self.records, policy)
         if s.save_baseline and self.records:
             from pytest_aie.baseline import baseline_path, make_baseline, save_baseline

@@ -82,6 +82,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("confidence", "confidence level of intervals", "0.95", "LEVEL"),
     Option("candidate", "finetune check: compare this [ENGINE:]MODEL with --aie-model (the base) "
            "on the same suites", "", "MODEL"),
+    Option("candidate-adapter", "finetune check: compare the base model (--aie-model) with the "
+           "same model plus this LoRA adapter folder (hf engine with peft)", "", "PATH"),
     Option("baseline", "compare the run with a saved baseline (paired tests)", "", "NAME"),
     Option("save-baseline", "save this run's per-case results as a baseline", "", "NAME"),
     Option("baseline-dir", "folder of baseline files (meant to be committed)", "aie-baselines",
@@ -158,6 +160,7 @@ class Settings:
     inconclusive: str = "warn"
     confidence: float = 0.95
     candidate: tuple[str, str] | None = None
+    candidate_adapter: str = ""
     baseline: str = ""
     save_baseline: str = ""
     baseline_dir: str = "aie-baselines"
@@ -196,6 +199,9 @@ class Settings:
         candidate = None
         if raw["candidate"]:
             candidate = parse_models(f"candidate={raw['candidate']}", raw["engine"] or "hf")["candidate"]
+        if raw["candidate"] and raw["candidate-adapter"]:
+            raise UsageError("--aie-candidate and --aie-candidate-adapter both name a candidate",
+                             fix="compare one candidate per run")
         if raw["baseline"] and raw["save-baseline"] and raw["baseline"] == raw["save-baseline"]:
             raise UsageError("--aie-baseline and --aie-save-baseline name the same baseline",
                              fix="compare first, then save under the same name in a later run")
@@ -225,12 +231,17 @@ class Settings:
             inconclusive=raw["inconclusive"],
             confidence=fractions["confidence"],  # type: ignore[arg-type]
             candidate=candidate,
+            candidate_adapter=str(root / raw["candidate-adapter"]) if raw["candidate-adapter"] else "",
             baseline=raw["baseline"],
             save_baseline=raw["save-baseline"],
             baseline_dir=str(root / raw["baseline-dir"]),
             regression_margin=fractions["regression-margin"],  # type: ignore[arg-type]
             alpha=fractions["alpha"],  # type: ignore[arg-type]
         )
+
+    @property
+    def has_candidate(self) -> bool:
+        return bool(self.candidate or self.candidate_adapter)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -195,3 +195,52 @@ def test_candidate_regression_per_suite_and_tag(pytester: pytest.Pytester) -> No
     improved = pytester.runpytest("--aie-candidate", "scripted:candidate.jsonl")
     assert improved.ret == 0
     improved.stdout.fnmatch_lines(["candidate vs base: test_suite.py::test_gate [[]exact.match[]]: improved*"])
+
+
+def test_candidate_adapter_shares_the_base_engine(pytester: pytest.Pytester) -> None:
+    make_suite(pytester, 200, wrong=set(), marker="min_pass_rate=0.5")
+    (pytester.path / "lora").mkdir()
+    pytester.makeconftest("""
+        from pytest_aie.engines import register_engine
+        from pytest_aie.engines.scripted import ScriptedEngine
+
+        CREATED = []
+
+        def answer(request):
+            i = int(request.messages[-1]["content"][1:])
+            # the adapter "forgets" every fourth case
+            if request.adapter and request.adapter.endswith("lora") and i % 4 == 0:
+                return "forgot"
+            return f"a{i}"
+
+        def make(**kw):
+            CREATED.append(1)
+            return ScriptedEngine(answer)
+
+        register_engine("adapterable", make)
+
+        def pytest_sessionfinish(session):
+            print("ENGINES CREATED", len(CREATED))
+    """)
+    result = pytester.runpytest("-s", "--aie-engine", "adapterable", "--aie-candidate-adapter", "lora")
+    assert result.ret == EXIT_REGRESSION
+    result.stdout.fnmatch_lines(["*candidate vs base: *REGRESSION: delta -0.250*"])
+    result.stdout.fnmatch_lines(["*ENGINES CREATED 1*"])  # base and candidate share one engine
+    rec = next(r for r in records(pytester) if r["case_id"] == "c4")
+    assert rec["adapter"].endswith("lora") and rec["passed"] is False and rec["base"]["passed"] is True
+
+
+def test_candidate_adapter_needs_adapter_support(pytester: pytest.Pytester) -> None:
+    make_suite(pytester, 5, wrong=set(), marker="")
+    pytester.makeconftest("""
+        from pytest_aie.engines import register_engine
+        from pytest_aie.engines.scripted import ScriptedEngine
+
+        class NoAdapters(ScriptedEngine):
+            capabilities = frozenset({"chat", "prompt"})
+
+        register_engine("plain", lambda **kw: NoAdapters({}))
+    """)
+    result = pytester.runpytest("--aie-engine", "plain", "--aie-candidate-adapter", "lora")
+    assert result.ret == EXIT_HARNESS_ERROR
+    result.stdout.fnmatch_lines(["*--aie-candidate-adapter needs an engine with LoRA adapters*Fix: *"])
