@@ -25,6 +25,24 @@ def test_rouge_l(case, output):
 
 
 @pytest.mark.dataset("definitions.jsonl", **DATASET)
+@pytest.mark.similarity("rouge1")
+def test_rouge_1(case, output):
+    """ROUGE-1 (unigram overlap) F-measure."""
+
+
+@pytest.mark.dataset("definitions.jsonl", **DATASET)
+@pytest.mark.similarity("rouge2")
+def test_rouge_2(case, output):
+    """ROUGE-2 (bigram overlap) F-measure."""
+
+
+@pytest.mark.dataset("definitions.jsonl", **DATASET)
+@pytest.mark.similarity("rougeLsum")
+def test_rouge_lsum(case, output):
+    """ROUGE-Lsum: longest common subsequence over sentences."""
+
+
+@pytest.mark.dataset("definitions.jsonl", **DATASET)
 @pytest.mark.similarity("bleu")
 def test_bleu(case, output):
     """Sentence BLEU per case; the summary also shows corpus BLEU (sacrebleu)."""
@@ -45,10 +63,29 @@ def test_ter(case, output):
 @pytest.mark.dataset("definitions.jsonl", **DATASET)
 @pytest.mark.similarity("bertscore", min_score=0.5)
 def test_bertscore(case, output):
-    """BERTScore F1 from contextual token embeddings of a local model (MiniLM, layer 5)."""
+    """BERTScore F1 from contextual token embeddings of a local model (MiniLM, layer 5);
+    each case's details also hold precision and recall."""
+
+
+@pytest.mark.dataset("definitions.jsonl", **DATASET)
+@pytest.mark.similarity("bertscore_precision")
+def test_bertscore_precision(case, output):
+    """BERTScore precision: how much of the output the reference supports."""
+
+
+@pytest.mark.dataset("definitions.jsonl", **DATASET)
+@pytest.mark.similarity("bertscore_recall")
+def test_bertscore_recall(case, output):
+    """BERTScore recall: how much of the reference the output covers."""
 
 
 @pytest.mark.dataset("definitions.jsonl", **DATASET)
 @pytest.mark.similarity("perplexity")
 def test_reference_perplexity(case, output):
     """Perplexity of the reference answer under the model being evaluated (hf engine)."""
+
+
+@pytest.mark.dataset("definitions.jsonl", **DATASET)
+@pytest.mark.similarity("bits_per_byte")
+def test_reference_bits_per_byte(case, output):
+    """Bits per byte of the reference under the model: perplexity normalised by text length."""

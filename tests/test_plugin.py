@@ -275,3 +275,11 @@ def test_unreachable_server_is_one_line_and_exit_10(pytester: pytest.Pytester) -
     result.stdout.fnmatch_lines([f"*pytest-aie: cannot reach OpenAI-compatible server at "
                                  f"http://127.0.0.1:{port}/v1*Fix: start the server or set --aie-base-url*"])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_missing_model_folder_is_one_line_and_exit_10(pytester: pytest.Pytester) -> None:
+    write_suite(pytester)
+    result = pytester.runpytest("--aie-engine", "hf", "--aie-model", "./no/such/model")
+    assert result.ret == EXIT_HARNESS_ERROR
+    result.stdout.fnmatch_lines(["*pytest-aie: *no/such/model*Fix: *"])
+    assert "Traceback" not in result.stdout.str()
