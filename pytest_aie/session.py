@@ -65,6 +65,7 @@ class AieSession:
     notes: list[str] = field(default_factory=list)
     saved_baseline: str | None = None
     _models: dict[str, Model] = field(default_factory=dict)
+    _request_memo: dict[str, list[Request]] = field(default_factory=dict)
     _failed_models: dict[str, AieError] = field(default_factory=dict)
     _stores: list[GenerationCache] | None = None
 
@@ -159,6 +160,12 @@ class AieSession:
 
     def _requests(self, nodeid: str) -> list[Request]:
         """One request per sample; sample i uses seed ``seed + i``."""
+        if nodeid in self._request_memo:
+            return self._request_memo[nodeid]
+        self._request_memo[nodeid] = reqs = self._build_requests(nodeid)
+        return reqs
+
+    def _build_requests(self, nodeid: str) -> list[Request]:
         run = self.runs[nodeid]
         base = run.spec.request_for(run.case, self.defaults)
         k = self.samples(run.spec)
@@ -261,7 +268,7 @@ class AieSession:
         value, passed, reason = self._combine(scores)
         if failure is not None and gen.error is None:  # the test body's own assertion failed
             passed, reason = False, failure
-        request = run.spec.request_for(run.case, self.defaults)
+        request = self._requests(nodeid)[0]
         prompt = request.prompt if request.prompt is not None else \
             "\n".join(f"[{m['role']}] {m['content']}" for m in request.messages or ())
         record: dict[str, Any] = {

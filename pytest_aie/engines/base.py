@@ -96,7 +96,18 @@ class Request:
             object.__setattr__(self, "messages", msgs)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Written out rather than dataclasses.asdict: this runs once per case (cache keys).
+        s = self.sampling
+        return {
+            "messages": None if self.messages is None else [dict(m) for m in self.messages],
+            "prompt": self.prompt,
+            "sampling": {"temperature": s.temperature, "top_p": s.top_p,
+                         "max_tokens": s.max_tokens, "stop": list(s.stop), "seed": s.seed,
+                         "logprobs": s.logprobs},
+            "adapter": self.adapter,
+            "output_schema": self.output_schema,
+            "stream": self.stream,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Request":
