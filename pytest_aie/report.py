@@ -167,7 +167,7 @@ def _environment() -> "jinja2.Environment":
     """
     import jinja2
 
-    root = importlib.resources.files("pytest_aie.templates")
+    root = _templates()
 
     def load(name: str) -> tuple[str, None, Any]:
         resource = root.joinpath(name)
@@ -184,8 +184,17 @@ def _environment() -> "jinja2.Environment":
     )
 
 
+def _templates() -> Any:
+    """The templates folder: the installed ``pytest_aie.templates`` package, or, when the
+    package runs from a source checkout that was never installed, ``reports/templates``."""
+    try:
+        return importlib.resources.files("pytest_aie.templates")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "reports" / "templates"
+
+
 def _asset(name: str) -> str:
-    return importlib.resources.files("pytest_aie.templates").joinpath(name).read_text(encoding="utf-8")
+    return _templates().joinpath(name).read_text(encoding="utf-8")
 
 
 def _finite(value: Any) -> Any:
