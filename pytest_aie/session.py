@@ -108,7 +108,7 @@ class AieSession:
                 raise UsageError(f"no model named {name!r}",
                                  fix=f"define it with --aie-models {name}=ENGINE:MODEL "
                                      f"(known: {', '.join(self.model_names())})")
-            options = {"device": s.device, "base_url": s.base_url or None,
+            options = {"device": s.device, "dtype": s.dtype, "base_url": s.base_url or None,
                        "concurrency": s.concurrency}
             self._models[name] = Model(name, engine, ref, options=options, defaults=self.defaults,
                                        batch_size=s.batch_size, stores=self.stores(),

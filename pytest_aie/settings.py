@@ -59,6 +59,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("base-url", "OpenAI-compatible server URL for the openai engine "
            "(default: $OPENAI_BASE_URL)", "", "URL"),
     Option("device", "device for in-process engines: auto, cpu, cuda", "auto", "DEVICE"),
+    Option("dtype", "weights dtype for in-process engines: auto (float32 on CPU, bfloat16 on "
+           "CUDA), float32, bfloat16, float16", "auto", "DTYPE"),
     Option("batch-size", "requests per engine call (0 = the engine's preferred size)", "0", "N"),
     Option("concurrency", "parallel requests for the openai engine", "8", "N"),
     Option("max-tokens", "default max new tokens per generation", "64", "N"),
@@ -144,6 +146,7 @@ class Settings:
     models: dict[str, tuple[str, str]] = field(default_factory=dict)
     base_url: str = ""
     device: str = "auto"
+    dtype: str = "auto"
     batch_size: int = 0
     concurrency: int = 8
     max_tokens: int = 64
@@ -215,6 +218,7 @@ class Settings:
             models=parse_models(raw["models"], raw["engine"] or "hf"),
             base_url=raw["base-url"],
             device=raw["device"] or "auto",
+            dtype=raw["dtype"] or "auto",
             batch_size=ints["batch-size"],
             concurrency=ints["concurrency"],
             max_tokens=ints["max-tokens"],
