@@ -259,7 +259,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         tw.write_line(note, yellow=True)
     for line in aie.harness_errors:
         tw.write_line(line, red=True)
-    if aie.log is not None and (aie.records or aie.harness_errors):
+    if aie.log is not None and aie.records:
         tw.write_line(f"pytest-aie results: {aie.log.path}")
     report = getattr(config, "_aie_report_path", None)
     if report:

@@ -290,6 +290,9 @@ class AieSession:
         if "references" in run.case.fields:
             record["references"] = run.case.fields["references"]
         if len(gens) > 1:
+            from pytest_aie.stats.sampling import consistency
+
+            record["consistency"] = consistency([sc.passed for sc in scores])
             record["samples"] = [
                 {"seed": r.sampling.seed, "output": g.text, "passed": sc.passed, "value": sc.value,
                  "reason": sc.reason} for r, g, sc in zip(self._requests(nodeid), gens, scores)]

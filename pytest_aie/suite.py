@@ -16,7 +16,7 @@ from typing import Any, Callable
 from pytest_aie.dataset import Case, build_request, load_cases, template_fields
 from pytest_aie.engines.base import Request, Sampling
 from pytest_aie.errors import UsageError
-from pytest_aie.scorers.base import Scorer
+from pytest_aie.scorers.base import Score, Scorer
 
 __all__ = ["EVAL_MARKERS", "MARKER_HELP", "SuiteSpec", "build_suite", "register_eval_marker"]
 
@@ -59,11 +59,32 @@ def _similarity(metric: str = "cosine", *, base_dir: Path, engine: Callable[[], 
                 **kwargs: Any) -> Scorer:
     from pytest_aie.scorers.similarity import build_similarity_scorer
 
+    from pytest_aie.errors import EngineError
+
     if metric in ("perplexity", "bits_per_byte") and "engine" not in kwargs:
         kwargs["engine"] = _LazyEngine(engine)
-    scorer = build_similarity_scorer(metric, **kwargs)
+    try:
+        scorer = build_similarity_scorer(metric, **kwargs)
+    except EngineError as exc:  # a model or library that is not installed
+        scorer = UnavailableScorer(f"similarity.{metric}", str(exc))
     scorer.binary = False  # type: ignore[attr-defined]  # continuous scores
     return scorer
+
+
+class UnavailableScorer(Scorer):
+    """Stands in for a scorer whose model or library is missing: every case is recorded as
+    unmeasured with the reason, and the rest of the run goes on."""
+
+    def __init__(self, metric: str, reason: str) -> None:
+        self._metric = metric
+        self.reason = reason
+
+    @property
+    def metric(self) -> str:
+        return self._metric
+
+    def score(self, output: str, case: Any) -> Score:
+        return Score.unmeasured(self._metric, self.reason)
 
 
 #: eval marker name -> factory(*marker args, base_dir=, engine=, **marker kwargs) -> Scorer;

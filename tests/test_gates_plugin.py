@@ -175,6 +175,7 @@ def test_repeated_sampling_reports_pass_at_k_and_flaky_cases(pytester: pytest.Py
     assert [s["seed"] for s in recs["c2"]["samples"]] == [0, 1, 2, 3]
     assert [s["passed"] for s in recs["c2"]["samples"]] == [False, True, False, True]
     assert recs["c0"]["value"] == 1.0 and recs["c1"]["value"] == 0.0 and recs["c2"]["value"] == 0.5
+    assert recs["c0"]["consistency"] == 1.0 and recs["c2"]["consistency"] == 0.5
 
 
 def test_candidate_regression_per_suite_and_tag(pytester: pytest.Pytester) -> None:

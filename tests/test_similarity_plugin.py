@@ -121,9 +121,31 @@ def test_perplexity_needs_an_engine_that_scores_text(pytester: pytest.Pytester) 
 def test_embedding_cosine_with_the_real_model(pytester: pytest.Pytester) -> None:
     answers = dict(REFS, sun="In the east, the sun comes up.", rain="Bananas are yellow.")
     make(pytester, '"cosine", threshold=0.6', answers)
-    result = pytester.runpytest()
+    result = pytester.runpytest_subprocess()  # torch is imported: see above
     result.assert_outcomes(passed=3, failed=1)
     recs = records(pytester)
     assert recs["cat"]["value"] == pytest.approx(1.0, abs=1e-5)
     assert 0.6 < recs["sun"]["value"] < 1.0
     assert recs["rain"]["value"] < 0.6
+
+
+def test_missing_similarity_model_leaves_cases_unmeasured(pytester: pytest.Pytester) -> None:
+    make(pytester, '"cosine", model="no-such-model"', REFS)
+    pytester.makepyfile(test_other="""
+        import pytest
+
+        @pytest.mark.dataset("cases.jsonl")
+        @pytest.mark.similarity("rouge1")
+        def test_rouge(case, output):
+            pass
+    """)
+    # A subprocess: torch, imported while looking for the model, cannot be imported twice in
+    # one process, and in-process pytester runs drop the modules they import.
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=4, failed=4)  # rouge runs; the cosine cases fail unmeasured
+    result.stdout.fnmatch_lines(["*similarity.cosine unmeasured: model 'no-such-model' is not installed*",
+                                 "*[[]similarity.cosine[]]: 0/4 passed, 0 failed, 4 unmeasured*"])
+    lines = (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()[1:]
+    recs = [json.loads(line) for line in lines]
+    assert len(recs) == 8
+    assert all(r["passed"] is None for r in recs if r["metric"] == "similarity.cosine")
