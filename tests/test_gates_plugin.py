@@ -4,9 +4,10 @@ repeated sampling, baselines and base-vs-candidate comparisons, on the scripted 
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
+from scripted_suite import eval_test, read_records, write_scripted_suite
+from scripted_suite import write_answers as scripted_answers
 
 from pytest_aie.errors import EXIT_HARNESS_ERROR, EXIT_REGRESSION
 
@@ -14,35 +15,18 @@ from pytest_aie.errors import EXIT_HARNESS_ERROR, EXIT_REGRESSION
 def make_suite(pytester: pytest.Pytester, n: int, wrong: set[int], *, marker: str,
                answers_name: str = "answers") -> None:
     """n cases 'q{i}' -> 'a{i}'; the script answers wrongly on the indices in ``wrong``."""
-    pytester.makefile(".jsonl", cases="\n".join(
-        json.dumps({"id": f"c{i}", "prompt": f"q{i}", "expected": f"a{i}",
-                    "tags": ["even" if i % 2 == 0 else "odd"]}) for i in range(n)))
+    cases = [{"id": f"c{i}", "prompt": f"q{i}", "expected": f"a{i}",
+              "tags": ["even" if i % 2 == 0 else "odd"]} for i in range(n)]
+    write_scripted_suite(pytester, cases, {}, eval_test(f"exact({marker})", "test_gate"))
     write_answers(pytester, n, wrong, answers_name)
-    pytester.makepyfile(test_suite=f"""
-        import pytest
-
-        @pytest.mark.dataset("cases.jsonl")
-        @pytest.mark.exact({marker})
-        def test_gate(case, output):
-            pass
-    """)
-    pytester.makeini(textwrap.dedent("""
-        [pytest]
-        aie_engine = scripted
-        aie_model = answers.jsonl
-        aie_cache = off
-    """))
 
 
 def write_answers(pytester: pytest.Pytester, n: int, wrong: set[int], name: str = "answers") -> None:
-    pytester.makefile(".jsonl", **{name: "\n".join(
-        json.dumps({"prompt": f"q{i}", "answer": "nope" if i in wrong else f"a{i}"})
-        for i in range(n))})
+    scripted_answers(pytester, {f"q{i}": "nope" if i in wrong else f"a{i}" for i in range(n)}, name)
 
 
 def records(pytester: pytest.Pytester) -> list[dict]:
-    lines = (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines[1:]]
+    return read_records(pytester)
 
 
 def test_passing_gate_tolerates_failing_cases(pytester: pytest.Pytester) -> None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
-
 import pytest
+from scripted_suite import write_scripted_suite
 
 from pytest_aie.errors import EXIT_HARNESS_ERROR
 
@@ -31,17 +29,7 @@ def test_qa(case, output):
 
 def write_suite(pytester: pytest.Pytester, answers: dict[str, str] | None = None,
                 cases: list[dict] | None = None, test: str = TEST_FILE) -> None:
-    pytester.makefile(".jsonl", cases="\n".join(json.dumps(c) for c in (cases or CASES)))
-    answers = ANSWERS if answers is None else answers
-    pytester.makefile(".jsonl", answers="\n".join(
-        json.dumps({"prompt": k, "answer": v}) for k, v in answers.items()))
-    pytester.makepyfile(test_suite=test)
-    pytester.makeini(textwrap.dedent("""
-        [pytest]
-        aie_engine = scripted
-        aie_model = answers.jsonl
-        aie_cache = off
-    """))
+    write_scripted_suite(pytester, cases or CASES, ANSWERS if answers is None else answers, test)
 
 
 def read_results(pytester: pytest.Pytester) -> tuple[dict, list[dict]]:

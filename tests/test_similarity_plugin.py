@@ -4,9 +4,9 @@ real metric libraries (rouge-score, sacrebleu, sentence-transformers)."""
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
+from scripted_suite import eval_test, read_records, write_scripted_suite
 
 from pytest_aie.errors import EXIT_HARNESS_ERROR
 
@@ -20,29 +20,13 @@ REFS = {
 
 def make(pytester: pytest.Pytester, marker: str, answers: dict[str, str],
          refs: dict[str, object] = REFS) -> None:
-    pytester.makefile(".jsonl", cases="\n".join(
-        json.dumps({"id": k, "prompt": f"say {k}", "expected": v}) for k, v in refs.items()))
-    pytester.makefile(".jsonl", answers="\n".join(
-        json.dumps({"prompt": f"say {k}", "answer": v}) for k, v in answers.items()))
-    pytester.makepyfile(test_sim=f"""
-        import pytest
-
-        @pytest.mark.dataset("cases.jsonl")
-        @pytest.mark.similarity({marker})
-        def test_sim(case, output):
-            pass
-    """)
-    pytester.makeini(textwrap.dedent("""
-        [pytest]
-        aie_engine = scripted
-        aie_model = answers.jsonl
-        aie_cache = off
-    """))
+    cases = [{"id": k, "prompt": f"say {k}", "expected": v} for k, v in refs.items()]
+    write_scripted_suite(pytester, cases, {f"say {k}": v for k, v in answers.items()},
+                         eval_test(f"similarity({marker})", "test_sim"), test_module="test_sim")
 
 
 def records(pytester: pytest.Pytester) -> dict[str, dict]:
-    lines = (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()
-    return {r["case_id"]: r for r in map(json.loads, lines[1:])}
+    return {r["case_id"]: r for r in read_records(pytester)}
 
 
 def test_rouge_identical_and_different_outputs(pytester: pytest.Pytester) -> None:
