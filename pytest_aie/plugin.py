@@ -15,9 +15,7 @@ Flow of a run:
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Generator

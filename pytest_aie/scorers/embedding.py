@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from pytest_aie.errors import EngineError, UsageError, require
-from pytest_aie.scorers.similarity import ReferenceScorer
+from pytest_aie.scorers.reference import ReferenceScorer
 
 if TYPE_CHECKING:
     import torch

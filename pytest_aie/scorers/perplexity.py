@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 from pytest_aie.engines.base import Capability
 from pytest_aie.errors import EngineError, UsageError
 from pytest_aie.scorers.base import Score
-from pytest_aie.scorers.similarity import ReferenceScorer, extract_references
+from pytest_aie.scorers.reference import ReferenceScorer, extract_references
 
 if TYPE_CHECKING:
     from pytest_aie.dataset import Case
