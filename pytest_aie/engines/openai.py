@@ -31,19 +31,23 @@ Errors: a request that still fails after the client's retries comes back as a
 a server that cannot be reached at all (no request of the batch got through) raises
 :class:`~pytest_aie.errors.EngineError`. The API key is read from the environment and never
 appears in :meth:`OpenAIEngine.identity`, ``repr``, or any error text.
+
+Layout: this module holds the engine (client setup, identity, batching, error mapping); one
+request's parameters, plain and streamed calls and timings are in
+:mod:`pytest_aie.engines._openai_call`, scoring (``score_text``) in
+:mod:`pytest_aie.engines._openai_score`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from pytest_aie.engines.base import Capability, Engine, Generation, Request, Timings
+from pytest_aie.engines import _openai_call, _openai_score
+from pytest_aie.engines.base import Capability, Engine, Generation, Request
 from pytest_aie.errors import AieError, EngineError, require
 
 __all__ = ["OpenAIEngine", "OPENAI_URL"]
@@ -51,10 +55,6 @@ __all__ = ["OpenAIEngine", "OPENAI_URL"]
 OPENAI_URL = "https://api.openai.com/v1"
 _LOCAL_KEY = "EMPTY"  # what local servers are conventionally given when they need no key
 _FIX_UNREACHABLE = "start the server or set --aie-base-url"
-_FIX_NO_PROMPT_LOGPROBS = (
-    "use a server that returns prompt log-probabilities for echo=true with logprobs on "
-    "/completions (vllm serve), or the hf engine"
-)
 
 
 def _strip_userinfo(url: str) -> str:
@@ -251,134 +251,14 @@ class OpenAIEngine(Engine):
             return self._error(request, str(exc))
         try:
             if request.stream:
-                return self._streamed(request)
-            return self._plain(request)
+                return _openai_call.streamed(self, request)
+            return _openai_call.plain(self, request)
         except openai.APITimeoutError as exc:
             return self._error(request, self._describe(exc))
         except openai.APIConnectionError as exc:
             raise _Unreachable(str(exc)) from exc
         except openai.OpenAIError as exc:
             return self._error(request, self._describe(exc))
-
-    def _params(self, request: Request) -> dict[str, Any]:
-        s = request.sampling
-        params: dict[str, Any] = {
-            "model": self.model,
-            "temperature": s.temperature,
-            "top_p": s.top_p,
-            "max_tokens": s.max_tokens,
-        }
-        if s.stop:
-            params["stop"] = list(s.stop)
-        if s.seed is not None:
-            params["seed"] = s.seed
-        if s.logprobs:
-            params["logprobs"] = True if request.messages is not None else 0
-        if request.messages is not None:
-            params["messages"] = [dict(m) for m in request.messages]
-        else:
-            params["prompt"] = request.prompt
-        return params
-
-    def _call(self, request: Request, **extra: Any) -> Any:
-        params = {**self._params(request), **extra}
-        if request.messages is not None:
-            return self._client.chat.completions.create(**params)
-        return self._client.completions.create(**params)
-
-    def _finish(
-        self,
-        request: Request,
-        text: str,
-        finish_reason: str | None,
-        usage: Any,
-        logprobs: list[float] | None,
-        timings: Timings,
-        counted_tokens: int | None = None,
-    ) -> Generation:
-        text, finish_reason = _cut_at_stop(text, request.sampling.stop, finish_reason)
-        prompt_tokens = getattr(usage, "prompt_tokens", None)
-        completion_tokens = getattr(usage, "completion_tokens", None)
-        if completion_tokens is None:
-            completion_tokens = counted_tokens
-        return Generation(
-            text=text,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            finish_reason=finish_reason,
-            engine=self.name,
-            model=self.model,
-            adapter=request.adapter,
-            timings=timings,
-            token_logprobs=logprobs,
-        )
-
-    def _plain(self, request: Request) -> Generation:
-        start = time.perf_counter()
-        response = self._call(request)
-        e2e = time.perf_counter() - start
-        if not response.choices:
-            return self._error(request, f"{self.base_url} answered with no choices")
-        choice = response.choices[0]
-        if request.messages is not None:
-            text = choice.message.content or ""
-        else:
-            text = choice.text or ""
-        return self._finish(
-            request, text, choice.finish_reason, response.usage,
-            _logprobs(choice, chat=request.messages is not None),
-            Timings(e2e_s=e2e, batch_size=1),
-        )  # fmt: skip
-
-    def _streamed(self, request: Request) -> Generation:
-        start = time.perf_counter()
-        if self._no_stream_options:
-            stream = self._call(request, stream=True)
-        else:
-            try:
-                stream = self._call(request, stream=True, stream_options={"include_usage": True})
-            except (self._openai.BadRequestError, self._openai.UnprocessableEntityError) as exc:
-                if "stream_options" not in str(exc):
-                    raise
-                self._no_stream_options = True  # this server rejects the field: ask without it
-                stream = self._call(request, stream=True)
-        chat = request.messages is not None
-        pieces: list[str] = []
-        logprobs: list[float] = []
-        got_logprobs = False
-        ttft: float | None = None
-        content_chunks = 0
-        finish_reason: str | None = None
-        usage = None
-        with stream:
-            for chunk in stream:
-                if getattr(chunk, "usage", None) is not None:
-                    usage = chunk.usage
-                for choice in chunk.choices or ():
-                    if choice.index != 0:
-                        continue
-                    piece = (choice.delta.content if chat else choice.text) or ""
-                    if piece:
-                        if ttft is None:
-                            ttft = time.perf_counter() - start
-                        pieces.append(piece)
-                        content_chunks += 1
-                    lp = _logprobs(choice, chat=chat)
-                    if lp is not None:
-                        got_logprobs = True
-                        logprobs.extend(lp)
-                    if choice.finish_reason:
-                        finish_reason = choice.finish_reason
-        e2e = time.perf_counter() - start
-        completion_tokens = getattr(usage, "completion_tokens", None) or content_chunks
-        tpot = None
-        if ttft is not None and completion_tokens and completion_tokens > 1:
-            tpot = (e2e - ttft) / (completion_tokens - 1)
-        return self._finish(
-            request, "".join(pieces), finish_reason, usage, logprobs if got_logprobs else None,
-            Timings(e2e_s=e2e, ttft_s=ttft, tpot_s=tpot, batch_size=1),
-            counted_tokens=content_chunks,
-        )  # fmt: skip
 
     # ---------------------------------------------------------------- scoring (perplexity)
 
@@ -420,193 +300,8 @@ class OpenAIEngine(Engine):
         Other failures after the client's retries (a text longer than the model's context, a
         5xx) also raise :class:`EngineError`, naming the text.
         """
-        texts = list(texts)
-        if contexts is not None and len(contexts) != len(texts):
-            raise ValueError(f"score_text got {len(texts)} texts but {len(contexts)} contexts")
-        results: list[list[float]] = [[] for _ in texts]
-        todo = [i for i, text in enumerate(texts) if text]
-        if not todo:
-            return results
-        failures: list[EngineError] = []
-        abort = threading.Event()
-
-        def run(i: int) -> None:
-            if abort.is_set():
-                return
-            context = (contexts[i] if contexts is not None else "") or ""
-            try:
-                results[i] = self._score_one(context, texts[i], f"text {i + 1} of {len(texts)}")
-            except EngineError as exc:
-                with self._lock:
-                    failures.append(exc)
-                abort.set()
-
-        workers = min(self.concurrency, len(todo))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aie-openai-score") as pool:
-            list(pool.map(run, todo))
-        if failures:
-            raise failures[0]
-        return results
-
-    def _no_prompt_logprobs(self, detail: str) -> EngineError:
-        return EngineError(
-            f"server at {self.base_url} does not return prompt log-probabilities "
-            f"({self._scrub(detail)}), which scoring a text (perplexity) needs",
-            fix=_FIX_NO_PROMPT_LOGPROBS,
-        )
-
-    def _score_request(self, prompt: str, what: str) -> tuple[Any, int]:
-        """The completions answer echoing ``prompt`` with log-probabilities, and the
-        ``max_tokens`` it was asked with. API failures become :class:`EngineError`."""
-        openai = self._openai
-        max_tokens = self._score_max_tokens
-        while True:
-            try:
-                response = self._client.completions.create(
-                    model=self.model, prompt=prompt, echo=True, logprobs=1,
-                    max_tokens=max_tokens, temperature=0.0,
-                )  # fmt: skip
-            except openai.APIStatusError as exc:
-                code = exc.status_code
-                message = str(exc).lower()
-                if code in (400, 422) and ("echo" in message or "logprob" in message):
-                    raise self._no_prompt_logprobs(_rejection(exc)) from None
-                if code in (404, 405, 501):  # no legacy /completions endpoint
-                    raise self._no_prompt_logprobs(_rejection(exc)) from None
-                if max_tokens == 0 and (code in (400, 422) or code >= 500):
-                    # some servers reject max_tokens=0 (400/422) or crash on it (transformers
-                    # serve: 500): ask once more for one generated token, cut off afterwards
-                    max_tokens = 1
-                    continue
-                raise self._score_failed(exc, what) from None
-            except openai.APITimeoutError as exc:
-                raise self._score_failed(exc, what) from None
-            except openai.APIConnectionError as exc:
-                raise self._unreachable(exc) from None
-            except openai.OpenAIError as exc:
-                raise self._score_failed(exc, what) from None
-            if max_tokens != self._score_max_tokens:
-                self._score_max_tokens = max_tokens  # it worked: ask with 1 from now on
-            return response, max_tokens
-
-    def _score_failed(self, exc: BaseException, what: str) -> EngineError:
-        return EngineError(
-            f"scoring {what} with {self.base_url} failed: {self._describe(exc)}",
-            fix="check the server's log; a text longer than the model's context cannot be scored",
-        )
-
-    def _score_one(self, context: str, text: str, what: str) -> list[float]:
-        """The log-probabilities of ``text``'s tokens after ``context`` (see score_text)."""
-        prompt = context + text
-        response, max_tokens = self._score_request(prompt, what)
-        if not response.choices:
-            raise self._no_prompt_logprobs("it answered with no choices")
-        choice = response.choices[0]
-        lp = getattr(choice, "logprobs", None)
-        values = getattr(lp, "token_logprobs", None) if lp is not None else None
-        if not values:
-            raise self._no_prompt_logprobs("its answer to echo=true, logprobs=1 has no "
-                                           "token_logprobs")
-        if len(values) > 1 and all(v is None for v in values):  # one token: legitimately null
-            raise self._no_prompt_logprobs("its token_logprobs are all null")
-        echoed = getattr(choice, "text", None)
-        if isinstance(echoed, str) and prompt not in echoed:
-            raise self._no_prompt_logprobs("it did not echo the prompt, so the log-probabilities "
-                                           "are not the prompt's")
-        values = list(values)
-        n = len(values)
-        if max_tokens > 0:  # drop the generated token(s) after the prompt
-            prompt_tokens = getattr(response.usage, "prompt_tokens", None)
-            known = isinstance(prompt_tokens, int) and 0 < prompt_tokens <= n
-            n = prompt_tokens if known else n - 1
-            values = values[:n]
-        tokens = getattr(lp, "tokens", None)
-        offsets = getattr(lp, "text_offset", None)
-        tokens = list(tokens[:n]) if tokens is not None and len(tokens) >= n else None
-        offsets = list(offsets[:n]) if offsets is not None and len(offsets) >= n else None
-        first = 0
-        if context:
-            first = _first_text_token(context, text, tokens, offsets)
-            if first is None:
-                raise EngineError(
-                    f"server at {self.base_url} returned neither text_offset nor tokens with its "
-                    "prompt log-probabilities, so the text cannot be told from its context",
-                    fix="score without a context (drop context='prompt'), or use the hf engine",
-                )
-        out: list[float] = []
-        for i in range(first, n):
-            v = values[i]
-            if v is None:
-                if i == 0:
-                    continue  # the prompt's first token: nothing to condition on
-                out.append(math.nan)
-            else:
-                out.append(float(v))
-        return out
+        return _openai_score.score_texts(self, texts, contexts)
 
     def close(self) -> None:
         """Close the HTTP client's connections."""
         self._client.close()
-
-
-def _logprobs(choice: Any, *, chat: bool) -> list[float] | None:
-    """The token log-probabilities of a (chunk's) choice, or None when the server sent none."""
-    lp = getattr(choice, "logprobs", None)
-    if lp is None:
-        return None
-    if chat:
-        content = getattr(lp, "content", None)
-        return None if content is None else [float(t.logprob) for t in content]
-    values = getattr(lp, "token_logprobs", None)
-    return None if values is None else [float(v) for v in values if v is not None]
-
-
-def _rejection(exc: Any) -> str:
-    """A short reason for an API status error answering echo with logprobs."""
-    message = str(getattr(exc, "message", "") or exc)
-    prefix = f"Error code: {exc.status_code} - "
-    if message.startswith(prefix):
-        message = message[len(prefix):]
-    return f"it answered HTTP {exc.status_code} to echo=true with logprobs: {message}"
-
-
-def _first_text_token(
-    context: str, text: str, tokens: list[Any] | None, offsets: list[Any] | None
-) -> int | None:
-    """Index of the first token of ``text`` in the echoed ``context + text`` (the token that
-    covers the text's first character, even when it starts inside the context), or None when
-    the server sent neither token strings nor offsets. See :meth:`OpenAIEngine.score_text`."""
-    if tokens is not None and not all(isinstance(t, str) for t in tokens):
-        tokens = None
-    if offsets is not None and not all(isinstance(o, int) for o in offsets):
-        offsets = None
-    ends: list[float] = []
-    if tokens is not None and (offsets is None or all(
-        offsets[i + 1] - offsets[i] == len(tokens[i]) for i in range(len(tokens) - 1)
-    )):  # offsets are the running lengths of the token strings (vLLM, OpenAI)
-        served = "".join(tokens)
-        if served.endswith(text):  # exact: the token strings spell the text
-            boundary = len(served) - len(text)
-        else:  # they spell the context, or neither (then the excess is taken as a prefix)
-            at = served.find(context)
-            boundary = at + len(context) if at >= 0 else len(served) - len(text)
-        pos = 0
-        for tok in tokens:
-            pos += len(tok)
-            ends.append(pos)
-    elif offsets is not None:  # offsets are positions in the prompt itself
-        boundary = len(context)
-        ends = [float(o) for o in offsets[1:]] + [math.inf]
-    else:
-        return None
-    return next((i for i, end in enumerate(ends) if end > boundary), len(ends))
-
-
-def _cut_at_stop(
-    text: str, stops: Sequence[str], finish_reason: str | None
-) -> tuple[str, str | None]:
-    """Cut ``text`` before the earliest stop string, as the OpenAI API does."""
-    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
-    if cut < 0:
-        return text, finish_reason
-    return text[:cut], "stop"

@@ -1,0 +1,177 @@
+"""One request to an OpenAI-compatible server and its answer read into a
+:class:`~pytest_aie.engines.base.Generation`: the per-request side of
+:class:`pytest_aie.engines.openai.OpenAIEngine` (batching, retries by the client, and error
+mapping stay there).
+
+* :func:`params` maps a :class:`~pytest_aie.engines.base.Request` and its
+  :class:`~pytest_aie.engines.base.Sampling` to the API's fields;
+* :func:`plain` makes one ordinary call and times it (``e2e_s``);
+* :func:`streamed` makes one streamed call and measures time to first content token
+  (``ttft_s``) and time per output token after it (``tpot_s``), asking without
+  ``stream_options`` once the server rejected that field (remembered on the engine);
+* both cut the text before the first stop string (:func:`_cut_at_stop`), as the OpenAI API does.
+
+The ``openai`` package is reached only through ``engine._openai`` (imported lazily by the
+engine), never imported here. API errors propagate to the engine's ``_generate_one``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Sequence
+
+from pytest_aie.engines.base import Generation, Request, Timings
+
+if TYPE_CHECKING:
+    from pytest_aie.engines.openai import OpenAIEngine
+
+
+def params(engine: OpenAIEngine, request: Request) -> dict[str, Any]:
+    """The create() arguments for ``request``: chat ``messages`` or a ``prompt``, sampling."""
+    s = request.sampling
+    out: dict[str, Any] = {
+        "model": engine.model,
+        "temperature": s.temperature,
+        "top_p": s.top_p,
+        "max_tokens": s.max_tokens,
+    }
+    if s.stop:
+        out["stop"] = list(s.stop)
+    if s.seed is not None:
+        out["seed"] = s.seed
+    if s.logprobs:
+        out["logprobs"] = True if request.messages is not None else 0
+    if request.messages is not None:
+        out["messages"] = [dict(m) for m in request.messages]
+    else:
+        out["prompt"] = request.prompt
+    return out
+
+
+def _call(engine: OpenAIEngine, request: Request, **extra: Any) -> Any:
+    kwargs = {**params(engine, request), **extra}
+    if request.messages is not None:
+        return engine._client.chat.completions.create(**kwargs)
+    return engine._client.completions.create(**kwargs)
+
+
+def _finish(
+    engine: OpenAIEngine,
+    request: Request,
+    text: str,
+    finish_reason: str | None,
+    usage: Any,
+    logprobs: list[float] | None,
+    timings: Timings,
+    counted_tokens: int | None = None,
+) -> Generation:
+    text, finish_reason = _cut_at_stop(text, request.sampling.stop, finish_reason)
+    prompt_tokens = getattr(usage, "prompt_tokens", None)
+    completion_tokens = getattr(usage, "completion_tokens", None)
+    if completion_tokens is None:
+        completion_tokens = counted_tokens
+    return Generation(
+        text=text,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        finish_reason=finish_reason,
+        engine=engine.name,
+        model=engine.model,
+        adapter=request.adapter,
+        timings=timings,
+        token_logprobs=logprobs,
+    )
+
+
+def plain(engine: OpenAIEngine, request: Request) -> Generation:
+    """One non-streamed call; ``Timings.e2e_s`` is its wall time."""
+    start = time.perf_counter()
+    response = _call(engine, request)
+    e2e = time.perf_counter() - start
+    if not response.choices:
+        return engine._error(request, f"{engine.base_url} answered with no choices")
+    choice = response.choices[0]
+    if request.messages is not None:
+        text = choice.message.content or ""
+    else:
+        text = choice.text or ""
+    return _finish(
+        engine, request, text, choice.finish_reason, response.usage,
+        _logprobs(choice, chat=request.messages is not None),
+        Timings(e2e_s=e2e, batch_size=1),
+    )  # fmt: skip
+
+
+def streamed(engine: OpenAIEngine, request: Request) -> Generation:
+    """One streamed call, with ``ttft_s`` and ``tpot_s = (e2e - ttft) / (tokens - 1)``."""
+    start = time.perf_counter()
+    if engine._no_stream_options:
+        stream = _call(engine, request, stream=True)
+    else:
+        try:
+            stream = _call(engine, request, stream=True, stream_options={"include_usage": True})
+        except (engine._openai.BadRequestError, engine._openai.UnprocessableEntityError) as exc:
+            if "stream_options" not in str(exc):
+                raise
+            engine._no_stream_options = True  # this server rejects the field: ask without it
+            stream = _call(engine, request, stream=True)
+    chat = request.messages is not None
+    pieces: list[str] = []
+    logprobs: list[float] = []
+    got_logprobs = False
+    ttft: float | None = None
+    content_chunks = 0
+    finish_reason: str | None = None
+    usage = None
+    with stream:
+        for chunk in stream:
+            if getattr(chunk, "usage", None) is not None:
+                usage = chunk.usage
+            for choice in chunk.choices or ():
+                if choice.index != 0:
+                    continue
+                piece = (choice.delta.content if chat else choice.text) or ""
+                if piece:
+                    if ttft is None:
+                        ttft = time.perf_counter() - start
+                    pieces.append(piece)
+                    content_chunks += 1
+                lp = _logprobs(choice, chat=chat)
+                if lp is not None:
+                    got_logprobs = True
+                    logprobs.extend(lp)
+                if choice.finish_reason:
+                    finish_reason = choice.finish_reason
+    e2e = time.perf_counter() - start
+    completion_tokens = getattr(usage, "completion_tokens", None) or content_chunks
+    tpot = None
+    if ttft is not None and completion_tokens and completion_tokens > 1:
+        tpot = (e2e - ttft) / (completion_tokens - 1)
+    return _finish(
+        engine, request, "".join(pieces), finish_reason, usage,
+        logprobs if got_logprobs else None,
+        Timings(e2e_s=e2e, ttft_s=ttft, tpot_s=tpot, batch_size=1),
+        counted_tokens=content_chunks,
+    )  # fmt: skip
+
+
+def _logprobs(choice: Any, *, chat: bool) -> list[float] | None:
+    """The token log-probabilities of a (chunk's) choice, or None when the server sent none."""
+    lp = getattr(choice, "logprobs", None)
+    if lp is None:
+        return None
+    if chat:
+        content = getattr(lp, "content", None)
+        return None if content is None else [float(t.logprob) for t in content]
+    values = getattr(lp, "token_logprobs", None)
+    return None if values is None else [float(v) for v in values if v is not None]
+
+
+def _cut_at_stop(
+    text: str, stops: Sequence[str], finish_reason: str | None
+) -> tuple[str, str | None]:
+    """Cut ``text`` before the earliest stop string, as the OpenAI API does."""
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    if cut < 0:
+        return text, finish_reason
+    return text[:cut], "stop"
