@@ -12,12 +12,11 @@ import json
 import os
 import platform
 import subprocess
-from collections import defaultdict
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Any
 
-__all__ = ["FORMAT_VERSION", "ResultsLog", "run_header", "summarize"]
+__all__ = ["FORMAT_VERSION", "ResultsLog", "run_header"]
 
 FORMAT_VERSION = 1
 _VERSIONED = ("pytest", "torch", "transformers", "openai", "vllm", "sentence-transformers",
@@ -90,33 +89,3 @@ class ResultsLog:
             os.fsync(self._fh.fileno())
             self._fh.close()
             self._fh = None
-
-
-def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per suite and metric: n, passed, failed, unmeasured, pass rate, cached count."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for rec in records:
-        if rec.get("type") == "case":
-            groups[(rec["suite"], rec["metric"])].append(rec)
-    summary = []
-    for (suite, metric), recs in sorted(groups.items()):
-        passed = sum(1 for r in recs if r.get("passed") is True)
-        failed = sum(1 for r in recs if r.get("passed") is False)
-        unmeasured = len(recs) - passed - failed
-        measured = passed + failed
-        values = [r["value"] for r in recs if r.get("value") is not None]
-        summary.append({
-            "suite": suite,
-            "metric": metric,
-            "n": len(recs),
-            "passed": passed,
-            "failed": failed,
-            "unmeasured": unmeasured,
-            "pass_rate": passed / measured if measured else None,
-            "mean_score": sum(values) / len(values) if values else None,
-            "cached": sum(1 for r in recs if r.get("cached")),
-            "completion_tokens": sum(r.get("completion_tokens") or 0 for r in recs),
-            "verdict": None,
-            "interval": None,
-        })
-    return summary
