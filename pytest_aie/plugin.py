@@ -138,10 +138,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     session.config.stash[_SELECTED_KEY] = [i.nodeid for i in session.items if i.nodeid in aie.runs]
 
 
-def _ensure(request: pytest.FixtureRequest) -> AieSession:
-    aie = _aie(request.config)
+def _ensure(item: pytest.Item) -> AieSession:
+    """Generate (whole-suite batched) what this case item needs; an engine that cannot run
+    becomes a harness failure that stops the session."""
+    aie = _aie(item.config)
     try:
-        aie.ensure_generated(request.node.nodeid, request.config.stash.get(_SELECTED_KEY, []))
+        aie.ensure_generated(item.nodeid, item.config.stash.get(_SELECTED_KEY, []))
     except AieError as exc:
         raise _HarnessFailure(exc) from None
     return aie
@@ -151,7 +153,7 @@ def _ensure(request: pytest.FixtureRequest) -> AieSession:
 def output(request: pytest.FixtureRequest, case: Case) -> Generation:
     """The model's generation for this test's ``case`` (from the whole-suite batched pass):
     ``output.text``, token counts, finish reason, timings, ``output.cached``."""
-    return _ensure(request).outputs[request.node.nodeid][0]
+    return _ensure(request.node).outputs[request.node.nodeid][0]
 
 
 @pytest.fixture(scope="session")
@@ -178,10 +180,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     run = aie.runs.get(item.nodeid)
     if run is None or run.spec.scorer is None:
         return (yield)
-    try:
-        aie.ensure_generated(item.nodeid, item.config.stash.get(_SELECTED_KEY, []))
-    except AieError as exc:
-        raise _HarnessFailure(exc) from None
+    _ensure(item)
     try:
         result = yield
     except BaseException as exc:
