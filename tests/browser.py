@@ -1,8 +1,10 @@
 """Drive the system's headless Chromium with Python playwright, for tests of the HTML report.
 
 Never runs ``playwright install``: it uses the Chromium the OS ships (Debian: ``apt-get install
-chromium``). :func:`chromium_or_skip` skips the calling test with a clear reason when playwright
-or Chromium is missing, so the suite stays green on machines without a browser.
+chromium``, which ``make browser`` does). :func:`chromium_or_skip` skips the calling test with
+a clear reason when playwright or Chromium is missing or does not start, so the suite stays green
+on a developer's machine without a browser; under ``CI=true`` it fails instead
+(:func:`components.need`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+
+from components import need  # tests/ is on sys.path (tests/conftest.py is imported from it)
 
 __all__ = ["CHROMIUM_ARGS", "PageLog", "chromium_or_skip", "find_chromium", "open_page"]
 
@@ -43,23 +47,24 @@ def find_chromium() -> str | None:
 
 @contextmanager
 def chromium_or_skip() -> Iterator[Any]:
-    """Yield a launched playwright ``Browser`` (system Chromium, headless); skip if unavailable."""
+    """Yield a launched playwright ``Browser`` (system Chromium, headless); skip if unavailable
+    (fail under CI)."""
     try:
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("browser test needs the Python package playwright (pip install playwright); "
-                    "never run `playwright install`, the system Chromium is used")
+        need("browser", "the Python package playwright is not installed (pip install -e '.[dev]'); "
+             "never run `playwright install`, the system Chromium is used")
     executable = find_chromium()
     if executable is None:
-        pytest.skip("browser test needs a system Chromium (Debian: apt-get install -y chromium), "
-                    "or AIE_CHROMIUM=/path/to/chromium")
+        need("browser", "no system Chromium found (`make browser`, or Debian: apt-get install -y "
+             "chromium), or set AIE_CHROMIUM=/path/to/chromium")
     with sync_playwright() as pw:
         try:
             browser = pw.chromium.launch(executable_path=executable, headless=True,
                                          args=CHROMIUM_ARGS, timeout=60_000)
         except PlaywrightError as exc:
-            pytest.skip(f"could not start Chromium at {executable}: {str(exc).splitlines()[0]}")
+            need("browser", f"could not start Chromium at {executable}: {str(exc).splitlines()[0]}")
         try:
             yield browser
         finally:

@@ -1,8 +1,14 @@
-"""Shared test setup: offline model hubs, and a hypothesis profile for CI."""
+"""Shared test setup: offline model hubs, a hypothesis profile for CI, and no skips in CI.
+
+Under ``CI=true`` a test whose real component (browser, ``transformers serve``, a model, an
+optional package) cannot start fails instead of skipping: see :mod:`components` (tests/components.py).
+"""
 
 from __future__ import annotations
 
 import os
+
+from components import in_ci, pytest_runtest_makereport  # noqa: F401  (the hook: no skips in CI)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -13,7 +19,7 @@ try:
 
     settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
     settings.register_profile("dev", deadline=None)
-    settings.load_profile("ci" if os.environ.get("CI") else "dev")
+    settings.load_profile("ci" if in_ci() else "dev")
 except ImportError:  # pragma: no cover
     pass
 

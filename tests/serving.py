@@ -12,6 +12,8 @@ Use it as a context manager::
 
 or as the session fixture :func:`openai_server_info` (import it into a test module or a
 conftest). The server's log goes to a file; when it fails to start, the error shows its tail.
+:func:`serving_or_skip` and the fixture skip the test when the server cannot start, and fail it
+under ``CI=true`` (:func:`components.need`), with the log's tail.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from typing import Iterator, Sequence
 
 import pytest
 
+from pytest_aie.errors import EngineError
+from components import need  # tests/ is on sys.path (tests/conftest.py is imported from it)
+
 __all__ = [
     "GGUF_FILE",
     "ServerInfo",
@@ -42,6 +47,7 @@ __all__ = [
     "log_tail",
     "openai_server",
     "openai_server_info",
+    "serving_or_skip",
     "test_model_dir",
 ]
 
@@ -269,10 +275,27 @@ def openai_server(
         _stop(proc)
 
 
+@contextlib.contextmanager
+def serving_or_skip(**kwargs: object) -> Iterator[ServerInfo]:
+    """:func:`openai_server` (same arguments) for a test that needs it: when the server cannot
+    start (not installed, no model, exits, too slow), skip the test, or fail it under CI."""
+    server = openai_server(**kwargs)  # type: ignore[arg-type]
+    try:
+        info = server.__enter__()
+    except (ServerStartError, OSError, ImportError, EngineError) as exc:  # EngineError: no embedded model
+        text = str(exc) or type(exc).__name__
+        need("transformers serve", f"could not start: {text.splitlines()[0]}", detail=text)
+    try:
+        yield info
+    finally:
+        server.__exit__(None, None, None)
+
+
 @pytest.fixture(scope="session")
 def openai_server_info(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo]:
-    """Session fixture: one ``transformers serve`` for the whole test session."""
+    """Session fixture: one ``transformers serve`` for the whole test session (skips the tests
+    that use it when it cannot start, and fails them under CI)."""
     log = tmp_path_factory.mktemp("openai-server") / "server.log"
-    with openai_server(log_path=log) as info:
+    with serving_or_skip(log_path=log) as info:
         print(f"\n[openai-server] {info.base_url} ready in {info.startup_s:.1f}s; log {log}")
         yield info

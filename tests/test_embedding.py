@@ -25,6 +25,7 @@ from pytest_aie.scorers.embedding import (  # noqa: E402
     resolve_model,
 )
 from pytest_aie.scorers.similarity import build_similarity_scorer  # noqa: E402
+from components import need_module  # noqa: E402
 
 
 def case(expected: object, i: int = 0) -> Case:
@@ -35,7 +36,7 @@ def case(expected: object, i: int = 0) -> Case:
 
 
 def test_greedy_match_hand_computed() -> None:
-    torch = pytest.importorskip("torch")
+    torch = need_module("torch", install="`make install` (the CPU build, torch==2.13.0)")
     # 2-D unit vectors. Candidate: [CLS] t1 t2 [SEP]; reference: [CLS] u1 [SEP].
     cand = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [1.0, 0.0]])
     ref = torch.tensor([[1.0, 0.0], [0.8, 0.6], [-1.0, 0.0]])
@@ -212,7 +213,7 @@ def test_bertscore_equals_bert_score_package_output() -> None:
 
 @pytest.mark.slow
 def test_bertscore_against_live_bert_score_if_installed() -> None:
-    bert_score = pytest.importorskip("bert_score")
+    bert_score = need_module("bert_score", install="pip install -e '.[dev]' (or `make install`)")
     for layer in (3, 6):
         P, R, F = bert_score.score(CANDS, REFS, model_type=resolve_model(None),
                                    num_layers=layer, idf=False, lang="en")

@@ -28,7 +28,9 @@ try:  # run as part of a package (tests/__init__.py) or with tests/ on sys.path
 except ImportError:  # pragma: no cover - depends on how pytest was started
     from serving import ServerInfo, free_port, openai_server_info  # type: ignore[no-redef]  # noqa: F401
 
-pytest.importorskip("openai")
+from components import need_module  # noqa: E402
+
+need_module("openai", install="pip install -e '.[openai]' (or `make install`)")
 from pytest_aie.engines.openai import OpenAIEngine  # noqa: E402
 
 SECRET = "sk-aie-test-7Qz9dont-leak-me-41f3"  # a key distinctive enough to grep for

@@ -27,11 +27,12 @@ from pytest_aie.engines.base import Capability
 from pytest_aie.errors import EngineError
 
 try:  # run as part of a package (tests/__init__.py) or with tests/ on sys.path
-    from tests.serving import ServerStartError, openai_server
+    from tests.serving import serving_or_skip
 except ImportError:  # pragma: no cover - depends on how pytest was started
-    from serving import ServerStartError, openai_server  # type: ignore[no-redef]
+    from serving import serving_or_skip  # type: ignore[no-redef]
+from components import need_module  # noqa: E402
 
-pytest.importorskip("openai")
+need_module("openai", install="pip install -e '.[openai]' (or `make install`)")
 from pytest_aie.engines.openai import OpenAIEngine  # noqa: E402
 
 BOS = "<s>"
@@ -406,12 +407,7 @@ def test_perplexity_scorer_surfaces_the_clear_error(serve) -> None:
 
 @pytest.mark.slow
 def test_transformers_serve_gives_the_clear_error() -> None:
-    try:
-        server = openai_server(startup_timeout_s=300)
-        info = server.__enter__()
-    except (ServerStartError, OSError, ImportError) as exc:
-        pytest.skip(f"transformers serve could not start: {str(exc).splitlines()[0]}")
-    try:
+    with serving_or_skip(startup_timeout_s=300) as info:
         engine = OpenAIEngine(base_url=info.base_url, timeout=120, max_retries=1)
         with pytest.raises(EngineError) as err:
             engine.score_text(["Paris is the capital of France."], ["Geography: "])
@@ -421,5 +417,3 @@ def test_transformers_serve_gives_the_clear_error() -> None:
         assert "vllm serve" in err.value.fix
         print(err.value.line())
         engine.close()
-    finally:
-        server.__exit__(None, None, None)
