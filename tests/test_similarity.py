@@ -27,6 +27,7 @@ from pytest_aie.scorers.similarity import (
     build_similarity_scorer,
     corpus_scores,
 )
+from components import need_module
 
 
 def case(expected: object = None, i: int = 0, **fields: object) -> Case:
@@ -381,12 +382,8 @@ def test_perplexity_needs_score_capability() -> None:
 
 @pytest.mark.slow
 def test_perplexity_with_real_hf_engine() -> None:
-    try:
-        from pytest_aie.engines.hf import HFEngine
-    except ImportError as exc:  # pragma: no cover - the hf engine is another module
-        pytest.skip(f"hf engine not available: {exc}")
-    if not hasattr(HFEngine, "score_text"):
-        pytest.skip("HFEngine has no score_text")
+    HFEngine = need_module("pytest_aie.engines.hf", "hf engine",
+                           install="pip install -e '.[hf]' (or `make install`)").HFEngine
     engine = HFEngine(device="cpu")
     try:
         natural = "The capital of France is Paris, and it is a beautiful city."
