@@ -2,7 +2,8 @@
 
 A case is one row. Recognised fields (all others are kept and usable in prompt templates):
 
-``id``        readable, unique case id (default: the row's line number, ``line-7``)
+``id``        readable, unique case id (default: the row's line number, ``line-7``); letters
+              and digits of any script are kept, other characters become ``-``
 ``prompt``    the prompt text; or ``input`` (same meaning); or ``messages`` (chat list)
 ``expected``  the reference answer (a string, a number, or a list: any of them counts)
 ``tags``      a list, or a comma-separated string, of tags for grouping
@@ -12,20 +13,24 @@ Bad data raises :class:`~pytest_aie.errors.DatasetError` naming the file and lin
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from pytest_aie._yaml import load_yaml
 from pytest_aie.engines.base import Request, Sampling
 from pytest_aie.errors import DatasetError
 
 __all__ = ["Case", "load_cases", "build_request"]
 
-_ID_SAFE = re.compile(r"[^A-Za-z0-9_.:+-]+")
+_ID_PUNCT = "_.:+-"
+_ID_SEPARATORS = re.compile(r"\0+|:{2,}")
 _TEMPLATE_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -60,13 +65,52 @@ def _fail(path: Path, line: int | None, problem: str, fix: str) -> DatasetError:
     return DatasetError(f"{where}: {problem}", fix=fix)
 
 
+def _read_text(path: Path) -> str:
+    """The file's text; a file that is not UTF-8 is an error naming the line and the byte."""
+    raw = path.read_bytes()
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0  # spreadsheets write one
+    try:
+        return raw[bom:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = bom + exc.start
+        raise _fail(path, raw.count(b"\n", 0, offset) + 1,
+                    f"not UTF-8 text (byte 0x{raw[offset]:02x} at byte offset {offset})",
+                    "save the file as UTF-8 (spreadsheets: 'CSV UTF-8'; editors: "
+                    "'save with encoding UTF-8')") from None
+
+
+def _csv_rows(path: Path, text: str) -> list[tuple[int, Any]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))  # keeps newlines in cells
+    fix = "give every row as many cells as the header, and quote cells that contain commas"
+    header = reader.fieldnames or []
+    doubled = sorted({h for h in header if header.count(h) > 1})
+    if doubled:
+        raise _fail(path, 1, f"header names column {doubled[0]!r} more than once",
+                    "give every column its own name")
+    rows: list[tuple[int, Any]] = []
+    for row in reader:
+        if None in row:
+            raise _fail(path, reader.line_num, f"row has more cells than the header "
+                        f"({len(header) + len(row[None])} for {len(header)} columns)", fix)
+        missing = [k for k, v in row.items() if v is None]  # DictReader's filler
+        if missing:
+            raise _fail(path, reader.line_num, f"row has fewer cells than the header "
+                        f"({len(header) - len(missing)} for {len(header)} columns; no "
+                        f"{', '.join(missing)})", fix)
+        rows.append((reader.line_num, dict(row)))
+    return rows
+
+
 def _rows(path: Path) -> list[tuple[int, Any]]:
     """(line number, row) pairs; raises DatasetError on unreadable or empty files."""
     if not path.is_file():
         raise _fail(path, None, "dataset file not found", "check the path given to "
                     "@pytest.mark.dataset (it is relative to the test file)")
-    text = path.read_text(encoding="utf-8-sig")  # spreadsheets write a byte order mark
     suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".ndjson", ".csv", ".yaml", ".yml"):
+        raise _fail(path, None, f"unsupported dataset format {suffix!r}",
+                    "use a .jsonl, .csv, .yaml or .yml file")
+    text = _read_text(path)
     rows: list[tuple[int, Any]] = []
     if suffix in (".jsonl", ".ndjson"):
         # split on "\n" only: str.splitlines() also splits on U+2028, U+0085 and form feeds,
@@ -79,23 +123,13 @@ def _rows(path: Path) -> list[tuple[int, Any]]:
             except json.JSONDecodeError as exc:
                 raise _fail(path, no, f"invalid JSON ({exc.msg} at column {exc.colno})",
                             "write one JSON object per line") from None
+            except RecursionError:
+                raise _fail(path, no, "JSON is nested too deeply to load",
+                            "flatten the case's fields") from None
     elif suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(text, newline=""))  # keeps newlines in cells
-        for row in reader:
-            if None in row:
-                raise _fail(path, reader.line_num, "row has more cells than the header",
-                            "quote cells that contain commas")
-            rows.append((reader.line_num, dict(row)))
-    elif suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = mark.line + 1 if mark is not None else None
-            raise _fail(path, line, f"invalid YAML ({getattr(exc, 'problem', exc)})",
-                        "fix the YAML syntax") from None
+        rows = _csv_rows(path, text)
+    else:
+        data, lines = load_yaml(path, text)
         if isinstance(data, dict) and "cases" in data:
             data = data["cases"]
         if data is None:
@@ -103,26 +137,20 @@ def _rows(path: Path) -> list[tuple[int, Any]]:
         if not isinstance(data, list):
             raise _fail(path, None, "YAML dataset must be a list of cases (or a mapping "
                         "with a 'cases' list)", "put the cases in a top-level list")
-        lines = _yaml_item_lines(yaml.compose(text, Loader=yaml.SafeLoader))
         rows = [(lines[i] if i < len(lines) else None, row) for i, row in enumerate(data)]
-    else:
-        raise _fail(path, None, f"unsupported dataset format {suffix!r}",
-                    "use a .jsonl, .csv, .yaml or .yml file")
     if not rows:
         raise _fail(path, None, "dataset is empty", "add at least one case")
     return rows
 
 
-def _yaml_item_lines(node: Any) -> list[int]:
-    """Line numbers of the cases (the items of the top-level or ``cases`` list)."""
-    import yaml
-
-    if isinstance(node, yaml.MappingNode):
-        node = next((v for k, v in node.value
-                     if isinstance(k, yaml.ScalarNode) and k.value == "cases"), None)
-    if not isinstance(node, yaml.SequenceNode):
-        return []
-    return [item.start_mark.line + 1 for item in node.value]
+def _case_id(raw: Any) -> str:
+    """A readable id that is safe in a pytest node id and a terminal: letters, marks and
+    digits of any script, and ``_ . : + -``; every run of other characters (spaces, ``/``,
+    brackets, ``::``, control and invisible characters) becomes one ``-``."""
+    text = unicodedata.normalize("NFC", str(raw))
+    kept = "".join(c if c in _ID_PUNCT or unicodedata.category(c)[0] in "LMN" else "\0"
+                   for c in text)
+    return unicodedata.normalize("NFC", _ID_SEPARATORS.sub("-", kept).strip("-"))
 
 
 def _tags(value: Any) -> tuple[str, ...]:
@@ -156,7 +184,7 @@ def load_cases(path: str | Path, *, require: tuple[str, ...] = ()) -> list[Case]
             raise _fail(path, line, f"case is missing field(s): {', '.join(missing)}",
                         "add the field to every case, or change the marker's template")
         raw_id = row.get("id")
-        case_id = _ID_SAFE.sub("-", str(raw_id)).strip("-") if raw_id is not None else ""
+        case_id = _case_id(raw_id) if raw_id is not None else ""
         case_id = case_id or f"line-{line}"  # no id, or none of its characters are usable
         if case_id in seen:
             raise _fail(path, line, f"duplicate case id {case_id!r} (first on line "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -162,7 +163,7 @@ def test_ids_are_sanitized(tmp_path, raw, want):
     assert load_cases(jsonl(tmp_path, [{"id": raw, "prompt": "p"}]))[0].id == want
 
 
-@pytest.mark.parametrize("raw", ["", None, "!!!", "日本"])
+@pytest.mark.parametrize("raw", ["", None, "!!!", " / ", "::", "\u202e\u200b"])
 def test_unusable_ids_fall_back_to_line_number(tmp_path, raw):
     path = jsonl(tmp_path, [{"prompt": "x"}, {"id": raw, "prompt": "p"}])
     assert load_cases(path)[1].id == "line-2"
@@ -173,11 +174,54 @@ def test_non_ascii_ids_do_not_collide(tmp_path):
     assert len({c.id for c in load_cases(path)}) == 2
 
 
+@pytest.mark.parametrize("raw, want", [
+    ("q-париж", "q-париж"), ("東京", "東京"), ("café au lait", "café-au-lait"),
+    ("हिन्दी", "हिन्दी"),  # combining vowel signs are part of the word
+    ("e\u0301", "\u00e9"),  # one spelling (NFC) for what looks the same
+    ("Ελλάδα/Αθήνα", "Ελλάδα-Αθήνα"), ("x²", "x²"),
+])
+def test_unicode_letters_are_kept_in_ids(tmp_path, raw, want):
+    assert load_cases(jsonl(tmp_path, [{"id": raw, "prompt": "p"}]))[0].id == want
+
+
+def test_cyrillic_ids_do_not_collide(tmp_path):
+    # both used to become "q": a false duplicate-id error
+    cases = load_cases(jsonl(tmp_path, [{"id": "q-париж", "prompt": "p"},
+                                        {"id": "q-москва", "prompt": "q"}]))
+    assert [c.id for c in cases] == ["q-париж", "q-москва"]
+
+
+@pytest.mark.parametrize("raw, want", [
+    ("a::b", "a-b"), ("suite::case", "suite-case"), ("a:b", "a:b"), ("tab\there", "tab-here"),
+    ("new\nline", "new-line"), ("bell\x07", "bell"), ("rtl\u202eevil", "rtl-evil"),
+    ("zero\u200bwidth", "zero-width"), ("nb\u00a0sp", "nb-sp"), ("x[1]", "x-1"),
+])
+def test_characters_that_break_node_ids_or_terminals_are_replaced(tmp_path, raw, want):
+    assert load_cases(jsonl(tmp_path, [{"id": raw, "prompt": "p"}]))[0].id == want
+
+
+def _safe_id(case_id: str) -> bool:
+    import unicodedata
+
+    return (case_id == unicodedata.normalize("NFC", case_id) and "::" not in case_id
+            and not case_id.startswith("-") and not case_id.endswith("-")
+            and all(c in "_.:+-" or unicodedata.category(c)[0] in "LMN" for c in case_id))
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=st.text(max_size=20))
 def test_any_id_becomes_a_nonempty_safe_id(tmp_path, raw):
     case = load_cases(jsonl(tmp_path, [{"id": raw, "prompt": "p"}]))[0]
-    assert case.id and re.fullmatch(r"[A-Za-z0-9_.:+-]+", case.id)
+    assert case.id and _safe_id(case.id), case.id
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.text(alphabet=st.characters(categories=("L", "N")), min_size=1, max_size=20))
+def test_ids_of_letters_and_digits_are_kept(tmp_path, raw):
+    import unicodedata
+
+    case = load_cases(jsonl(tmp_path, [{"id": raw, "prompt": "p"}]))[0]
+    assert case.id == unicodedata.normalize("NFC", raw)
 
 
 @pytest.mark.parametrize("tags, want", [
@@ -262,6 +306,126 @@ def test_csv_extra_cells(tmp_path):
     path = write(tmp_path, "d.csv", "id,prompt\na,ok\nb,Paris, France\n")
     msg = one_error(path)
     assert f"{path}:3:" in msg and "more cells" in msg
+
+
+def test_csv_missing_cells(tmp_path):
+    # csv.DictReader fills missing trailing cells with None, which became the text "None"
+    path = write(tmp_path, "d.csv", "id,prompt,expected\na,ok,x\nb,no answer\nc,fine,y\n")
+    msg = one_error(path)
+    assert f"{path}:3:" in msg and "fewer cells" in msg and "expected" in msg
+    assert "as many cells as the header" in msg
+
+
+def test_csv_missing_cells_after_a_multiline_cell(tmp_path):
+    path = write(tmp_path, "d.csv", 'id,prompt,expected\na,"two\nlines",x\nb\n')
+    assert f"{path}:4:" in one_error(path)
+
+
+def test_csv_header_with_a_column_twice(tmp_path):
+    # DictReader keeps only the last of two same-named cells: a silent loss
+    path = write(tmp_path, "d.csv", "id,prompt,prompt\na,first,second\n")
+    msg = one_error(path)
+    assert f"{path}:1:" in msg and "'prompt'" in msg
+
+
+@pytest.mark.parametrize("name, text", [
+    ("d.jsonl", '{"prompt": "x", "deep": ' + "[" * 100_000 + "]" * 100_000 + "}\n"),
+    ("d.yaml", "- prompt: x\n  deep: " + "[" * 100_000 + "]" * 100_000 + "\n"),
+])
+def test_deeply_nested_case_is_one_error(tmp_path, name, text):
+    assert "nested too deeply" in one_error(write(tmp_path, name, text))
+
+
+def test_csv_empty_trailing_cell_is_not_missing(tmp_path):
+    path = write(tmp_path, "d.csv", "id,prompt,expected\na,ok,\n")
+    assert load_cases(path)[0].expected == ""
+
+
+# --------------------------------------------------------------------------- encoding
+
+def test_non_utf8_file_names_file_line_and_byte(tmp_path):
+    raw = b'{"prompt": "a"}\n{"prompt": "caf\xe9"}\n'  # Latin-1
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(raw)
+    msg = one_error(path)
+    assert f"{path}:2:" in msg and "UTF-8" in msg
+    assert f"byte offset {raw.index(0xe9)}" in msg and "0xe9" in msg
+    assert "save the file as UTF-8" in msg
+
+
+def test_non_utf8_offset_counts_the_byte_order_mark(tmp_path):
+    raw = "\ufeff".encode() + b'{"prompt": "\x80"}\n'
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(raw)
+    assert f"byte offset {raw.index(0x80)}" in one_error(path)
+
+
+@pytest.mark.parametrize("name", ["d.csv", "d.yaml"])
+def test_non_utf8_csv_and_yaml(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"- prompt: ok\n" if name == "d.yaml" else b"id,prompt\na,ok\n")
+    path.write_bytes(path.read_bytes() + b"\xff\xfe\n")
+    msg = one_error(path)
+    assert f"{path}:" in msg and "UTF-8" in msg
+
+
+# --------------------------------------------------------------------------- YAML aliases
+
+BILLION_LAUGHS = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+cases:
+  - {prompt: "{x}", expected: *g}
+"""
+
+
+def test_yaml_alias_bomb_is_refused(tmp_path):
+    import time
+
+    path = write(tmp_path, "d.yaml", BILLION_LAUGHS)
+    assert path.stat().st_size < 500
+    started = time.perf_counter()
+    msg = one_error(path)
+    assert time.perf_counter() - started < 2
+    assert "YAML aliases expand to more than" in msg and "nodes" in msg
+
+
+def test_yaml_alias_bomb_of_long_strings_is_refused(tmp_path):
+    # few nodes, but each alias repeats a long text
+    text = "big: &big " + "x" * 200_000 + "\ncases:\n" + "".join(
+        f"  - {{id: c{i}, prompt: *big}}\n" for i in range(200))
+    msg = one_error(write(tmp_path, "d.yaml", text))
+    assert "YAML aliases expand to more than" in msg and "characters" in msg
+
+
+def test_yaml_self_referencing_alias_is_refused(tmp_path):
+    msg = one_error(write(tmp_path, "d.yaml", "- &me {prompt: hi, again: *me}\n"))
+    assert "refers to itself" in msg and ":1:" in msg
+
+
+def test_yaml_with_a_few_anchors_still_loads(tmp_path):
+    path = write(tmp_path, "d.yaml",
+                 "defaults: &d {system: be brief, tags: [geo]}\n"
+                 "cases:\n"
+                 "  - {<<: *d, id: a, prompt: hi}\n"
+                 "  - {<<: *d, id: b, prompt: ho, also: *d}\n")
+    cases = load_cases(path)
+    assert [c.id for c in cases] == ["a", "b"]
+    assert cases[0]["system"] == "be brief" and cases[1].tags == ("geo",)
+    assert cases[1]["also"] == {"system": "be brief", "tags": ["geo"]}
+    assert cases[1].source.endswith(":4")
+
+
+def test_yaml_shared_context_for_many_cases_loads(tmp_path):
+    # the ordinary use of aliases: one long context shared by many cases
+    text = "ctx: &ctx " + "y" * 2_000 + "\ncases:\n" + "".join(
+        f"  - {{id: c{i}, prompt: *ctx}}\n" for i in range(500))
+    assert len(load_cases(write(tmp_path, "d.yaml", text))) == 500
 
 
 def test_yaml_syntax_error_line(tmp_path):
@@ -362,3 +526,56 @@ def test_loaded_cases_build_requests(tmp_path):
 def test_template_fields():
     assert template_fields('{a} and {b_2} {3x} {"json": 1}') == ("a", "b_2")
     assert template_fields(None) == ()
+
+
+# --------------------------------------------------------------------------- through pytest
+
+def _run_bad_dataset(pytester: pytest.Pytester, name: str, data: bytes) -> tuple[Any, str]:
+    from scripted_suite import write_answers, INI
+    import textwrap
+
+    (pytester.path / name).write_bytes(data)
+    write_answers(pytester, {"hi": "ok"})
+    pytester.makeini(textwrap.dedent(INI))
+    pytester.makepyfile(test_suite=f"""
+        import pytest
+
+        @pytest.mark.dataset({name!r})
+        @pytest.mark.exact()
+        def test_eval(case, output):
+            pass
+    """)
+    result = pytester.runpytest()
+    return result, str(pytester.path / name)
+
+
+@pytest.mark.parametrize("name, data, where, problem", [
+    ("cases.csv", b"id,prompt,expected\na,hi,ok\nb,hi\n", ":3:", "fewer cells"),
+    ("cases.jsonl", b'{"prompt": "hi", "expected": "ok"}\n{"prompt": "h\xe9"}\n', ":2:",
+     "not UTF-8"),
+    ("cases.yaml", BILLION_LAUGHS.encode(), "", "YAML aliases expand"),
+])
+def test_bad_dataset_stops_collection_with_one_line_and_exit_10(pytester, name, data, where,
+                                                                 problem):
+    from pytest_aie.errors import EXIT_HARNESS_ERROR
+
+    result, path = _run_bad_dataset(pytester, name, data)
+    assert result.ret == EXIT_HARNESS_ERROR
+    out = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in out
+    lines = {line.strip() for line in out.splitlines() if "pytest-aie:" in line and problem in line}
+    assert len(lines) == 1, out  # one message (it may be echoed, but it is one line)
+    line = lines.pop()
+    assert f"{path}{where}" in line and "Fix:" in line
+
+
+def test_unicode_case_ids_run_as_distinct_tests(pytester):
+    from scripted_suite import read_records, write_scripted_suite, eval_test
+
+    cases = [{"id": "q-париж", "prompt": "a", "expected": "x"},
+             {"id": "q-москва", "prompt": "b", "expected": "y"},
+             {"id": "東京", "prompt": "c", "expected": "z"}]
+    write_scripted_suite(pytester, cases, {"a": "x", "b": "y", "c": "no"}, eval_test("exact()"))
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=2, failed=1)
+    assert [r["case_id"] for r in read_records(pytester)] == ["q-париж", "q-москва", "東京"]
