@@ -3,6 +3,11 @@
 ``--aie-save-baseline NAME`` writes ``<baseline dir>/NAME.json`` (default dir
 ``aie-baselines/`` at the project root); ``--aie-baseline NAME`` compares the run against it.
 The file is sorted and stable (the same outcomes give the same bytes) and written atomically.
+
+Format versions: 2 (current) stores each case's ``group`` (its cluster in paired tests) and
+``status``; version 1 files have neither and still load: their cases are compared as
+unclustered unless the current run declares groups for them (a case's group is a property
+of the dataset, so the current run's declaration is used first).
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from pytest_aie.errors import UsageError
 
 __all__ = ["BASELINE_FORMAT", "baseline_path", "load_baseline", "make_baseline", "save_baseline"]
 
-BASELINE_FORMAT = 1
+BASELINE_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _RUN_KEYS = ("pytest_aie", "engine", "git_commit", "seed", "versions")
 
@@ -29,6 +35,8 @@ def baseline_path(directory: str | Path, name: str) -> Path:
 
 
 def make_baseline(name: str, header: dict[str, Any], records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    from pytest_aie.gates import record_status
+
     suites: dict[str, dict[str, Any]] = {}
     for rec in records:
         if rec.get("type") != "case":
@@ -37,6 +45,9 @@ def make_baseline(name: str, header: dict[str, Any], records: Iterable[dict[str,
             "suite": rec["suite"], "metric": rec["metric"], "binary": rec.get("binary", True),
             "cases": {}})
         entry["cases"][rec["case_id"]] = {"passed": rec.get("passed"), "value": rec.get("value"),
+                                          "status": record_status(rec),
+                                          "group": None if rec.get("group") in (None, "")
+                                          else str(rec["group"]),
                                           "tags": list(rec.get("tags") or ())}
     return {
         "format_version": BASELINE_FORMAT,
@@ -64,7 +75,8 @@ def load_baseline(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}:{exc.lineno}: baseline is not valid JSON ({exc.msg})",
                          fix="restore it from version control or save it again") from None
     version = data.get("format_version") if isinstance(data, dict) else None
-    if version != BASELINE_FORMAT:
-        raise UsageError(f"{path}: baseline format {version!r} is not {BASELINE_FORMAT}",
+    if version not in READABLE_FORMATS:
+        raise UsageError(f"{path}: baseline format {version!r} is not one this version reads "
+                         f"({', '.join(map(str, READABLE_FORMATS))})",
                          fix="regenerate it with --aie-save-baseline using this pytest-aie version")
     return data  # type: ignore[no-any-return]

@@ -6,9 +6,33 @@ Everything here works on the plain case records of the results log, so the xdist
 :mod:`pytest_aie.stats`.
 
 A record carries what its suite's gate needs: ``binary`` (pass/fail metric or continuous
-score), ``gate`` (``min_pass_rate`` / ``min_score`` from the eval marker or ini), ``group``
-(cases that share a group are clustered), ``samples`` (repeated sampling) and ``base`` (the
-base model's outcome in a finetune comparison).
+score), ``status`` (``passed``, ``failed``, ``scored``: a score with no per-case threshold,
+or ``unmeasured``), ``gate`` (``min_pass_rate`` / ``min_score`` from the eval marker or
+ini), ``group`` (cases that share a group are clustered, in suite intervals and in paired
+tests alike), ``samples`` (repeated sampling) and ``base`` (the base model's outcome in a
+finetune comparison).
+
+Confirmatory and exploratory decisions
+--------------------------------------
+The *confirmatory* decisions are the statistical ones that can fail a run, and together
+they form one family whose chance of failing a run when nothing is wrong is held at
+``alpha`` by Holm's method (:mod:`pytest_aie.stats.multiple`):
+
+* each suite threshold verdict in interval mode (``fail`` needs the interval wholly on the
+  wrong side of the threshold *and* the Holm-adjusted p-value of the one-sided test of
+  :func:`pytest_aie.stats.threshold_pvalue` below ``alpha``; else ``inconclusive``);
+* each paired regression test of a suite against a baseline;
+* each base-vs-candidate regression test, per suite *and* per tag (a slice can regress while
+  the suite does not, so tags can fail the run; the cost is that every added tag makes
+  the family larger).
+
+Regression then needs the adjusted p-value below ``alpha`` and the drop beyond the margin.
+Rows and comparisons carry ``p_value`` (unadjusted), ``p_adjusted`` (Holm, over
+``family_size`` decisions) and ``confirmatory``. *Exploratory*, shown but never failing
+the run through the family: improvements, pass@k and consistency figures. Outside the
+family because they are not statistical tests: ``--aie-gate point`` verdicts (the estimate
+against the threshold, by request), must-pass cases, and inconclusive verdicts counted as
+failures under ``--aie-inconclusive fail``.
 """
 
 from __future__ import annotations
@@ -17,9 +41,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-__all__ = ["GatePolicy", "Comparison", "evaluate_suites", "compare_pairs", "compare_models"]
+__all__ = ["GatePolicy", "Comparison", "adjust", "compare_models", "compare_pairs",
+           "compare_to_baseline", "evaluate_suites", "exit_status", "record_status"]
 
 VERDICTS = ("pass", "fail", "inconclusive")
+STATUSES = ("passed", "failed", "scored", "unmeasured")
 
 
 @dataclass(frozen=True)
@@ -45,34 +71,55 @@ def _group_records(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], l
     return dict(sorted(groups.items()))
 
 
+def record_status(rec: dict[str, Any]) -> str:
+    """A record's status; records written before ``status`` existed derive it from
+    ``passed`` (True: passed, False: failed, None: unmeasured)."""
+    status = rec.get("status")
+    if status in STATUSES:
+        return str(status)
+    passed = rec.get("passed")
+    return "passed" if passed is True else "failed" if passed is False else "unmeasured"
+
+
+def _cluster(rec: dict[str, Any]) -> str | None:
+    return f"group:{rec['group']}" if rec.get("group") not in (None, "") else None
+
+
 def _gate_values(recs: list[dict[str, Any]], binary: bool) -> tuple[list[Any], list[Any]]:
     """Values and cluster groups for the aggregate. Repeated samples of one case form a
-    cluster, so k samples never count as k independent cases."""
+    cluster, so k samples never count as k independent cases; a case with a declared
+    group keeps that group as the cluster of its samples."""
     values: list[Any] = []
     groups: list[Any] = []
     for rec in recs:
         samples = rec.get("samples")
         if samples:
+            cluster = _cluster(rec) or f"case:{rec['case_id']}"
             for s in samples:
                 values.append(s.get("passed") if binary else s.get("value"))
-                groups.append(f"case:{rec['case_id']}")
+                groups.append(cluster)
         else:
             values.append(rec.get("passed") if binary else rec.get("value"))
-            groups.append(f"group:{rec['group']}" if rec.get("group") is not None else None)
+            groups.append(_cluster(rec))
     return values, groups
 
 
 def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = GatePolicy()
                     ) -> list[dict[str, Any]]:
     """One summary row per suite and metric: counts, estimate with interval, threshold,
-    verdict, and repeated-sampling figures where cases were sampled more than once."""
-    from pytest_aie.stats import aggregate, sampling_summary, verdict
+    verdict, and repeated-sampling figures where cases were sampled more than once.
+
+    ``passed``/``failed``/``unmeasured`` count real outcomes only; ``scored`` counts cases
+    with a score and no per-case threshold, and ``pass_rate`` is over passed and failed
+    cases. Verdicts are Holm-adjusted over these rows; :func:`exit_status` adjusts them
+    again together with the comparisons."""
+    from pytest_aie.stats import aggregate, sampling_summary, sampling_table, verdict
 
     rows = []
     for (suite, metric), recs in _group_records(records).items():
         binary = all(r.get("binary", True) for r in recs)
-        passed = sum(1 for r in recs if r.get("passed") is True)
-        failed = sum(1 for r in recs if r.get("passed") is False)
+        statuses = [record_status(r) for r in recs]
+        passed, failed = statuses.count("passed"), statuses.count("failed")
         values, groups = _gate_values(recs, binary)
         has_groups = any(g is not None for g in groups)
         agg = aggregate(values, binary=binary, groups=groups if has_groups else None,
@@ -83,15 +130,19 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
             threshold = gate.get("min_score") if binary else gate.get("min_pass_rate")
         row: dict[str, Any] = {
             "suite": suite, "metric": metric, "binary": binary, "n": len(recs),
-            "passed": passed, "failed": failed, "unmeasured": len(recs) - passed - failed,
+            "passed": passed, "failed": failed, "scored": statuses.count("scored"),
+            "unmeasured": statuses.count("unmeasured"),
             "pass_rate": passed / (passed + failed) if passed + failed else None,
             "estimate": agg.estimate, "interval": None if agg.low is None else [agg.low, agg.high],
             "interval_method": agg.method, "confidence": policy.confidence,
             "mean_score": _mean([r.get("value") for r in recs]),
             "cached": sum(1 for r in recs if r.get("cached")),
             "completion_tokens": sum(r.get("completion_tokens") or 0 for r in recs),
-            "threshold": threshold, "verdict": None, "must_pass_failed": [
-                r["case_id"] for r in recs if r.get("must_pass") and r.get("passed") is not True],
+            "threshold": threshold, "verdict": None, "interval_verdict": None,
+            "p_value": None, "p_level": None, "p_adjusted": None, "confirmatory": False,
+            "family_size": None,
+            "must_pass_failed": [r["case_id"] for r, st in zip(recs, statuses)
+                                 if r.get("must_pass") and st in ("failed", "unmeasured")],
         }
         higher = all(r.get("higher_is_better", True) for r in recs)
         row["higher_is_better"] = higher
@@ -100,16 +151,39 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
                 row["verdict"] = verdict(agg, threshold, mode=policy.mode)
             else:  # a ceiling (TER, perplexity): judge the negated scale
                 row["verdict"] = verdict(_negated(agg), -threshold, mode=policy.mode)
+            row["interval_verdict"] = row["verdict"]
+            if policy.mode == "interval":
+                row["p_value"] = _shortfall_p(values, groups if has_groups else None,
+                                              threshold, binary, higher)
+                row["p_level"] = (1 - policy.confidence) / 2
+                row["confirmatory"] = row["p_value"] is not None
         if metric.rsplit(".", 1)[-1] in ("bleu", "chrf", "ter"):
             row["corpus"] = _corpus(recs)
         sampled = {r["case_id"]: [s.get("passed") for s in r["samples"]]
                    for r in recs if r.get("samples")}
-        if sampled:
+        if sampled and binary:
             k = max(len(v) for v in sampled.values())
             summary = sampling_summary(sampled, k)
-            row["sampling"] = {**summary.to_dict(), "pass_at_1": sampling_summary(sampled, 1).pass_at_k}
+            table = sampling_table(sampled, k)
+            row["sampling"] = {**summary.to_dict(), "pass_at_1": table["pass_at"][1], **table}
         rows.append(row)
+    adjust(rows, [], policy)
     return rows
+
+
+def _shortfall_p(values: list[Any], groups: list[Any] | None, threshold: float, binary: bool,
+                 higher: bool) -> float | None:
+    """One-sided p-value that the suite is on the wrong side of its threshold (below a
+    floor, above a ceiling)."""
+    from pytest_aie.stats import threshold_pvalue
+
+    if higher:
+        return threshold_pvalue(values, threshold, binary=binary, groups=groups)
+    if binary:  # a ceiling on a pass rate: the rate of the opposite outcome is a floor
+        flipped = [None if v is None else 1.0 - float(v) for v in values]
+        return threshold_pvalue(flipped, 1.0 - threshold, binary=True, groups=groups)
+    negated = [None if v is None else -float(v) for v in values]
+    return threshold_pvalue(negated, -threshold, binary=False, groups=groups)
 
 
 def _negated(agg: Any) -> Any:
@@ -138,7 +212,11 @@ def _mean(values: list[Any]) -> float | None:
 
 @dataclass
 class Comparison:
-    """A paired comparison of one suite (or one tag within it) between two runs or models."""
+    """A paired comparison of one suite (or one tag within it) between two runs or models.
+
+    ``regressed`` is the final decision, after the family-wise adjustment (``gate`` keeps
+    the unadjusted gate result); ``p_value`` is the gate's one-sided p-value for a drop,
+    ``p_adjusted`` its Holm-adjusted value over ``family_size`` confirmatory decisions."""
 
     suite: str
     metric: str
@@ -151,6 +229,10 @@ class Comparison:
     improved: bool
     newly_failing: list[str] = field(default_factory=list)
     newly_passing: list[str] = field(default_factory=list)
+    p_value: float | None = None
+    p_adjusted: float | None = None
+    confirmatory: bool = False
+    family_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -159,7 +241,11 @@ class Comparison:
         g = self.gate or {}
         delta = g.get("delta")
         ci = f" [{g['low']:+.3f}, {g['high']:+.3f}]" if g.get("low") is not None else ""
-        p = f", p={g['p_value']:.3g}" if g.get("p_value") is not None else ""
+        p = f", p={self.p_value:.3g}" if self.p_value is not None else ""
+        if self.p_adjusted is not None and (self.family_size or 0) > 1:
+            p += f" (Holm-adjusted {self.p_adjusted:.3g} over {self.family_size} decisions)"
+        if g.get("clusters"):
+            p += f", {g['clusters']} clusters"
         state = "REGRESSION" if self.regressed else "improved" if self.improved else "no significant change"
         where = self.suite + (f" ({self.scope})" if self.scope != "suite" else "")
         text = (f"{where} [{self.metric}]: {state}: delta "
@@ -172,8 +258,10 @@ class Comparison:
 def compare_pairs(suite: str, metric: str, scope: str, binary: bool,
                   reference: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]],
                   policy: GatePolicy, higher_is_better: bool = True) -> Comparison:
-    """Paired gate on the cases both sides share: McNemar-based for pass/fail, paired
-    bootstrap for scores; regression needs significance *and* a drop beyond the margin."""
+    """Paired gate on the cases both sides share: McNemar-based for pass/fail, sign-flip
+    permutation test for scores; regression needs significance *and* a drop beyond the
+    margin. Cases sharing a declared ``group`` (the current run's, else the reference's)
+    are tested cluster by cluster. The result is unadjusted until :func:`adjust`."""
     from pytest_aie.stats import paired_binary_gate, paired_score_gate
 
     shared = [c for c in current if c in reference]  # in run order
@@ -181,10 +269,11 @@ def compare_pairs(suite: str, metric: str, scope: str, binary: bool,
     removed = len(set(reference) - set(current))
     if not shared:
         return Comparison(suite, metric, scope, 0, added, removed, None, False, False)
+    groups = [_cluster(current[c]) or _cluster(reference[c]) for c in shared]
     if binary:
         res = paired_binary_gate([reference[c].get("passed") for c in shared],
                                  [current[c].get("passed") for c in shared],
-                                 margin=policy.margin, alpha=policy.alpha)
+                                 margin=policy.margin, alpha=policy.alpha, groups=groups)
     else:  # lower-is-better scores are compared on the negated scale: a rise is a drop
         sign = 1.0 if higher_is_better else -1.0
 
@@ -192,13 +281,14 @@ def compare_pairs(suite: str, metric: str, scope: str, binary: bool,
             return [None if side[c].get("value") is None else sign * side[c]["value"] for c in shared]
 
         res = paired_score_gate(vals(reference), vals(current), margin=policy.margin,
-                                alpha=policy.alpha)
+                                alpha=policy.alpha, groups=groups)
     failing = [c for c in shared if reference[c].get("passed") is True
                and current[c].get("passed") is False]
     passing = [c for c in shared if reference[c].get("passed") is False
                and current[c].get("passed") is True]
     return Comparison(suite, metric, scope, len(shared), added, removed, res.to_dict(),
-                      res.regressed, res.improved, failing, passing)
+                      res.regressed, res.improved, failing, passing, p_value=res.p_value,
+                      confirmatory=res.p_value is not None)
 
 
 def compare_to_baseline(records: Iterable[dict[str, Any]], baseline: dict[str, Any],
@@ -215,6 +305,7 @@ def compare_to_baseline(records: Iterable[dict[str, Any]], baseline: dict[str, A
         current = {r["case_id"]: r for r in recs}
         out.append(compare_pairs(suite, metric, "suite", binary, ref["cases"], current, policy,
                                  higher))
+    adjust([], out, policy)
     return out
 
 
@@ -236,34 +327,84 @@ def compare_models(records: Iterable[dict[str, Any]], policy: GatePolicy) -> lis
             out.append(compare_pairs(suite, metric, f"tag:{tag}", binary,
                                      {c: ref[c] for c in ids}, {c: cur[c] for c in ids}, policy,
                                      higher))
+    adjust([], out, policy)
     return out
+
+
+def adjust(rows: list[dict[str, Any]], comparisons: list[Comparison], policy: GatePolicy) -> int:
+    """Holm's adjustment over every confirmatory decision of ``rows`` and ``comparisons``
+    (see the module docstring); sets ``p_adjusted``, ``family_size`` and the final
+    ``verdict`` / ``regressed`` in place and returns the family's size. Idempotent: it
+    starts from the unadjusted ``interval_verdict`` and ``gate["regressed"]``.
+
+    A threshold verdict is decided at one-sided level ``(1 - confidence) / 2`` and a
+    regression at ``alpha``; p-values enter the family as ``p * alpha / level`` so that a
+    family of one decides exactly as the decision alone."""
+    from pytest_aie.stats import holm
+
+    alpha = policy.alpha
+    members: list[tuple[float, Any]] = []
+    for row in rows:
+        if row.get("confirmatory") and row.get("p_value") is not None:
+            members.append((min(1.0, row["p_value"] * alpha / row["p_level"]), row))
+    for comp in comparisons:
+        if comp.confirmatory and comp.p_value is not None:
+            members.append((comp.p_value, comp))
+    adjusted = holm([p for p, _ in members])
+    m = len(members)
+    for p_adj, (_, item) in zip(adjusted, members):
+        if isinstance(item, Comparison):
+            item.p_adjusted, item.family_size = p_adj, m
+            item.regressed = bool(item.gate and item.gate["regressed"]) and p_adj < alpha
+        else:
+            item["p_adjusted"], item["family_size"] = p_adj, m
+            if item["interval_verdict"] == "fail":
+                item["verdict"] = "fail" if p_adj < alpha else "inconclusive"
+    return m
 
 
 def exit_status(rows: list[dict[str, Any]], comparisons: list[Comparison], policy: GatePolicy,
                 status: int) -> tuple[int, list[str]]:
     """The run's exit status after the gates, and the lines that explain it.
 
-    Precedence: pytest's own failures and interruptions stay; a regression (exit 11) beats
-    evals failed (exit 1); a suite verdict of ``fail``, a must-pass case that failed, or an
+    First the family-wise adjustment over all of ``rows`` and ``comparisons``
+    (:func:`adjust`, in place, so that what is shown is what decided). Precedence:
+    pytest's own failures and interruptions stay; a regression (exit 11) beats evals failed
+    (exit 1); a suite verdict of ``fail``, a must-pass case that failed, or an
     inconclusive verdict under ``--aie-inconclusive fail`` means evals failed.
     """
     from pytest_aie.errors import EXIT_REGRESSION
 
+    m = adjust(rows, comparisons, policy)
     notes: list[str] = []
     failed = False
     for row in rows:
         name = f"{row['suite']} [{row['metric']}]"
+        held_back = row["verdict"] == "inconclusive" and row.get("interval_verdict") == "fail"
         if row["verdict"] == "fail":
             failed = True
         elif row["verdict"] == "inconclusive":
+            why = (f"the interval is on the wrong side of the threshold, but the shortfall is not "
+                   f"significant (p={row['p_value']:.3g}, Holm-adjusted {row['p_adjusted']:.3g} "
+                   f"over {m} decisions)" if held_back else
+                   "too little data to decide" if row["interval"] is None
+                   or row["interval"][0] == row["interval"][1] or row["n"] - row["unmeasured"] < 2
+                   else "the interval straddles the threshold")
             if policy.inconclusive == "fail":
                 failed = True
-                notes.append(f"{name}: inconclusive, counted as a failure (--aie-inconclusive fail)")
+                notes.append(f"{name}: inconclusive ({why}), counted as a failure "
+                             "(--aie-inconclusive fail)")
             elif policy.inconclusive == "warn":
-                notes.append(f"WARNING {name}: inconclusive: the interval straddles the threshold; "
+                notes.append(f"WARNING {name}: inconclusive: {why}; "
                              "add cases or samples to decide (--aie-inconclusive fail makes this fail)")
         if row.get("must_pass_failed"):
             failed = True
+    for comp in comparisons:
+        if comp.gate and comp.gate.get("regressed") and not comp.regressed:
+            where = comp.suite + (f" ({comp.scope})" if comp.scope != "suite" else "")
+            notes.append(f"{where} [{comp.metric}]: a drop with p={comp.p_value:.3g}, not "
+                         f"significant after the Holm adjustment over {m} decisions "
+                         f"(adjusted p={comp.p_adjusted:.3g}): not a regression")
     if any(c.regressed for c in comparisons):
         return EXIT_REGRESSION, notes
     if failed and status == 0:

@@ -17,10 +17,14 @@ from pytest_aie.stats import (
     aggregate,
     binary_gate_from_counts,
     clustered_interval,
+    cluster_totals,
     consistency,
     flaky,
+    holm,
     mcnemar_exact,
     mean_interval,
+    mean_t_interval,
+    mean_t_pvalue,
     paired_binary_gate,
     paired_proportion_interval,
     paired_score_gate,
@@ -28,6 +32,9 @@ from pytest_aie.stats import (
     pass_hat_k,
     pass_rate_interval,
     sampling_summary,
+    sampling_table,
+    sign_flip_pvalue,
+    threshold_pvalue,
     verdict,
 )
 
@@ -491,15 +498,50 @@ def test_score_gate_catches_a_drop(method):
     assert not same.regressed
 
 
-def test_score_gate_bootstrap_interval_matches_t_interval():
+def test_score_gate_interval_is_the_t_interval_and_p_the_sign_flip_test():
     rng = np.random.default_rng(8)
     base = rng.uniform(0, 1, 500)
     cand = base + rng.normal(-0.01, 0.1, 500)
-    res = paired_score_gate(list(base), list(cand), n_resamples=4000)
+    res = paired_score_gate(list(base), list(cand))
     d = cand - base
     lo, hi = sps.t.interval(0.90, len(d) - 1, loc=d.mean(), scale=sps.sem(d))
-    assert (res.low, res.high) == pytest.approx((lo, hi), abs=0.002)
-    assert res.p_value is None and "bootstrap" in res.method
+    assert (res.low, res.high) == pytest.approx((lo, hi), rel=1e-9)
+    # at n=500 the randomised sign-flip p-value is close to the t-test's
+    t_p = sps.ttest_1samp(d, 0.0, alternative="less").pvalue
+    assert res.p_value == pytest.approx(t_p, abs=0.003)
+    assert "sign-flip" in res.method
+    assert paired_score_gate(list(base), list(cand), method="bootstrap") == res  # old name
+
+
+def _sign_flip_reference(d: np.ndarray) -> float:
+    """P(sum of randomly signed |d| <= observed sum), over all 2**n sign patterns."""
+    observed = d.sum()
+    null = [sum(s * abs(x) for s, x in zip(signs, d))
+            for signs in itertools.product([-1, 1], repeat=len(d))]
+    return sum(v <= observed + 1e-12 for v in null) / len(null)
+
+
+@pytest.mark.parametrize("d", [
+    [-0.31, -0.27, 0.05, -0.22, -0.18, 0.09, -0.4, -0.12, 0.15, -0.35],
+    [-0.1, -0.2, 0.0, 0.0, 0.3, -0.05, -0.05, 0.0],  # zeros (unchanged cases) and ties
+    [-0.5, -0.5, -0.5],
+])
+def test_score_gate_p_is_the_exact_sign_flip_test(d):
+    d = np.asarray(d)
+    base = [0.5] * len(d)
+    res = paired_score_gate(base, list(0.5 + d), margin=0.0)
+    assert res.p_value == pytest.approx(_sign_flip_reference(0.5 + d - 0.5), rel=1e-9)
+    assert res.regressed == (res.p_value < 0.05 and res.delta < 0)
+
+
+def test_sign_flip_on_pass_fail_changes_is_mcnemar():
+    for b, c in [(8, 3), (12, 2), (0, 4), (5, 5), (30, 12)]:
+        totals = [-1.0] * b + [1.0] * c + [0.0] * 7
+        assert sign_flip_pvalue(totals, "less") == pytest.approx(
+            mcnemar_exact(b, c, "greater"), abs=0.01 if b + c > 13 else 1e-12)
+    assert sign_flip_pvalue([0.0, 0.0]) == 1.0
+    assert sign_flip_pvalue([-0.3]) == 0.5 and sign_flip_pvalue([0.3]) == 1.0
+    assert sign_flip_pvalue([-0.3], "greater") == 1.0
 
 
 def test_score_gate_wilcoxon_p_matches_exact_enumeration():
@@ -534,12 +576,155 @@ def test_score_gate_degenerate_and_threshold_indices():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         same = paired_score_gate([0.5, 0.7, 0.9], [0.5, 0.7, 0.9])
-        shifted = paired_score_gate([0.5, 0.7, 0.9], [0.4, 0.6, 0.8], method="bootstrap")
+        shifted = paired_score_gate([0.5, 0.7, 0.9], [0.4, 0.6, 0.8])
         wil = paired_score_gate([0.5, 0.7, 0.9], [0.5, 0.7, 0.9], method="wilcoxon")
-    assert same.delta == 0 and not same.regressed and "degenerate" in same.method
-    assert shifted.low == shifted.high == pytest.approx(-0.1) and shifted.regressed
+    assert same.delta == 0 and not same.regressed and same.p_value == 1.0
+    assert same.low is None and same.high is None  # no spread: no interval
+    # three identical drops: 1 sign pattern in 8 is as extreme, too few cases to decide
+    assert shifted.p_value == pytest.approx(1 / 8) and not shifted.regressed
+    assert shifted.low is None
     assert wil.p_value == 1.0 and not wil.regressed
     res = paired_score_gate([0.9, 0.4, 0.8, None], [0.6, 0.8, 0.85, 0.1], threshold=0.7)
     assert res.newly_failing_idx == [0] and res.newly_passing_idx == [1] and res.n == 3
     with pytest.raises(UsageError):
         paired_score_gate([0.1], [0.2], method="ttest")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- too little data (item 10)
+
+
+def test_one_case_or_no_spread_never_decides():
+    one = aggregate([0.9], binary=False)
+    assert verdict(one, 0.8) == "inconclusive"
+    assert verdict(one, 0.95) == "inconclusive"
+    assert verdict(one, 0.8, mode="point") == "inconclusive"
+    flat = aggregate([0.9] * 30, binary=False)  # every value equal: zero-width interval
+    assert flat.low == flat.high == pytest.approx(0.9)
+    assert verdict(flat, 0.8) == "inconclusive" and verdict(flat, 0.95) == "inconclusive"
+    assert verdict(flat, 0.8, mode="point") == "pass"  # point mode asks for the estimate only
+    assert verdict(aggregate([False], binary=True), 0.8) == "inconclusive"
+    # a pass rate always has a Wilson interval of non-zero width: 50 of 50 can decide
+    assert verdict(aggregate([True] * 50, binary=True), 0.9) == "pass"
+    assert threshold_pvalue([0.9], 0.95, binary=False) == 1.0
+    assert threshold_pvalue([0.5] * 10, 0.95, binary=False) == 1.0  # no spread
+    assert threshold_pvalue([None], 0.5, binary=True) is None
+
+
+def test_one_pair_is_never_a_regression():
+    res = paired_score_gate([0.9], [0.5])
+    assert not res.regressed and res.p_value == 0.5 and res.low is None
+    assert not paired_binary_gate([True], [False]).regressed
+
+
+# ---------------------------------------------------------------- threshold p-values
+
+
+def test_threshold_pvalue_binary_is_the_exact_binomial_test():
+    vals = [True] * 80 + [False] * 20
+    assert threshold_pvalue(vals, 0.9, binary=True) == pytest.approx(
+        sps.binomtest(80, 100, 0.9, alternative="less").pvalue)
+    assert threshold_pvalue(vals + [None], 0.9, binary=True) == threshold_pvalue(vals, 0.9, binary=True)
+    # clustered: never smaller than the binomial p, and larger when clusters are correlated
+    groups = [f"g{i // 10}" for i in range(100)]
+    assert threshold_pvalue(vals, 0.9, binary=True, groups=groups) > threshold_pvalue(vals, 0.9, binary=True)
+
+
+def test_threshold_pvalue_scores_is_the_t_test():
+    rng = np.random.default_rng(3)
+    x = rng.normal(0.7, 0.1, 40)
+    assert threshold_pvalue(list(x), 0.75, binary=False) == pytest.approx(
+        sps.ttest_1samp(x, 0.75, alternative="less").pvalue)
+
+
+def test_mean_t_interval_and_pvalue_cluster_robust_against_statsmodels():
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(11)
+    groups = np.repeat(np.arange(15), 6)
+    x = rng.normal(0, 1, 15)[groups] + rng.normal(0, 1, 90)
+    fit = sm.OLS(x, np.ones((90, 1))).fit(cov_type="cluster", cov_kwds={"groups": groups})
+    se = float(fit.bse[0])
+    lo, hi = mean_t_interval(x, list(groups), 0.90)
+    half = sps.t.ppf(0.95, 14) * se
+    assert (lo, hi) == pytest.approx((x.mean() - half, x.mean() + half), rel=1e-6)
+    assert mean_t_pvalue(x, 0.2, list(groups)) == pytest.approx(sps.t.cdf((x.mean() - 0.2) / se, 14))
+    # singletons: the ordinary t interval
+    assert mean_t_interval(x) == pytest.approx(sps.t.interval(0.9, 89, x.mean(), sps.sem(x)))
+    assert mean_t_interval([1.0]) is None and mean_t_interval([2.0, 2.0]) is None
+
+
+# ---------------------------------------------------------------- clustered paired gates (item 7)
+
+
+def test_cluster_totals():
+    totals, sizes = cluster_totals(np.array([1.0, 2.0, 3.0, 4.0]), ["a", None, "a", None])
+    assert list(totals) == [4.0, 2.0, 4.0] and list(sizes) == [2.0, 1.0, 1.0]
+
+
+def test_binary_gate_with_clusters_tests_clusters_not_cases():
+    # 10 clusters of 10 cases; every change is in one cluster: 10 newly failing cases
+    base = [True] * 100
+    cand = [i >= 10 for i in range(100)]
+    groups = [f"g{i // 10}" for i in range(100)]
+    flat = paired_binary_gate(base, cand)
+    assert flat.regressed and flat.p_value < 0.01  # ten independent cases would be evidence
+    clustered = paired_binary_gate(base, cand, groups=groups)
+    assert clustered.p_value == 0.5 and not clustered.regressed  # one cluster is not
+    assert clustered.clusters == 10 and clustered.newly_failing_idx == list(range(10))
+    assert clustered.delta == pytest.approx(-0.1) and "cluster" in clustered.method
+    # groups of one case each: McNemar, as without groups
+    assert paired_binary_gate(base, cand, groups=list(range(100))) == flat
+    # the same drop spread over every cluster is a regression
+    spread = [i % 10 != 0 for i in range(100)]
+    assert paired_binary_gate(base, spread, groups=groups).regressed
+
+
+def test_score_gate_with_clusters():
+    rng = np.random.default_rng(4)
+    groups = [f"g{i // 20}" for i in range(200)]
+    base = rng.uniform(0.3, 0.9, 200)
+    shock = np.repeat(rng.normal(0, 0.1, 10), 20)  # the run shifts whole clusters
+    cand = base + shock - shock.mean() - 0.03 + rng.normal(0, 0.01, 200)
+    assert paired_score_gate(list(base), list(cand)).regressed  # case-level: looks certain
+    res = paired_score_gate(list(base), list(cand), groups=groups)
+    assert res.clusters == 10 and not res.regressed and res.p_value > 0.05
+    assert res.low < res.delta < res.high
+
+
+# ---------------------------------------------------------------- Holm (item 8)
+
+
+def test_holm_against_statsmodels():
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    rng = np.random.default_rng(2)
+    for m in (1, 2, 5, 17):
+        p = rng.uniform(0, 0.2, m)
+        p[rng.random(m) < 0.3] = 0.001
+        ref = multitest.multipletests(p, alpha=0.05, method="holm")
+        assert holm(list(p)) == pytest.approx(list(ref[1]), rel=1e-12)
+        assert [x <= 0.05 for x in holm(list(p))] == list(ref[0])
+    assert holm([]) == []
+    with pytest.raises(UsageError):
+        holm([1.5])
+
+
+def test_holm_by_hand():
+    # ascending 0.01, 0.02, 0.04 times 3, 2, 1 -> 0.03, 0.04, 0.04 (monotone)
+    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+
+
+# ---------------------------------------------------------------- pass@k for every k (item 11)
+
+
+def test_sampling_table_reports_every_k_and_keeps_partly_unmeasured_cases():
+    cases = {"a": [True, False, False, False], "b": [True, True, None, True],
+             "c": [None, None, None, False]}
+    t = sampling_table(cases)
+    assert list(t["pass_at"]) == [1, 2, 3, 4] and list(t["pass_hat"]) == [1, 2, 3, 4]
+    # b has 3 measured samples: it counts for k <= 3, skipped only at k = 4
+    assert t["cases_at"] == {1: 3, 2: 2, 3: 2, 4: 1}
+    assert t["skipped_at"] == {1: 0, 2: 1, 3: 1, 4: 2} and "fewer" in t["skipped_reason"]
+    assert t["pass_at"][1] == pytest.approx((0.25 + 1.0 + 0.0) / 3)
+    assert t["pass_at"][2] == pytest.approx((pass_at_k(4, 1, 2) + 1.0) / 2)
+    assert t["pass_hat"][3] == pytest.approx((0.0 + 1.0) / 2)
+    assert t["pass_at"][4] == pytest.approx(1.0)

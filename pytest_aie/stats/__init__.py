@@ -8,6 +8,9 @@ Pure functions over plain lists; :mod:`scipy.stats` does the numerics. See the m
 * :mod:`~pytest_aie.stats.sampling`: pass@k, pass^k, consistency, flaky cases;
 * :mod:`~pytest_aie.stats.paired`: McNemar, Newcombe's paired interval, the binary and
   score regression gates (and the rule they use);
+* :mod:`~pytest_aie.stats.means`: the sign-flip permutation test of paired differences
+  (per case or per cluster) and cluster-robust t intervals and tests;
+* :mod:`~pytest_aie.stats.multiple`: Holm's family-wise adjustment;
 * :mod:`~pytest_aie.stats.power`: minimum detectable drop by simulation.
 """
 
@@ -20,8 +23,16 @@ from pytest_aie.stats.intervals import (
     clustered_interval,
     mean_interval,
     pass_rate_interval,
+    threshold_pvalue,
     verdict,
 )
+from pytest_aie.stats.means import (
+    cluster_totals,
+    mean_t_interval,
+    mean_t_pvalue,
+    sign_flip_pvalue,
+)
+from pytest_aie.stats.multiple import holm
 from pytest_aie.stats.paired import (
     GateResult,
     binary_gate_from_counts,
@@ -38,6 +49,7 @@ from pytest_aie.stats.sampling import (
     pass_at_k,
     pass_hat_k,
     sampling_summary,
+    sampling_table,
 )
 
 __all__ = [
@@ -47,12 +59,16 @@ __all__ = [
     "SamplingSummary",
     "aggregate",
     "binary_gate_from_counts",
+    "cluster_totals",
     "clustered_interval",
     "consistency",
     "detection_rate",
     "flaky",
+    "holm",
     "mcnemar_exact",
     "mean_interval",
+    "mean_t_interval",
+    "mean_t_pvalue",
     "minimum_detectable_drop",
     "paired_binary_gate",
     "paired_proportion_interval",
@@ -61,5 +77,8 @@ __all__ = [
     "pass_hat_k",
     "pass_rate_interval",
     "sampling_summary",
+    "sampling_table",
+    "sign_flip_pvalue",
+    "threshold_pvalue",
     "verdict",
 ]

@@ -31,6 +31,7 @@ __all__ = [
     "clustered_interval",
     "mean_interval",
     "pass_rate_interval",
+    "threshold_pvalue",
     "verdict",
 ]
 
@@ -260,6 +261,9 @@ def aggregate(values: Sequence[float | bool | None], *, binary: bool,
                      max(cl.high, iid.high), f"{cl.method} + {iid.method} hull", confidence)
 
 
+MIN_CASES = 2  # fewer measured cases than this never decide a verdict
+
+
 def verdict(agg: Aggregate, threshold: float,
             mode: Literal["interval", "point"] = "interval") -> Verdict:
     """Compare a suite's score with a threshold.
@@ -267,17 +271,56 @@ def verdict(agg: Aggregate, threshold: float,
     ``mode="interval"``: ``"pass"`` when the whole interval clears the threshold
     (``low >= threshold``), ``"fail"`` when it lies wholly below (``high < threshold``),
     else ``"inconclusive"`` (more cases needed). ``mode="point"`` compares the estimate
-    only: ``"pass"`` when ``estimate >= threshold``, else ``"fail"``. Nothing measured is
-    always ``"inconclusive"``.
+    only: ``"pass"`` when ``estimate >= threshold``, else ``"fail"``.
+
+    Too little data is inconclusive in either mode: nothing measured, fewer than
+    :data:`MIN_CASES` measured cases, or (interval mode) an interval of zero width, which
+    is what a continuous score with no spread gives (every value equal): it says nothing
+    about how far the mean could be from the estimate. A pass rate always has a Wilson
+    interval of non-zero width, so 50 passes out of 50 can still pass.
     """
     if mode not in ("interval", "point"):
         raise UsageError(f"unknown verdict mode {mode!r}", fix="use mode='interval' or 'point'")
-    if agg.estimate is None or agg.low is None or agg.high is None:
+    if agg.estimate is None or agg.low is None or agg.high is None or agg.measured < MIN_CASES:
         return "inconclusive"
     if mode == "point":
         return "pass" if agg.estimate >= threshold else "fail"
+    if not agg.high > agg.low:
+        return "inconclusive"
     if agg.low >= threshold:
         return "pass"
     if agg.high < threshold:
         return "fail"
     return "inconclusive"
+
+
+def threshold_pvalue(values: Sequence[float | bool | None], threshold: float, *, binary: bool,
+                     groups: Sequence[str | None] | None = None) -> float | None:
+    """One-sided p-value for "the suite falls short of ``threshold``" (``H0``: the true pass
+    rate or mean is at least ``threshold``); ``None`` if nothing was measured.
+
+    The family-wise adjustment (:mod:`pytest_aie.stats.multiple`) needs it for each
+    threshold verdict that can fail a run. Pass/fail: the exact binomial test
+    (``scipy.stats.binomtest``, ``alternative="less"``); with shared groups also the
+    cluster-robust t-test, and the larger p-value counts. Scores: the one-sample t-test
+    (cluster-robust with groups); no spread or fewer than two clusters gives 1.0.
+    """
+    from scipy import stats
+
+    from pytest_aie.stats.means import robust_mean_se, mean_t_pvalue
+
+    keep = [i for i, v in enumerate(values)
+            if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not keep:
+        return None
+    arr = np.asarray([float(values[i]) for i in keep], dtype=float)  # type: ignore[arg-type]
+    kept_groups = [groups[i] for i in keep] if groups is not None else None
+    if len(keep) < MIN_CASES:
+        return 1.0
+    if not binary:
+        return mean_t_pvalue(arr, threshold, kept_groups)
+    t0 = min(1.0, max(0.0, float(threshold)))
+    p = float(stats.binomtest(int(arr.sum()), arr.size, t0, alternative="less").pvalue)
+    if kept_groups is not None and robust_mean_se(arr, kept_groups)[1] > 0:
+        p = max(p, mean_t_pvalue(arr, threshold, kept_groups))
+    return min(1.0, p)

@@ -25,7 +25,7 @@ from typing import Any, Hashable, Mapping, Sequence
 from pytest_aie.errors import UsageError
 
 __all__ = ["SamplingSummary", "consistency", "flaky", "pass_at_k", "pass_hat_k",
-           "sampling_summary"]
+           "sampling_summary", "sampling_table"]
 
 
 def _check(n: int, c: int, k: int) -> None:
@@ -122,3 +122,25 @@ def sampling_summary(cases_samples: Mapping[str, Sequence[bool | None]], k: int)
     return SamplingSummary(k=k, cases=len(at), pass_at_k=mean(at), pass_hat_k=mean(hat),
                            mean_consistency=mean(cons), flaky=flaky(cases_samples),
                            skipped=skipped)
+
+
+def sampling_table(cases_samples: Mapping[str, Sequence[bool | None]],
+                   max_k: int | None = None) -> dict[str, Any]:
+    """pass@k and pass^k for every ``k`` from 1 to ``max_k`` (default: the most samples any
+    case has), with how many cases each figure averages and how many it had to skip.
+
+    A case with unmeasured samples is not dropped: its measured samples give every
+    ``k`` up to their number; only for larger ``k`` is it skipped (reason: fewer than
+    ``k`` measured samples), and the count is reported per ``k``.
+    """
+    if max_k is None:
+        max_k = max((len(s) for s in cases_samples.values()), default=0)
+    out: dict[str, Any] = {"pass_at": {}, "pass_hat": {}, "cases_at": {}, "skipped_at": {}}
+    for k in range(1, max_k + 1):
+        s = sampling_summary(cases_samples, k)
+        out["pass_at"][k] = s.pass_at_k
+        out["pass_hat"][k] = s.pass_hat_k
+        out["cases_at"][k] = s.cases
+        out["skipped_at"][k] = len(s.skipped)
+    out["skipped_reason"] = "fewer measured samples than k (unmeasured samples)"
+    return out
