@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-import pytest
-
 from components import need  # tests/ is on sys.path (tests/conftest.py is imported from it)
 
 __all__ = ["CHROMIUM_ARGS", "PageLog", "chromium_or_skip", "find_chromium", "open_page"]
