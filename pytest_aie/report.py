@@ -14,6 +14,14 @@ Report layout:
   "failures only" toggle. Model output is untrusted: the script only ever writes it with
   ``textContent``.
 
+Every string shown (case data and run metadata) is made visible first
+(:func:`pytest_aie.text.visible`): control, bidi-override, zero-width characters and lone
+surrogates appear as ``<U+202E>``, so an output cannot reorder or hide text in the page. Long
+values are cut (prompt, output, expected, reference, reason: ``max_text_chars``; names and ids:
+1,000 characters). A case's status is ``passed``, ``failed``, ``scored`` (a score without a
+per-case threshold: neither a pass nor a failure) or ``unmeasured``; pass rates count passes
+and failures only, and a suite of scored cases shows its mean score.
+
 The page makes no network requests: CSS and JS are inlined, and a Content-Security-Policy
 ``<meta>`` allows only the inlined script (by hash), so even an injected inline event handler
 could not run.
@@ -29,6 +37,7 @@ import importlib.resources
 import json
 import math
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -37,6 +46,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from pytest_aie.errors import AieError
+from pytest_aie.redact import scrub, scrub_argv
+from pytest_aie.text import visible
 
 if TYPE_CHECKING:
     import jinja2
@@ -57,6 +68,10 @@ FORMAT_VERSION = 1
 PAGE_SIZE = 200
 #: Longest prompt/output/reason kept in the report (characters); longer text is cut with a note.
 MAX_TEXT_CHARS = 20_000
+#: Longest name, id, tag or metadata value kept in the report.
+MAX_NAME_CHARS = 1_000
+#: Record statuses, and the status of an old record without one.
+STATUSES = ("passed", "failed", "scored", "unmeasured")
 
 _TEMPLATE = "report.html.j2"
 _ASSETS = ("report.css", "report.js")
@@ -127,34 +142,45 @@ def load_results(jsonl_path: str | os.PathLike[str]) -> tuple[dict[str, Any], li
                       ResultsWarning, stacklevel=2)
     return header, cases
 
+def status_of(case: Mapping[str, Any]) -> str:
+    """A record's status; an old record without one: passed True/False/None -> passed,
+    failed, unmeasured."""
+    status = case.get("status")
+    if status in STATUSES:
+        return str(status)
+    passed = case.get("passed")
+    return "passed" if passed is True else "failed" if passed is False else "unmeasured"
+
 
 def basic_summary(cases: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per-(suite, metric) counts and pass rate, without intervals or verdicts.
+    """Per-(suite, metric) counts, pass rate and mean score, without intervals or verdicts.
 
     Used when no summary is given (the plugin computes a fuller one with statistical gates).
-    The pass rate counts measured cases only; ``None`` when nothing was measured.
+    The pass rate counts passes and failures only (``None`` when there are none: a suite of
+    scored cases has a mean score, not a pass rate); the mean score averages every value.
     """
     groups: dict[tuple[str, str], dict[str, Any]] = {}
+    sums: dict[tuple[str, str], list[float]] = {}
     for case in cases:
         key = (str(case.get("suite", "")), str(case.get("metric", "")))
         row = groups.get(key)
         if row is None:
             row = groups[key] = {"suite": key[0], "metric": key[1], "n": 0, "passed": 0,
-                                 "failed": 0, "unmeasured": 0, "pass_rate": None,
-                                 "verdict": None, "interval": None}
+                                 "failed": 0, "scored": 0, "unmeasured": 0, "pass_rate": None,
+                                 "mean_score": None, "verdict": None, "interval": None}
+            sums[key] = [0.0, 0]
         row["n"] += 1
-        passed = case.get("passed")
-        if passed is True:
-            row["passed"] += 1
-        elif passed is False:
-            row["failed"] += 1
-        else:
-            row["unmeasured"] += 1
-    for row in groups.values():
-        measured = row["passed"] + row["failed"]
-        row["pass_rate"] = row["passed"] / measured if measured else None
+        row[status_of(case)] += 1
+        value = case.get("value")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            sums[key][0] += value
+            sums[key][1] += 1
+    for key, row in groups.items():
+        judged = row["passed"] + row["failed"]
+        row["pass_rate"] = row["passed"] / judged if judged else None
+        total, count = sums[key]
+        row["mean_score"] = total / count if count else None
     return list(groups.values())
-
 
 # --------------------------------------------------------------------------- rendering
 
@@ -207,12 +233,48 @@ def _finite(value: Any) -> Any:
         return [_finite(v) for v in value]
     return value
 
+_MAY_NEED_MARKS = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff"
+    "\ud800-\udfff\ue000-\uf8ff\U000f0000-\U0010ffff]")
+
+
+def _visible(text: str) -> str:
+    """``text`` as the page shows it: invisible and direction-changing characters and lone
+    surrogates written as ``<U+XXXX>`` (newlines, tabs and CR LF line ends kept)."""
+    if not _MAY_NEED_MARKS.search(text):  # the common case, without a pass per character
+        return text
+    return "\r\n".join(visible(part, keep_newlines=True) for part in text.split("\r\n"))
+
 
 def _clip(text: Any, limit: int | None) -> Any:
     if not isinstance(text, str) or limit is None or len(text) <= limit:
         return text
     return f"{text[:limit]}\n… [report cut {len(text) - limit} more characters]"
 
+
+def _shown(value: Any, limit: int | None) -> Any:
+    """``value`` as the report shows it: strings made visible and cut to ``limit``; a
+    structure (an expected dict or list) keeps its shape, unless its JSON text is longer
+    than ``limit``, when it becomes that text, cut."""
+    if isinstance(value, str):
+        return _clip(_visible(value), limit)
+    if isinstance(value, (dict, list, tuple)):
+        if limit is not None:
+            text = json.dumps(_finite(value), ensure_ascii=False, indent=2, default=str)
+            if len(text) > limit:
+                return _clip(_visible(text), limit)
+        return _deep_visible(value)
+    return value
+
+
+def _deep_visible(value: Any) -> Any:
+    if isinstance(value, str):
+        return _visible(value)
+    if isinstance(value, dict):
+        return {_visible(str(k)): _deep_visible(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_deep_visible(v) for v in value]
+    return value
 
 def _script_json(value: Any) -> str:
     """JSON safe to place inside ``<script type="application/json">``.
@@ -229,49 +291,67 @@ def _script_json(value: Any) -> str:
     return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
+def _expected(case: Mapping[str, Any]) -> tuple[Any, str | None]:
+    """What the case was compared against, and a label when that is not ``expected``: the
+    field a scorer was pointed at (``exact(field="answer")``), or a case's ``references``."""
+    field = case.get("reference_field")
+    if field:
+        return case.get("reference"), f"Expected (field {str(field)!r})"
+    if case.get("expected") is None and case.get("references") is not None:
+        return case.get("references"), "Expected (references)"
+    return case.get("expected"), None
+
 
 def _case_blob(header: Mapping[str, Any], cases: Iterable[Mapping[str, Any]],
                max_text_chars: int | None) -> tuple[dict[str, Any], dict[str, int]]:
-    """The compact case data the page's script renders, plus pass/fail/unmeasured counts."""
+    """The compact case data the page's script renders, plus counts per status."""
     engine = header.get("engine") if isinstance(header.get("engine"), Mapping) else {}
     run_engine, run_model = engine.get("engine"), engine.get("model")
     suites: list[str] = []
     suite_index: dict[str, int] = {}
     rows: list[dict[str, Any]] = []
-    counts = {"total": 0, "passed": 0, "failed": 0, "unmeasured": 0}
+    counts = {"total": 0, **{s: 0 for s in STATUSES}}
+
+    def name(value: Any) -> Any:
+        return _shown(value, MAX_NAME_CHARS)
+
+    def text(value: Any) -> Any:
+        return _shown(value, max_text_chars)
+
     for case in cases:
         suite = str(case.get("suite", ""))
         idx = suite_index.get(suite)
         if idx is None:
             idx = suite_index[suite] = len(suites)
-            suites.append(suite)
-        passed = case.get("passed")
+            suites.append(name(suite))
+        status = status_of(case)
         counts["total"] += 1
-        counts["passed" if passed is True else "failed" if passed is False else "unmeasured"] += 1
+        counts[status] += 1
+        expected, label = _expected(case)
         row: dict[str, Any] = {
             "s": idx,
-            "id": case.get("case_id"),
-            "nodeid": case.get("nodeid"),
-            "metric": case.get("metric"),
+            "st": status,
+            "id": name(case.get("case_id")),
+            "nodeid": name(case.get("nodeid")),
+            "metric": name(case.get("metric")),
             "value": case.get("value"),
-            "passed": passed if isinstance(passed, bool) else None,
-            "reason": _clip(case.get("reason"), max_text_chars),
-            "prompt": _clip(case.get("prompt"), max_text_chars),
-            "output": _clip(case.get("output"), max_text_chars),
-            "expected": case.get("expected"),
-            "tags": [str(t) for t in case.get("tags") or ()],
+            "reason": text(case.get("reason")),
+            "prompt": text(case.get("prompt")),
+            "output": text(case.get("output")),
+            "expected": text(expected),
+            "expected_label": label,
+            "tags": [name(str(t)) for t in case.get("tags") or ()],
             "cached": case.get("cached"),
             "timings": case.get("timings"),
             "tokens": case.get("completion_tokens"),
-            "source": case.get("source"),
+            "source": name(case.get("source")),
         }
         if case.get("engine") not in (None, run_engine):
-            row["engine"] = case.get("engine")
+            row["engine"] = name(case.get("engine"))
         if case.get("model") not in (None, run_model):
-            row["model"] = case.get("model")
+            row["model"] = name(case.get("model"))
         rows.append({k: v for k, v in row.items() if v is not None and v != []})
     return {"suites": suites, "cases": rows}, counts
-
 
 def _percent(value: Any) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
@@ -284,39 +364,49 @@ def _number(value: Any) -> str:
         return f"{value:.3g}"
     return ""
 
+_COUNTS = ("n", "passed", "failed", "scored", "unmeasured")
 
-def _summary_rows(summary: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+
+def _summary_rows(summary: Sequence[Mapping[str, Any]],
+                  tallies: Mapping[tuple[str, str], Mapping[str, Any]] | None = None
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Display rows for the suite table, and the totals. ``tallies`` (from
+    :func:`basic_summary` of the cases shown) supplies the counts and pass rate, so the table
+    agrees with the case rows whatever the summary counted; verdicts, intervals and mean
+    scores come from ``summary``."""
     rows = []
-    totals = {"n": 0, "passed": 0, "failed": 0, "unmeasured": 0}
+    totals: dict[str, Any] = {k: 0 for k in _COUNTS}
     for item in summary:
+        suite, metric = str(item.get("suite", "")), str(item.get("metric") or "")
+        counted = (tallies or {}).get((suite, metric)) or item
         interval = item.get("interval")
         interval_text = ""
         if isinstance(interval, (list, tuple)) and len(interval) == 2:
             fmt = _percent if item.get("binary", True) else _number  # pass rate or score
             interval_text = f"{fmt(interval[0])} – {fmt(interval[1])}"
         verdict = item.get("verdict")
-        row = {
-            "suite": str(item.get("suite", "")),
-            "metric": str(item.get("metric") or ""),
-            "n": int(item.get("n") or 0),
-            "passed": int(item.get("passed") or 0),
-            "failed": int(item.get("failed") or 0),
-            "unmeasured": int(item.get("unmeasured") or 0),
-            "pass_rate": _percent(item.get("pass_rate")),
-            "mean_score": _number(item.get("mean_score")),
+        row: dict[str, Any] = {
+            "suite": _shown(suite, MAX_NAME_CHARS),
+            "metric": _shown(metric, MAX_NAME_CHARS),
+            **{k: int(counted.get(k) or 0) for k in _COUNTS},
+            "mean_score": _number(item.get("mean_score", counted.get("mean_score"))),
             "interval": interval_text,
-            "verdict": str(verdict) if verdict else "",
+            "verdict": _shown(str(verdict), MAX_NAME_CHARS) if verdict else "",
         }
-        for key in totals:
+        judged = row["passed"] + row["failed"]
+        row["pass_rate"] = _percent(row["passed"] / judged) if judged else "—"
+        for key in _COUNTS:
             totals[key] += row[key]
         rows.append(row)
-    measured = totals["passed"] + totals["failed"]
-    totals["pass_rate"] = _percent(totals["passed"] / measured) if measured else "—"
+    judged = totals["passed"] + totals["failed"]
+    totals["pass_rate"] = _percent(totals["passed"] / judged) if judged else "—"
     return rows, totals
 
 
 def _metadata(header: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(label, value) pairs for the run metadata block, in display order, present values only."""
+    """(label, value) pairs for the run metadata block, in display order, present values only
+    (credentials scrubbed, even from a log written before pytest-aie scrubbed them)."""
+    header = scrub(dict(header))
     engine = header.get("engine") if isinstance(header.get("engine"), Mapping) else {}
     argv = header.get("argv")
     pairs: list[tuple[str, Any]] = [
@@ -329,7 +419,7 @@ def _metadata(header: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("pytest-aie", header.get("pytest_aie")),
         ("Python", header.get("python")),
         ("Platform", header.get("platform")),
-        ("Command", shlex.join(str(a) for a in argv) if isinstance(argv, list) else argv),
+        ("Command", shlex.join(str(a) for a in scrub_argv(argv)) if isinstance(argv, list) else argv),
     ]
     for key, value in engine.items():
         if key not in ("engine", "model", "revision") and value not in (None, ""):
@@ -337,9 +427,9 @@ def _metadata(header: Mapping[str, Any]) -> list[tuple[str, str]]:
     versions = header.get("versions")
     if isinstance(versions, Mapping) and versions:
         pairs.append(("Versions", ", ".join(f"{k} {v}" for k, v in versions.items())))
-    return [(label, value if isinstance(value, str) else json.dumps(value, default=str))
+    return [(label, _shown(value if isinstance(value, str) else json.dumps(value, default=str),
+                           2 * MAX_NAME_CHARS))
             for label, value in pairs if value is not None and value != ""]
-
 
 def _csp(script: str) -> str:
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
@@ -359,26 +449,31 @@ def render_html(
 ) -> Path:
     """Render the report for one run to ``path`` (written atomically) and return the path.
 
-    ``summary`` is the plugin's per-suite summary (``suite, n, passed, failed, unmeasured,
-    pass_rate, metric, verdict, interval``); ``None`` computes :func:`basic_summary` from
-    ``cases``. Prompt, output and reason text longer than ``max_text_chars`` is cut.
+    ``summary`` is the plugin's per-suite summary (``suite, metric, verdict, interval,
+    mean_score, binary``; counts are taken from ``cases``); ``None`` computes
+    :func:`basic_summary` from ``cases``. Prompt, output, expected and reason text longer than
+    ``max_text_chars`` is cut.
     """
     from markupsafe import Markup
 
     path = Path(path)
+    cases = list(cases)
     blob, counts = _case_blob(header, cases, max_text_chars)
     blob["page_size"] = max(1, int(page_size))
+    tallies = basic_summary(cases)
     if summary is None:
-        summary = _summary_from_blob(blob)
-    summary_rows, totals = _summary_rows(summary)
+        summary = tallies
+    summary_rows, totals = _summary_rows(summary, {(t["suite"], t["metric"]): t for t in tallies})
     engine = header.get("engine") if isinstance(header.get("engine"), Mapping) else {}
     script = _asset("report.js")
     context = {
-        "title": title or " · ".join(
-            str(p) for p in ("pytest-aie report", engine.get("model"), header.get("started_at")) if p),
+        "title": _shown(title or " · ".join(
+            str(p) for p in ("pytest-aie report", scrub(engine.get("model")), header.get("started_at"))
+            if p), MAX_NAME_CHARS),
         "metadata": _metadata(header),
         "summary": summary_rows,
         "show_mean": any(row["mean_score"] for row in summary_rows),
+        "show_scored": totals["scored"] > 0,
         "totals": totals,
         "counts": counts,
         "page_size": blob["page_size"],
@@ -389,12 +484,6 @@ def render_html(
     }
     template = _environment().get_template(_TEMPLATE)
     return write_atomic(path, template.generate(**context))
-
-
-def _summary_from_blob(blob: Mapping[str, Any]) -> list[dict[str, Any]]:
-    suites = blob["suites"]
-    return basic_summary({"suite": suites[c["s"]], "metric": c.get("metric"), "passed": c.get("passed")}
-                         for c in blob["cases"])
 
 
 def write_atomic(path: str | os.PathLike[str], chunks: Iterable[str] | str) -> Path:

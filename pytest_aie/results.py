@@ -3,24 +3,48 @@ flushed as each case completes, so a crash loses nothing that finished.
 
 Only one process writes it (the xdist controller, or the only process); workers send their
 case records to it attached to their test reports.
+
+* **Any text is stored.** Lone surrogates (``"\\ud800"``, which a model server's JSON can
+  carry) are written as JSON escapes, so every line is valid UTF-8 and reads back exactly.
+* **Bounded lines.** A field longer than :data:`MAX_FIELD_CHARS` characters (as JSON) is cut
+  in the log, with a note in the text and its original length under the record's ``"cut"``;
+  the in-memory record (gates, report) keeps the whole value.
+* **Previous logs are kept.** The first record of a run moves ``results.jsonl`` to
+  ``results.1.jsonl`` (and ``.1`` to ``.2`` ..., :data:`KEEP_LOGS` generations).
+* **One writer.** :meth:`ResultsLog.claim` takes an ``fcntl`` lock on ``results.jsonl.lock``
+  before anything is generated; a second run writing the same log stops with one line naming
+  the run that holds it. The lock file is removed when the run ends.
+* **No secrets.** :func:`run_header` scrubs credentials from the settings and the command line.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import json
 import os
 import platform
+import re
+import socket
 import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["FORMAT_VERSION", "ResultsLog", "run_header"]
+from pytest_aie.errors import UsageError
+from pytest_aie.redact import scrub, scrub_argv
+
+__all__ = ["FORMAT_VERSION", "KEEP_LOGS", "MAX_FIELD_CHARS", "ResultsLog", "check_output_paths",
+           "check_writable", "claim_outputs", "dumps", "reference_fields", "run_header"]
 
 FORMAT_VERSION = 1
+#: Earlier logs kept next to the current one: results.1.jsonl (the previous run) ... results.3.jsonl.
+KEEP_LOGS = 3
+#: Longest field (its JSON text, in characters) written to the log; longer ones are cut.
+MAX_FIELD_CHARS = 200_000
 _VERSIONED = ("pytest", "torch", "transformers", "openai", "vllm", "sentence-transformers",
               "pytest-xdist")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _version(dist: str) -> str | None:
@@ -40,7 +64,8 @@ def git_commit(cwd: str | Path) -> str | None:
 
 
 def run_header(*, settings: dict[str, Any], rootdir: str | Path, argv: list[str]) -> dict[str, Any]:
-    """Run metadata: versions, engine, model, git commit, seed, start time (no secrets)."""
+    """Run metadata: versions, engine, model, git commit, seed, start time (credentials
+    scrubbed from the settings, the model name and the command line)."""
     from pytest_aie import __version__
 
     return {
@@ -50,13 +75,131 @@ def run_header(*, settings: dict[str, Any], rootdir: str | Path, argv: list[str]
         "pytest_aie": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "engine": {"engine": settings.get("engine"), "model": settings.get("model") or "embedded"},
+        "engine": scrub({"engine": settings.get("engine"), "model": settings.get("model") or "embedded"}),
         "seed": settings.get("seed"),
         "git_commit": git_commit(rootdir),
-        "argv": list(argv),
+        "argv": scrub_argv(argv),
         "versions": {d: v for d in _VERSIONED if (v := _version(d))},
-        "settings": {k: v for k, v in settings.items() if k not in ("cache_dir",)},
+        "settings": scrub({k: v for k, v in settings.items() if k not in ("cache_dir",)}),
     }
+
+
+def dumps(value: Any) -> str:
+    """One JSON line that can always be written as UTF-8: lone surrogates become ``\\udXXX``
+    escapes (``json.loads`` gives them back), everything else stays readable."""
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _bounded(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with every field whose JSON text exceeds :data:`MAX_FIELD_CHARS` cut: a long
+    string keeps its head, a long structure becomes the head of its JSON text; ``"cut"`` maps
+    each cut field to its original length."""
+    cut: dict[str, int] = {}
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, str):
+            if len(value) > MAX_FIELD_CHARS:
+                cut[key] = len(value)
+                value = _cut(value)
+        elif isinstance(value, (dict, list, tuple)):
+            text = json.dumps(value, default=str, ensure_ascii=False)
+            if len(text) > MAX_FIELD_CHARS:
+                cut[key] = len(text)
+                value = _cut(text)
+        out[key] = value
+    if cut:
+        out["cut"] = cut
+    return out
+
+
+def _cut(text: str) -> str:
+    return f"{text[:MAX_FIELD_CHARS]}… [results log cut {len(text) - MAX_FIELD_CHARS:,} more characters]"
+
+
+def reference_fields(scorer: Any, case: Any) -> dict[str, Any]:
+    """What a record says about the reference its scorer compared against, when that is not
+    the case's ``expected`` field: ``{"reference_field": NAME, "reference": VALUE}``, else ``{}``.
+
+    A scorer may say which field it reads (``reference_field``: a name, or a function of the
+    case); otherwise ``exact(field=...)`` and ``similarity(references=...)`` are understood, with
+    a reference scorer's default (``references`` when the case has it, else ``expected``)."""
+    named = getattr(scorer, "reference_field", None)
+    if callable(named):
+        field = named(case)
+    elif isinstance(named, str):
+        field = named
+    elif isinstance(getattr(scorer, "field", None), str):
+        field = scorer.field
+    elif hasattr(scorer, "references"):
+        field = scorer.references or ("references" if case.get("references") is not None
+                                      else "expected")
+    else:
+        field = "expected"
+    if not field or field == "expected":
+        return {}
+    return {"reference_field": field, "reference": case.get(field)}
+
+
+# --------------------------------------------------------------------------- output paths
+
+
+def check_writable(path: str | os.PathLike[str], what: str, option: str, *,
+                   folder: bool = False) -> None:
+    """Raise :class:`UsageError` (one line: the path, why, the option to change) unless
+    ``path`` can be written: a file (or with ``folder``, a folder) that is writable if it
+    exists, or else can be created in its nearest existing parent. Creates nothing."""
+    path = Path(path).absolute()
+    fix = f"pass {option} with a path this run can write"
+
+    def fail(why: str) -> UsageError:
+        return UsageError(f"{what} {path} cannot be written: {why}", fix=fix)
+
+    if path.exists():
+        if path.is_dir() != folder:
+            raise fail(f"{path} is a {'folder' if path.is_dir() else 'file'}, "
+                       f"not a {'folder' if folder else 'file'}")
+        if not os.access(path, os.W_OK | (os.X_OK if folder else 0)):
+            raise fail(f"{path} is not writable")
+        if not folder:
+            _check_folder(path.parent, fail)
+        return
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    _check_folder(parent, fail)
+
+
+def _check_folder(folder: Path, fail: Any) -> None:
+    if not folder.is_dir():
+        raise fail(f"{folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise fail(f"folder {folder} is not writable")
+
+
+def claim_outputs(log: "ResultsLog | None", *, report: str = "", cache_dir: str = "") -> None:
+    """Before any generation: check that the results log, the report and the cache folder
+    (empty: not written) can be written, then :meth:`ResultsLog.claim` the log. Raises
+    :class:`UsageError` with one line."""
+    check_output_paths(results=str(log.path) if log is not None else "", report=report,
+                       cache_dir=cache_dir)
+    if log is not None:
+        log.claim()
+
+
+def check_output_paths(*, results: str = "", report: str = "", cache_dir: str = "") -> None:
+    """Check every output of a run before any work: the results log, the HTML report and the
+    generation cache folder (empty: not written). Raises :class:`UsageError`."""
+    if results:
+        check_writable(results, "results log", "--aie-results")
+    if report:
+        check_writable(report, "report", "--aie-report")
+    if cache_dir:
+        check_writable(cache_dir, "cache folder", "--aie-cache-dir", folder=True)
+        check_writable(Path(cache_dir) / "generations.sqlite", "cache folder", "--aie-cache-dir")
+
+
+# --------------------------------------------------------------------------- the log
 
 
 class ResultsLog:
@@ -67,14 +210,83 @@ class ResultsLog:
         self.header = header
         self.records: list[dict[str, Any]] = []
         self._fh: IO[str] | None = None
+        self._lock: IO[str] | None = None
+        self._made_folder = False
         self._closed = False
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def claim(self) -> None:
+        """Become the only writer of this log: lock ``<log>.lock`` (creating the folder if
+        needed) and record who holds it. Raises :class:`UsageError` naming the run that holds
+        it. Call it before any work; :meth:`close` releases it."""
+        if self._lock is not None:
+            return
+        folder = self.path.parent
+        if not folder.is_dir():
+            folder.mkdir(parents=True, exist_ok=True)
+            self._made_folder = True
+        while True:
+            try:
+                fh = open(self.lock_path, "a+", encoding="utf-8")
+            except FileNotFoundError:  # another run removed the folder it had just made
+                folder.mkdir(parents=True, exist_ok=True)
+                continue
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip()
+                fh.close()
+                self._release_folder()
+                raise UsageError(
+                    f"results log {self.path} is in use by another pytest-aie run "
+                    f"({_describe_holder(holder)})",
+                    fix="wait for that run to finish, or give this run its own "
+                        "--aie-results PATH (and --aie-report PATH)") from None
+            try:  # the holder may have removed the file between our open and our lock
+                same = os.stat(self.lock_path).st_ino == os.fstat(fh.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            fh.close()
+        fh.seek(0)
+        fh.truncate()
+        fh.write(dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                        "started_at": self.header.get("started_at"),
+                        "argv": scrub_argv(self.header.get("argv") or [])}) + "\n")
+        fh.flush()
+        self._lock = fh
+
+    def _release_folder(self) -> None:
+        if self._made_folder:
+            try:
+                self.path.parent.rmdir()  # only if still empty
+            except OSError:
+                pass
+            self._made_folder = False
+
+    def _rotate(self) -> None:
+        if not self.path.exists():
+            return
+        stem, suffix = self.path.stem, self.path.suffix
+        older = [self.path.with_name(f"{stem}.{i}{suffix}") for i in range(1, KEEP_LOGS + 1)]
+        for src, dst in zip(reversed(older[:-1]), reversed(older[1:])):
+            if src.exists():
+                os.replace(src, dst)
+        os.replace(self.path, older[0])
 
     def _write(self, record: dict[str, Any]) -> None:
         if self._fh is None:  # opened on the first record: runs without evals write nothing
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.claim()  # the plugin claims before generating; this covers other callers
+            self._made_folder = False  # it holds a log now
+            self._rotate()
             self._fh = self.path.open("w", encoding="utf-8")
-            self._fh.write(json.dumps(self.header, default=str, ensure_ascii=False) + "\n")
-        self._fh.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+            self._fh.write(dumps(_bounded(self.header)) + "\n")
+        self._fh.write(dumps(_bounded(record)) + "\n")
         self._fh.flush()
 
     def append(self, record: dict[str, Any]) -> None:
@@ -89,3 +301,30 @@ class ResultsLog:
             os.fsync(self._fh.fileno())
             self._fh.close()
             self._fh = None
+        if self._lock is not None:
+            try:  # removed while still locked, so no other run can hold a lock on it
+                os.unlink(self.lock_path)
+            except FileNotFoundError:
+                pass
+            self._lock.close()
+            self._lock = None
+            self._release_folder()
+
+
+def _describe_holder(text: str) -> str:
+    try:
+        info = json.loads(text.splitlines()[0])
+    except (ValueError, IndexError):
+        return "its lock file names no run"
+    parts = [f"pid {info.get('pid')}"]
+    if info.get("host") and info.get("host") != socket.gethostname():
+        parts[0] += f" on {info['host']}"
+    if info.get("started_at"):
+        parts.append(f"started {info['started_at']}")
+    argv = info.get("argv")
+    if isinstance(argv, list) and argv:
+        import shlex
+
+        command = shlex.join(str(a) for a in argv)
+        parts.append(f"`{command if len(command) <= 200 else command[:200] + '…'}`")
+    return ", ".join(parts)

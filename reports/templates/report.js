@@ -19,8 +19,11 @@
   var matches = [];
   var hay = new Array(cases.length);
 
+  // Record status -> CSS class and badge text; "scored" is neither a pass nor a failure.
+  var STATUS = { passed: "pass", failed: "fail", scored: "scored", unmeasured: "unmeasured" };
   function status(c) {
-    return c.passed === true ? "pass" : (c.passed === false ? "fail" : "unmeasured");
+    var st = c.st || (c.passed === true ? "passed" : (c.passed === false ? "failed" : "unmeasured"));
+    return STATUS[st] || "unmeasured";
   }
   function asText(v) {
     if (v === undefined || v === null) { return ""; }
@@ -53,7 +56,7 @@
     var terms = state.terms, only = state.failuresOnly;
     matches = [];
     for (var i = 0; i < cases.length; i++) {
-      if (only && cases[i].passed !== false) { continue; }
+      if (only && status(cases[i]) !== "fail") { continue; }
       if (terms.length) {
         var h = haystack(i), ok = true;
         for (var t = 0; t < terms.length; t++) {
@@ -77,7 +80,7 @@
     if (state.open[i]) { tr.classList.add("open"); }
     var tdStatus = el("td", "case-status");
     tdStatus.appendChild(el("span", "caret", state.open[i] ? "▾" : "▸"));
-    tdStatus.appendChild(el("span", "badge " + st, st === "unmeasured" ? "unmeasured" : st));
+    tdStatus.appendChild(el("span", "badge " + st, st));
     tr.appendChild(tdStatus);
     var suite = asText(suites[c.s]);
     var tdSuite = el("td", "case-suite", suite);
@@ -121,7 +124,7 @@
     var grid = el("div", "detail");
     grid.appendChild(block("Prompt", c.prompt));
     grid.appendChild(block("Output", c.output));
-    grid.appendChild(block("Expected", c.expected));
+    grid.appendChild(block(c.expected_label || "Expected", c.expected));
     if (c.reason && c.reason.length > 80) { grid.appendChild(block("Reason", c.reason)); }
     var facts = el("div", "facts");
     fact(facts, "node", c.nodeid);
