@@ -54,6 +54,21 @@ def test_round_trip_marks_cached_and_clears_timings(cache):
     assert cache.hits == 1 and cache.misses == 0
 
 
+@pytest.mark.parametrize("text", ["\ud800", "a\udfffb", "\x00nul", "\u202eevil", "\U0001f600 emoji"])
+def test_any_text_round_trips(tmp_path, text):
+    """A lone surrogate (a model server's JSON can carry one), NUL or a bidi override in the
+    output or the prompt is stored and comes back exactly, across connections."""
+    r, g = req(f"prompt {text}"), gen(text)
+    first = GenerationCache(tmp_path / "gen.sqlite")
+    first.put_many(ENGINE, [r], [g])
+    first.close()
+    again = GenerationCache(tmp_path / "gen.sqlite")
+    (back,) = again.get_many(ENGINE, [r])
+    again.close()
+    assert back is not None and back.text == text
+    assert GenerationCache.key(ENGINE, r) != GenerationCache.key(ENGINE, req("prompt"))
+
+
 def test_miss_returns_none_and_counts(cache):
     cache.put_many(ENGINE, [req("a")], [gen("A")])
     got = cache.get_many(ENGINE, [req("a"), req("b")])

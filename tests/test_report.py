@@ -240,6 +240,97 @@ def test_cli_renders_from_a_log(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "not found" in capsys.readouterr().err
 
 
+# --------------------------------------------------------------------------- statuses, visibility
+
+
+def scored_case(i: int, **extra: Any) -> dict[str, Any]:
+    """A similarity case without a per-case threshold: a value, no pass or fail."""
+    return make_case(i) | {"suite": "suites/test_sim.py::test_sim", "metric": "similarity.chrf",
+                           "value": 0.5 + i / 100, "passed": None, "status": "scored",
+                           "reason": f"chrf {0.5 + i / 100:.2f}"} | extra
+
+
+def test_scored_cases_are_neither_passes_nor_failures(tmp_path: Path) -> None:
+    cases = [scored_case(i) for i in range(8)]
+    # the summary a plugin gives may count them differently: the report counts the cases
+    summary = [{"suite": "suites/test_sim.py::test_sim", "metric": "similarity.chrf", "n": 8,
+                "passed": 8, "failed": 0, "unmeasured": 0, "pass_rate": 1.0, "mean_score": 0.535,
+                "binary": False, "verdict": None, "interval": None}]
+    html = render_html(make_header(), cases, summary, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert {c["st"] for c in blob_of(html)["cases"]} == {"scored"}
+    row = re.search(r'<tr class="suite-row".*?</tr>', html, re.S).group(0)  # type: ignore[union-attr]
+    assert re.search(r'class="num passed">0</td>', row) and re.search(r'class="num scored">8</td>', row)
+    assert re.search(r'class="num pass-rate">—</td>', row) and "100.0%" not in html
+    assert re.search(r'class="num mean-score">0.535</td>', row)
+    assert '<span class="badge scored">8 scored</span>' in html and "0 passed" in html
+    by_summary = basic_summary(cases)[0]
+    assert (by_summary["scored"], by_summary["passed"], by_summary["pass_rate"]) == (8, 0, None)
+    assert by_summary["mean_score"] == pytest.approx(sum(c["value"] for c in cases) / 8)
+
+
+def test_old_records_without_status() -> None:
+    old = [{"suite": "s", "metric": "m", "passed": p, "value": v}
+           for p, v in ((True, 1.0), (False, 0.0), (None, None))]
+    row = basic_summary(old)[0]
+    assert (row["passed"], row["failed"], row["scored"], row["unmeasured"]) == (1, 1, 0, 1)
+    assert [report.status_of(c) for c in old] == ["passed", "failed", "unmeasured"]
+
+
+INVISIBLE = "\u202eevil\u202c \u200bzero \x1b[31mred\x1b[0m \ud800 bom\ufeff"
+SHOWN = "<U+202E>evil<U+202C> <U+200B>zero <U+001B>[31mred<U+001B>[0m <U+D800> bom<U+FEFF>"
+
+
+def test_control_and_bidi_characters_are_made_visible(tmp_path: Path) -> None:
+    case = make_case(1) | {"output": INVISIBLE + "\nline two\r\nthree\ttab", "prompt": "q\u2066x\u2069",
+                           "expected": {"any": ["\u202eParis"]}, "case_id": "id\u202e1",
+                           "suite": "suites/t.py::test_\u202ertl", "reason": "got \u202eX"}
+    header = make_header(engine={"engine": "hf", "model": "m\u202eodel"}, argv=["-k", "\u202e"])
+    html = render_html(header, [case], None, tmp_path / "r.html").read_text(encoding="utf-8")
+    for raw in ("\u202e", "\u200b", "\x1b", "\ufeff", "\u2066"):
+        assert raw not in html, repr(raw)
+    shown = blob_of(html)
+    row = shown["cases"][0]
+    assert row["output"] == SHOWN + "\nline two\r\nthree\ttab"  # newlines and tabs stay
+    assert row["prompt"] == "q<U+2066>x<U+2069>" and row["expected"] == {"any": ["<U+202E>Paris"]}
+    assert row["id"] == "id<U+202E>1" and row["reason"] == "got <U+202E>X"
+    assert shown["suites"] == ["suites/t.py::test_<U+202E>rtl"]
+    assert "m&lt;U+202E&gt;odel" in html  # server-rendered metadata and summary too
+    assert "test_&lt;U+202E&gt;rtl" in html
+
+
+def test_long_expected_and_references_are_cut(tmp_path: Path) -> None:
+    cases = [make_case(1) | {"expected": "E" * 5000},
+             make_case(2) | {"expected": [f"option {i}" for i in range(2000)]},
+             make_case(3) | {"expected": None, "reference_field": "answer", "reference": "R" * 5000}]
+    html = render_html(make_header(), cases, None, tmp_path / "r.html", max_text_chars=1000).read_text()
+    shown = blob_of(html)["cases"]
+    assert shown[0]["expected"] == "E" * 1000 + "\n… [report cut 4000 more characters]"
+    assert isinstance(shown[1]["expected"], str) and shown[1]["expected"].startswith('[\n  "option 0"')
+    assert "more characters]" in shown[1]["expected"] and len(shown[1]["expected"]) < 1100
+    assert shown[2]["expected"].startswith("R" * 1000) and len(shown[2]["expected"]) < 1100
+    plain = render_html(make_header(), [make_case(1)] * 3, None, tmp_path / "p.html").read_text()
+    assert len(html) < len(plain) + 8_000  # three values of about 1,000 characters (escaped), not 40,000
+
+
+def test_expected_shows_the_reference_the_scorer_used(tmp_path: Path) -> None:
+    cases = [make_case(1) | {"expected": None, "reference_field": "answer", "reference": "42"},
+             make_case(2) | {"expected": None, "references": ["a cat", "the cat"]},
+             make_case(4)]
+    shown = blob_of(render_html(make_header(), cases, None, tmp_path / "r.html").read_text())["cases"]
+    assert (shown[0]["expected"], shown[0]["expected_label"]) == ("42", "Expected (field 'answer')")
+    assert (shown[1]["expected"], shown[1]["expected_label"]) == (["a cat", "the cat"], "Expected (references)")
+    assert shown[2]["expected"] == "Paris" and "expected_label" not in shown[2]
+
+
+def test_command_row_has_no_credentials_even_from_an_old_log(tmp_path: Path) -> None:
+    header = make_header(argv=["suites", "--aie-base-url", "http://me:hunter2@h/v1?api_key=k3y",
+                               "--aie-api-key", "sk-hunter3"],
+                         settings={"base_url": "http://me:hunter2@h/v1"})
+    html = render_html(header, [make_case(1)], None, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "hunter" not in html and "k3y" not in html
+    assert "http://me:***@h/v1?api_key=***" in html
+
+
 # --------------------------------------------------------------------------- atomic write
 
 
@@ -420,4 +511,30 @@ def test_browser_drill_down_toggles(chromium: Any, big_report: Any) -> None:
         page.keyboard.press("Enter")
         assert page.locator("tr.detail-row").count() == 1
         page.screenshot(path="/tmp/aie-report.png", full_page=False)
+        assert log.errors == []
+
+
+def test_browser_scored_and_invisible_characters(chromium: Any, tmp_path: Path) -> None:
+    cases = [scored_case(0, output=INVISIBLE), scored_case(1),
+             make_case(1) | {"expected": None, "reference_field": "answer", "reference": "42"}]
+    path = render_html(make_header(), cases, None, tmp_path / "report.html")
+    with open_page(chromium, path) as (page, log):
+        badges = page.eval_on_selector_all("tr.case-row .badge", "bs => bs.map(b => b.textContent)")
+        assert badges == ["scored", "scored", "fail"]
+        heads = page.eval_on_selector_all("#aie-summary thead th", "hs => hs.map(h => h.innerText.trim())")
+        cells = page.eval_on_selector_all("#aie-summary tbody tr.suite-row",
+                                          "rows => rows.map(r => Array.from(r.cells).map(c => c.innerText.trim()))")
+        scored_row = dict(zip(heads, cells[0]))
+        assert (scored_row["Scored"], scored_row["Passed"], scored_row["Pass rate"]) == ("2", "0", "—")
+        page.check("#aie-failures-only")  # scored cases are not failures
+        assert visible_ids(page) == [cases[2]["case_id"]]
+        page.uncheck("#aie-failures-only")
+        page.locator("tr.case-row").nth(0).click()
+        page.locator("tr.case-row").nth(2).click()
+        blocks = page.eval_on_selector_all(
+            "tr.detail-row .block", "bs => bs.map(b => [b.querySelector('h4').textContent, b.querySelector('pre').textContent])")
+        as_dict = dict(blocks[:3])
+        assert as_dict["Output"] == SHOWN  # what a reader sees: the markers, not a reordered line
+        assert "\u202e" not in page.inner_text("body")
+        assert ["Expected (field 'answer')", "42"] in [list(b) for b in blocks[3:]]
         assert log.errors == []
