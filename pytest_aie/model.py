@@ -118,7 +118,7 @@ class Model:
             total = len(missing)
             if total > 1:
                 self.progress(f"generating {total} of {len(requests)} requests on {self.name} "
-                              f"({self.engine_name}) in batches of {min(size, total)}"
+                              f"({self.engine_name}) {self.engine.describe_batches(total, size)}"
                               + (f" for {label}" if label else "")
                               + (f"; {len(requests) - total} from cache" if total < len(requests) else ""))
             started = time.perf_counter()

@@ -26,10 +26,11 @@ from pytest_aie.dataset import Case
 from pytest_aie.engines.base import Generation
 from pytest_aie.errors import EXIT_HARNESS_ERROR, AieError, UsageError
 from pytest_aie.model import Model, Models
-from pytest_aie.results import ResultsLog, run_header
+from pytest_aie.results import ResultsLog, claim_outputs, run_header
 from pytest_aie.session import AieSession, progress_printer
 from pytest_aie.settings import Settings, add_options
 from pytest_aie.suite import EVAL_MARKERS, MARKER_HELP, build_suite
+from pytest_aie.text import oneline, show
 
 SESSION_KEY = pytest.StashKey[AieSession]()
 _SELECTED_KEY = pytest.StashKey[list]()
@@ -72,6 +73,13 @@ def pytest_configure(config: pytest.Config) -> None:
                      is_worker=workerinput is not None, run_dir=run_dir,
                      progress=progress_printer(config))
     config.stash[SESSION_KEY] = aie
+    if workerinput is None and settings.baseline and not config.option.collectonly:
+        from pytest_aie.baseline import baseline_path, load_baseline
+
+        try:  # before any generation: a missing baseline is found now, not after the run
+            aie.baseline_data = load_baseline(baseline_path(settings.baseline_dir, settings.baseline))
+        except AieError as exc:
+            pytest.exit(exc.line(), returncode=EXIT_HARNESS_ERROR)
     if workerinput is None and settings.results and not config.option.collectonly:
         header = run_header(settings=settings.to_dict(), rootdir=config.rootpath,
                             argv=list(config.invocation_params.args))
@@ -96,11 +104,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("dataset")
     evals = [(m.name, m.args, m.kwargs) for m in metafunc.definition.iter_markers()
              if m.name in EVAL_MARKERS]
+    aie = _aie(metafunc.config)
+    name = metafunc.function.__name__
+    typo = _misspelt_marker(metafunc)
+    if typo is not None:
+        aie.harness_errors.append(typo.line())
+        aie.shown_errors.add(typo.line())
+        raise pytest.Collector.CollectError(typo.line()) from None
     if marker is None and not evals:
         return
     suite = metafunc.definition.nodeid
-    aie = _aie(metafunc.config)
-    name = metafunc.function.__name__
     try:
         if marker is None:
             raise UsageError(f"@pytest.mark.{evals[0][0]} needs cases",
@@ -113,9 +126,34 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                            engine=lambda name: aie.model(name or aie.primary_model_name()).engine)
     except AieError as exc:
         aie.harness_errors.append(exc.line())
+        aie.shown_errors.add(exc.line())  # pytest prints collection errors itself
         raise pytest.Collector.CollectError(exc.line()) from None
     aie.suites[suite] = spec
     metafunc.parametrize("case", spec.cases, ids=[c.id for c in spec.cases])
+
+
+def _registered_markers(config: pytest.Config) -> set[str]:
+    names = set()
+    for line in config.getini("markers"):
+        names.add(line.split(":", 1)[0].split("(", 1)[0].strip())
+    return names
+
+
+def _misspelt_marker(metafunc: pytest.Metafunc) -> UsageError | None:
+    """A marker on this test that is not registered but is one edit away from one of ours
+    (``exactt``, ``datset``): an eval that would silently score nothing."""
+    import difflib
+
+    ours = ["dataset", *EVAL_MARKERS]
+    known = _registered_markers(metafunc.config)
+    for m in metafunc.definition.iter_markers():
+        if m.name in known or m.name in ours:
+            continue
+        close = difflib.get_close_matches(m.name, ours, n=1, cutoff=0.75)
+        if close:
+            return UsageError(f"{metafunc.definition.nodeid}: unknown marker "
+                              f"@pytest.mark.{m.name}", fix=f"did you mean @pytest.mark.{close[0]}?")
+    return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -136,6 +174,33 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Remember the selected case items: they are generated together."""
     aie = _aie(session.config)
     session.config.stash[_SELECTED_KEY] = [i.nodeid for i in session.items if i.nodeid in aie.runs]
+    if session.config.stash[_SELECTED_KEY]:
+        _claim_outputs(session.config)
+
+
+_CLAIMED_KEY = pytest.StashKey[bool]()
+
+
+def _claim_outputs(config: pytest.Config) -> None:
+    """Before any generation (once, on the controller): every output of the run can be
+    written, and no other run writes the same results log; else one line and exit 10."""
+    aie = config.stash.get(SESSION_KEY, None)
+    if aie is None or aie.is_worker or config.option.collectonly or config.stash.get(_CLAIMED_KEY, False):
+        return
+    config.stash[_CLAIMED_KEY] = True
+    s = aie.settings
+    try:
+        claim_outputs(aie.log, report=s.report, cache_dir=s.cache_dir if s.cache != "off" else "")
+    except AieError as exc:
+        pytest.exit(exc.line(), returncode=EXIT_HARNESS_ERROR)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The xdist controller collects nothing, so it cannot tell whether evals will run: it
+    claims the run's outputs before its workers start."""
+    if session.config.pluginmanager.getplugin("dsession") is not None:
+        _claim_outputs(session.config)
 
 
 def _ensure(item: pytest.Item) -> AieSession:
@@ -190,9 +255,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         raise
     record = aie.record(item.nodeid)
     item.stash[_RECORD_KEY] = record
-    if record is not None and record["passed"] is not True:
-        label = "unmeasured" if record["passed"] is None else "failed"
-        message = f"{record['metric']} {label}: {record['reason']}"
+    if record is not None and record["status"] in ("failed", "unmeasured"):
+        message = (f"{record['metric']} {record['status']}: {oneline(record['reason'], 300)}; "
+                   f"output: {show(record['output'], 160)}")
         if record["gate"] and not record["must_pass"]:
             # The suite's statistical gate decides; the case shows as xfailed, not as a failure.
             gate = ", ".join(f"{k}={v:g}" for k, v in record["gate"].items())
@@ -211,7 +276,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         line = str(excinfo.value)
         report.longrepr = line
         report.user_properties.append((_HARNESS_PROP, line))
-        item.session.shouldstop = line
+        item.session.shouldstop = "pytest-aie: the harness could not run (see the error above)"
     elif excinfo is not None and isinstance(excinfo.value, AieError):
         report.longrepr = excinfo.value.line()  # one line, no traceback
     if call.when == "call":
@@ -234,9 +299,56 @@ class _Collector:
         for name, value in report.user_properties:
             if name == _HARNESS_PROP and value not in self.aie.harness_errors:
                 self.aie.harness_errors.append(value)
+            if name == _HARNESS_PROP:
+                self.aie.shown_errors.add(value)  # pytest prints the test's error itself
 
 
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+_CASE_LINES = 25  # failing eval cases listed one line each (all with -vv)
+_HIDDEN_KEY = pytest.StashKey[list]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
+                            config: pytest.Config) -> Generator[None, None, None]:
+    """Keep the terminal proportional: failing eval cases leave pytest's FAILURES section
+    and short summary (no tracebacks, no 1 MB values); pytest-aie lists them one line each
+    (up to a limit, then a count and where the rest is). They still count in the final line."""
+    stats = terminalreporter.stats
+    failed = stats.get("failed", [])
+    hidden = [r for r in failed if getattr(r, _RECORD_ATTR, None) is not None]
+    config.stash[_HIDDEN_KEY] = hidden
+    if hidden:
+        keep = [r for r in failed if getattr(r, _RECORD_ATTR, None) is None]
+        if keep:
+            stats["failed"] = keep
+        else:
+            del stats["failed"]
+    try:
+        result = yield
+    finally:
+        if hidden:
+            stats["failed"] = [*stats.get("failed", []), *hidden]
+    _summary(terminalreporter, config)
+    return result
+
+
+def _case_lines(config: pytest.Config) -> list[tuple[str, dict[str, bool]]]:
+    hidden = config.stash.get(_HIDDEN_KEY, [])
+    if not hidden:
+        return []
+    limit = None if config.get_verbosity() >= 2 else _CASE_LINES
+    out = [(f"failing eval cases ({len(hidden)}):", {"red": True})]
+    for rep in hidden[:limit]:
+        record = getattr(rep, _RECORD_ATTR)
+        out.append((f"FAILED {rep.nodeid} - {record['metric']} {record['status']}: "
+                    f"{oneline(record['reason'], 200)}; output: {show(record['output'], 100)}", {}))
+    if limit is not None and len(hidden) > limit:
+        out.append((f"... and {len(hidden) - limit} more failing cases (all of them: the report "
+                    f"and the results log below; -vv lists them here)", {"red": True}))
+    return out
+
+
+def _summary(terminalreporter: Any, config: pytest.Config) -> None:
     """Per suite: counts, estimate with interval, verdict; sampling figures, flaky cases;
     comparisons with a baseline or between base and candidate; where the files are."""
     from pytest_aie.summary import comparison_lines, suite_lines
@@ -248,6 +360,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     lines = suite_lines(aie.rows)
     lines += comparison_lines("baseline " + aie.settings.baseline, aie.baseline_comparisons)
     lines += comparison_lines("candidate vs base", aie.model_comparisons)
+    lines += _case_lines(config)
     if lines:
         tw.write_sep("=", "pytest-aie summary")
         for text, style in lines:
@@ -255,7 +368,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for note in aie.notes:
         tw.write_line(note, yellow=True)
     for line in aie.harness_errors:
-        tw.write_line(line, red=True)
+        if line not in aie.shown_errors:
+            tw.write_line(line, red=True)
     if aie.log is not None and aie.records:
         tw.write_line(f"pytest-aie results: {aie.log.path}")
     report = getattr(config, "_aie_report_path", None)
@@ -290,3 +404,36 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             shutil.rmtree(run_dir, ignore_errors=True)
     if aie.harness_errors and not aie.is_worker:
         session.exitstatus = EXIT_HARNESS_ERROR
+    if not aie.is_worker:
+        _final_words(session, aie)
+
+
+def _final_words(session: pytest.Session, aie: AieSession) -> None:
+    """When pytest-aie decided the exit status (a failed gate, a regression, a harness
+    problem), say so in the run's last lines, in pytest's colour for failure: pytest prints
+    ``session.shouldfail`` in red just above its final counts, and the counts go red too
+    (otherwise "13 passed, 27 xfailed" would read green on a failed gate)."""
+    from pytest_aie.errors import EXIT_REGRESSION
+
+    status = int(session.exitstatus)
+    gates = [f"{r['suite']} [{r['metric']}]" for r in aie.rows
+             if r.get("verdict") == "fail" or r.get("must_pass_failed")]
+    if status == EXIT_REGRESSION:
+        regressed = [c for c in aie.baseline_comparisons + aie.model_comparisons
+                     if getattr(c, "regressed", False)]
+        where = ", ".join(f"{c.suite} [{c.metric}]" + ("" if c.scope == "suite" else f" ({c.scope})")
+                          for c in regressed[:3])
+        text = f"pytest-aie: REGRESSION found in {len(regressed)} comparison(s): {where} (exit 11)"
+    elif status == EXIT_HARNESS_ERROR and aie.harness_errors:
+        n = len(aie.harness_errors)
+        text = f"pytest-aie: the harness could not evaluate ({n} problem{'s' if n > 1 else ''} above) (exit 10)"
+    elif status == 1 and gates:
+        text = (f"pytest-aie: GATE FAILED: {len(gates)} suite gate(s) failed: "
+                f"{', '.join(gates[:3])}{' ...' if len(gates) > 3 else ''} (exit 1)")
+    else:
+        return
+    if not session.shouldfail and not session.shouldstop:
+        session.shouldfail = text
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and hasattr(reporter, "_determine_main_color"):
+        reporter._determine_main_color = lambda unknown_type_seen: "red"

@@ -27,10 +27,11 @@ from pytest_aie.dataset import Case
 from pytest_aie.engines.base import Generation, Request, Sampling
 from pytest_aie.errors import AieError, UsageError
 from pytest_aie.model import Model, Progress, stderr_progress
-from pytest_aie.results import ResultsLog
+from pytest_aie.results import ResultsLog, reference_fields
 from pytest_aie.scorers.base import Score
 from pytest_aie.settings import Settings
 from pytest_aie.suite import SuiteSpec
+from pytest_aie.text import oneline
 
 __all__ = ["AieSession", "CaseRun"]
 
@@ -57,6 +58,7 @@ class AieSession:
     base_outputs: dict[str, list[Generation]] = field(default_factory=dict)  # finetune comparison
     base_scores: dict[str, list[Score]] = field(default_factory=dict)
     harness_errors: list[str] = field(default_factory=list)
+    shown_errors: set[str] = field(default_factory=set)  # already printed by pytest
     log: ResultsLog | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)  # per-suite gate results
@@ -64,6 +66,7 @@ class AieSession:
     model_comparisons: list[Any] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     saved_baseline: str | None = None
+    baseline_data: dict[str, Any] | None = None  # loaded at configure time
     _models: dict[str, Model] = field(default_factory=dict)
     _request_memo: dict[str, list[Request]] = field(default_factory=dict)
     _failed_models: dict[str, AieError] = field(default_factory=dict)
@@ -159,20 +162,20 @@ class AieSession:
         return spec.samples or self.settings.samples
 
     def _requests(self, nodeid: str) -> list[Request]:
-        """One request per sample; sample i uses seed ``seed + i``."""
+        """One request per sample (seeds from :func:`case_seed`)."""
         if nodeid in self._request_memo:
             return self._request_memo[nodeid]
         self._request_memo[nodeid] = reqs = self._build_requests(nodeid)
         return reqs
 
     def _build_requests(self, nodeid: str) -> list[Request]:
+        """Sample ``i`` of a case gets :func:`case_seed` of the run's (or the suite's) seed,
+        the case id and ``i``: independent across cases and across runs' seeds."""
         run = self.runs[nodeid]
         base = run.spec.request_for(run.case, self.defaults)
-        k = self.samples(run.spec)
-        if k == 1:
-            return [base]
         seed = base.sampling.seed or 0
-        return [replace(base, sampling=replace(base.sampling, seed=seed + i)) for i in range(k)]
+        return [replace(base, sampling=replace(base.sampling, seed=case_seed(seed, run.case.id, i)))
+                for i in range(self.samples(run.spec))]
 
     def _generate_for(self, name: str, nodeids: list[str]) -> list[list[Generation]]:
         if name in self._failed_models:
@@ -236,16 +239,23 @@ class AieSession:
     # --- results ------------------------------------------------------------------------
     @staticmethod
     def _combine(scores: list[Score]) -> tuple[float | None, bool | None, str]:
-        """One case outcome from its samples: mean value, majority pass."""
+        """One case outcome from its samples: mean value; a pass needs a strict majority of
+        the measured samples (an even split is a failure); samples without a per-case
+        pass/fail (scored) give a scored case."""
         if len(scores) == 1:
             return scores[0].value, scores[0].passed, scores[0].reason
         measured = [s for s in scores if s.measured]
         if not measured:
             return None, None, scores[0].reason
-        wins = sum(1 for s in measured if s.passed)
         value = sum(float(s.value) for s in measured) / len(measured)  # type: ignore[arg-type]
-        return value, wins * 2 >= len(measured), f"{wins}/{len(measured)} samples passed; " \
-            f"first: {measured[0].reason}"
+        judged = [s for s in measured if s.passed is not None]
+        if not judged:
+            return value, None, f"mean of {len(measured)} samples; first: {measured[0].reason}"
+        wins = sum(1 for s in judged if s.passed)
+        tie = " (an even split is not a majority)" if wins * 2 == len(judged) else ""
+        first = next((s for s in judged if not s.passed), judged[0])
+        return value, wins * 2 > len(judged), \
+            f"{wins}/{len(judged)} samples passed{tie}; first {first.status}: {first.reason}"
 
     def has_threshold(self, spec: SuiteSpec) -> bool:
         return bool(self.gate(spec))
@@ -271,9 +281,13 @@ class AieSession:
         request = self._requests(nodeid)[0]
         prompt = request.prompt if request.prompt is not None else \
             "\n".join(f"[{m['role']}] {m['content']}" for m in request.messages or ())
+        status = "passed" if passed is True else "failed" if passed is False else \
+            "unmeasured" if value is None else "scored"
         record: dict[str, Any] = {
             "type": "case", "suite": run.spec.suite, "case_id": run.case.id, "nodeid": nodeid,
-            "metric": scores[0].metric, "value": value, "passed": passed, "reason": reason,
+            "metric": scores[0].metric, "value": value, "passed": passed, "status": status,
+            "reason": reason,
+            "error": next((g.error for g in gens if g.error is not None), None),
             "binary": getattr(run.spec.scorer, "binary", True),
             "higher_is_better": getattr(run.spec.scorer, "higher_is_better", True),
             "output": gen.text, "expected": run.case.expected, "prompt": prompt,
@@ -289,6 +303,7 @@ class AieSession:
         }
         if "references" in run.case.fields:
             record["references"] = run.case.fields["references"]
+        record.update(reference_fields(run.spec.scorer, run.case))  # what the scorer compared with
         if len(gens) > 1:
             from pytest_aie.stats.sampling import consistency
 
@@ -316,7 +331,8 @@ class AieSession:
         if s.baseline:
             from pytest_aie.baseline import baseline_path, load_baseline
 
-            baseline = load_baseline(baseline_path(s.baseline_dir, s.baseline))
+            baseline = self.baseline_data or load_baseline(baseline_path(s.baseline_dir,
+                                                                         s.baseline))
             self.baseline_comparisons = compare_to_baseline(self.records, baseline, policy)
         if s.has_candidate:
             self.model_comparisons = compare_models(self.records, policy)
@@ -329,6 +345,8 @@ class AieSession:
                                                                   self.records)))
         status, self.notes = exit_status(self.rows, self.baseline_comparisons
                                          + self.model_comparisons, policy, status)
+        self.harness_errors.extend(e for e in evidence_problems(self.records)
+                                   if e not in self.harness_errors)
         return status
 
     def add_record(self, record: dict[str, Any]) -> None:
@@ -344,6 +362,40 @@ class AieSession:
             store.close()
         if self.log is not None:
             self.log.close()
+
+
+def evidence_problems(records: list[dict[str, Any]]) -> list[str]:
+    """Suites whose verdict would rest on nothing: cases the engine could not generate (an
+    infrastructure failure, not a model failure) or no measured case at all. Each is a
+    harness problem (exit 10): a run never passes on zero measured cases."""
+    by_suite: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for rec in records:
+        if rec.get("type") == "case":
+            by_suite.setdefault((rec["suite"], rec["metric"]), []).append(rec)
+    out = []
+    for (suite, metric), recs in by_suite.items():
+        errors = [r for r in recs if r.get("error")]
+        measured = [r for r in recs if r.get("status", "passed" if r.get("passed") else
+                                             "failed" if r.get("passed") is False else
+                                             "unmeasured") != "unmeasured"]
+        if errors:
+            out.append(f"pytest-aie: {suite} [{metric}]: the engine failed on {len(errors)} of "
+                       f"{len(recs)} cases ({oneline(errors[0]['error'], 300)}). Fix: check the engine or "
+                       f"server and rerun; no verdict is given on cases that were not generated")
+        elif not measured:
+            out.append(f"pytest-aie: {suite} [{metric}]: none of {len(recs)} cases was measured "
+                       f"({oneline(recs[0].get('reason'), 300)}). Fix: make the scorer able to score (see the "
+                       f"reason); a suite never passes on zero measured cases")
+    return out
+
+
+def case_seed(seed: int, case_id: str, sample: int = 0) -> int:
+    """The sampling seed of one sample of one case: a hash of the run's seed, the case id and
+    the sample index, in ``[0, 2**31)``. Stable for the same inputs; unrelated across cases
+    (no two cases share a random stream) and across run seeds (``--aie-seed 0`` and ``1``
+    share no sample seeds)."""
+    digest = hashlib.sha256(f"{seed}\x00{case_id}\x00{sample}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 def _group(case: Case) -> str | None:

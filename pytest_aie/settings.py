@@ -8,6 +8,7 @@ validating each with a message that names the option and the fix.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +19,9 @@ from pytest_aie.cache import CACHE_MODES
 from pytest_aie.errors import UsageError
 
 __all__ = ["OPTIONS", "Settings", "add_options", "default_cache_dir"]
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
+_DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "half")
 
 
 def default_cache_dir() -> Path:
@@ -208,6 +212,14 @@ class Settings:
         if raw["baseline"] and raw["save-baseline"] and raw["baseline"] == raw["save-baseline"]:
             raise UsageError("--aie-baseline and --aie-save-baseline name the same baseline",
                              fix="compare first, then save under the same name in a later run")
+        device = raw["device"] or "auto"
+        if not _DEVICE.match(device):
+            raise UsageError(f"--aie-device must be auto, cpu, cuda, cuda:N or mps, got {device!r}",
+                             fix="pass --aie-device cuda for a GPU (or auto)")
+        dtype = (raw["dtype"] or "auto").lower()
+        if dtype not in _DTYPES:
+            raise UsageError(f"--aie-dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}",
+                             fix="pass --aie-dtype auto")
         root = Path(str(config.rootpath))
         cache_dir = raw["cache-dir"] or str(default_cache_dir())
         results = raw["results"]
@@ -217,8 +229,8 @@ class Settings:
             model=raw["model"],
             models=parse_models(raw["models"], raw["engine"] or "hf"),
             base_url=raw["base-url"],
-            device=raw["device"] or "auto",
-            dtype=raw["dtype"] or "auto",
+            device=device,
+            dtype=dtype,
             batch_size=ints["batch-size"],
             concurrency=ints["concurrency"],
             max_tokens=ints["max-tokens"],

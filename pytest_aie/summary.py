@@ -25,8 +25,12 @@ def suite_lines(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, bool]]]
     out: list[tuple[str, dict[str, bool]]] = []
     for row in rows:
         name = f"{row['suite']} [{row['metric']}]"
-        counts = (f"{row['passed']}/{row['n']} passed, {row['failed']} failed, "
-                  f"{row['unmeasured']} unmeasured")
+        scored = row.get("scored", 0)
+        if scored and not row["passed"] and not row["failed"]:
+            counts = f"{scored}/{row['n']} scored, {row['unmeasured']} unmeasured"
+        else:
+            counts = (f"{row['passed']}/{row['n']} passed, {row['failed']} failed, "
+                      + (f"{scored} scored, " if scored else "") + f"{row['unmeasured']} unmeasured")
         if row["binary"]:
             est = f"pass rate {_pct(row['estimate'])}"
         else:

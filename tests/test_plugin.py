@@ -115,8 +115,12 @@ def test_generation_error_is_unmeasured(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--aie-engine", "strict")
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(["*unmeasured: generation failed: no scripted answer*"])
+    # cases the engine could not generate are an infrastructure problem, not a model failure
+    assert result.ret == 10
+    result.stdout.fnmatch_lines(["*the engine failed on 2 of 3 cases (no scripted answer*"])
     _, records = read_results(pytester)
     assert [r["passed"] for r in records if r["passed"] is not True] == [None, None]
+    assert [r["status"] for r in records if r["passed"] is not True] == ["unmeasured"] * 2
 
 
 @pytest.mark.parametrize("bad_line, message", [

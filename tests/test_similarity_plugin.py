@@ -127,8 +127,11 @@ def test_missing_similarity_model_leaves_cases_unmeasured(pytester: pytest.Pytes
     # one process, and in-process pytester runs drop the modules they import.
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=4, failed=4)  # rouge runs; the cosine cases fail unmeasured
-    result.stdout.fnmatch_lines(["*similarity.cosine unmeasured: model 'no-such-model' is not installed*",
-                                 "*[[]similarity.cosine[]]: 0/4 passed, 0 failed, 4 unmeasured*"])
+    result.stdout.fnmatch_lines(["*[[]similarity.rouge1[]]: 4/4 scored, 0 unmeasured*",
+                                 "*[[]similarity.cosine[]]: 0/4 passed, 0 failed, 4 unmeasured*",
+                                 "*similarity.cosine unmeasured: model 'no-such-model' is not installed*",
+                                 "*[[]similarity.cosine[]]: none of 4 cases was measured*"])
+    assert result.ret == 10  # a suite with nothing measured never passes
     lines = (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()[1:]
     recs = [json.loads(line) for line in lines]
     assert len(recs) == 8

@@ -181,6 +181,17 @@ class Engine(abc.ABC):
     def supports(self, capability: str) -> bool:
         return capability in self.capabilities
 
+    #: Requests the engine runs together inside one call (None: all it is handed).
+    micro_batch: int | None = None
+
+    def describe_batches(self, n: int, call_size: int) -> str:
+        """How ``n`` requests handed over ``call_size`` at a time are really run, for the
+        progress line (``in 3 batches of up to 16``)."""
+        inner = min(call_size, self.micro_batch or call_size)
+        sizes = [min(call_size, n - start) for start in range(0, n, call_size)]
+        count = sum(-(-size // inner) for size in sizes)
+        return f"in {count} batch{'es' if count != 1 else ''} of up to {min(n, inner)}"
+
     @abc.abstractmethod
     def identity(self) -> dict[str, Any]:
         """What identifies this engine's outputs: engine name, model path or id, and a

@@ -135,6 +135,7 @@ class HFEngine(AdapterMixin, Engine):
             threads = max(1, (os.cpu_count() or 1) // workers)
         self.threads = threads
         self.preferred_batch_size = max(64, 4 * self.batch_size)
+        self.micro_batch = self.batch_size
         self._model: Any = None
         self._tokenizer: Any = None
         self._device: str | None = None

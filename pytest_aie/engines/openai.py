@@ -69,6 +69,10 @@ class _Unreachable(Exception):
     """Internal: the server could not be reached (connection refused, DNS failure...)."""
 
 
+class _Refused(Exception):
+    """Internal: the server refused our credentials (HTTP 401/403): no request can succeed."""
+
+
 class OpenAIEngine(Engine):
     """Generate with an OpenAI-compatible server through the ``openai`` client.
 
@@ -139,6 +143,9 @@ class OpenAIEngine(Engine):
     def identity(self) -> dict[str, Any]:
         return {"engine": self.name, "model": self.model, "base_url": self.base_url}
 
+    def describe_batches(self, n: int, call_size: int) -> str:
+        return f"with up to {min(n, self.concurrency)} requests in flight"
+
     def __repr__(self) -> str:
         return f"OpenAIEngine(model={self.model!r}, base_url={self.base_url!r})"
 
@@ -154,6 +161,17 @@ class OpenAIEngine(Engine):
         return EngineError(
             f"cannot reach OpenAI-compatible server at {self.base_url} ({detail})",
             fix=_FIX_UNREACHABLE,
+        )
+
+    def _refused(self, exc: BaseException) -> EngineError:
+        """401/403: every request would fail the same way, so the run stops at once."""
+        status = getattr(exc, "status_code", None)
+        what = "wrong or missing API key" if status == 401 else "the key may not use this model"
+        return EngineError(
+            f"{self.base_url} refused the request with HTTP {status} ({what}): "
+            f"{self._scrub(getattr(exc, 'message', None) or str(exc))}",
+            fix="set the right key in $OPENAI_API_KEY (or the engine's api_key_env) "
+                "and check --aie-model",
         )
 
     def _describe(self, exc: BaseException) -> str:
@@ -178,6 +196,8 @@ class OpenAIEngine(Engine):
             ids = [m.id for m in self._client.models.list()]
         except self._openai.APIConnectionError as exc:  # includes timeouts
             raise self._unreachable(exc) from None
+        except (self._openai.AuthenticationError, self._openai.PermissionDeniedError) as exc:
+            raise self._refused(exc) from None
         except self._openai.APIStatusError as exc:
             raise EngineError(
                 f"cannot list the models of {self.base_url}: {self._describe(exc)}",
@@ -204,6 +224,7 @@ class OpenAIEngine(Engine):
             return []
         state = {"reached": False}
         unreachable: list[BaseException] = []
+        refused: list[BaseException] = []
         abort = threading.Event()
 
         def run(request: Request) -> Generation | None:
@@ -211,6 +232,11 @@ class OpenAIEngine(Engine):
                 return None
             try:
                 gen = self._generate_one(request)
+            except _Refused as exc:
+                with self._lock:
+                    refused.append(exc)
+                abort.set()
+                return None
             except _Unreachable as exc:
                 with self._lock:
                     if not state["reached"]:
@@ -225,6 +251,8 @@ class OpenAIEngine(Engine):
         workers = min(self.concurrency, len(requests))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aie-openai") as pool:
             results = list(pool.map(run, requests))
+        if refused:
+            raise self._refused(refused[0].__cause__ or refused[0])
         if unreachable and not state["reached"]:
             raise self._unreachable(unreachable[0].__cause__ or unreachable[0])
         out: list[Generation] = []
@@ -257,6 +285,8 @@ class OpenAIEngine(Engine):
             return self._error(request, self._describe(exc))
         except openai.APIConnectionError as exc:
             raise _Unreachable(str(exc)) from exc
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise _Refused(str(exc)) from exc
         except openai.OpenAIError as exc:
             return self._error(request, self._describe(exc))
 

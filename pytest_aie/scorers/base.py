@@ -4,7 +4,8 @@ A scorer is built from a marker's arguments (``@pytest.mark.exact("contains")``)
 a whole suite at once through :meth:`Scorer.score_batch`, so scorers that run a model
 (embeddings, BERTScore, judges) can batch. A score whose ``value`` is ``None`` is
 *unmeasured* (the scorer could not score it: empty output, unparseable judge answer); it
-never counts as a pass or a fail.
+never counts as a pass or a fail. A score with a ``value`` but ``passed=None`` is *scored*:
+a continuous metric without a per-case threshold, which is neither a pass nor a failure.
 """
 
 from __future__ import annotations
@@ -25,13 +26,23 @@ class Score:
 
     metric: str
     value: float | None  # None: unmeasured
-    passed: bool | None  # None: unmeasured
+    passed: bool | None  # None: unmeasured, or scored without a per-case threshold
     reason: str
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def measured(self) -> bool:
-        return self.value is not None and self.passed is not None
+        return self.value is not None
+
+    @property
+    def status(self) -> str:
+        """``passed``, ``failed``, ``scored`` (a value, no per-case pass/fail: the suite's
+        verdict decides) or ``unmeasured``."""
+        if self.value is None:
+            return "unmeasured"
+        if self.passed is None:
+            return "scored"
+        return "passed" if self.passed else "failed"
 
     @classmethod
     def unmeasured(cls, metric: str, reason: str, **details: Any) -> "Score":

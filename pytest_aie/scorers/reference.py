@@ -176,9 +176,9 @@ class ReferenceScorer(Scorer):
         return Score(metric=self.metric, value=value, passed=self._passes(value),
                      reason=self._reason(value, len(vals)), details=details)
 
-    def _passes(self, value: float) -> bool:
+    def _passes(self, value: float) -> bool | None:
         if self.threshold is None:
-            return True
+            return None  # scored, not passed: the suite's gate decides
         return value >= self.threshold if self.higher_is_better else value <= self.threshold
 
     def _reason(self, value: float, n_refs: int) -> str:

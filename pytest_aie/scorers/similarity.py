@@ -17,9 +17,10 @@ Conventions, shared with :mod:`pytest_aie.scorers.embedding` and
   TER, perplexity and bits-per-byte are lower-is-better: a case passes when
   ``value <= threshold`` (the threshold is a ceiling). ``Score.details["higher_is_better"]``
   says which.
-* **No threshold.** Without a per-case ``threshold`` a measured case has ``passed=True`` and
-  its reason says "no threshold": the value is recorded for reports and suite-level gates
-  (``min_score``) but no single case can fail.
+* **No threshold.** Without a per-case ``threshold`` a measured case is *scored*
+  (``passed=None``, ``status == "scored"``) and its reason says "no threshold": the value is
+  recorded for reports and suite-level gates (``min_score``) but no single case passes or
+  fails on its own.
 * **Several references.** ``aggregate="max"`` (alias ``"best"``, the default) keeps the best
   reference's value (the highest, or the lowest for lower-is-better metrics);
   ``aggregate="mean"`` averages over references. Per-reference values are kept in
