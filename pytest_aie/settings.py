@@ -62,19 +62,19 @@ OPTIONS: tuple[Option, ...] = (
            "fixture", "", "SPECS"),
     Option("base-url", "OpenAI-compatible server URL for the openai engine "
            "(default: $OPENAI_BASE_URL)", "", "URL"),
-    Option("device", "device for in-process engines: auto, cpu, cuda", "auto", "DEVICE"),
+    Option("device", "device for in-process engines: auto, cpu, cuda, cuda:N or mps", "auto", "DEVICE"),
     Option("dtype", "weights dtype for in-process engines: auto (float32 on CPU, bfloat16 on "
            "CUDA), float32, bfloat16, float16", "auto", "DTYPE"),
     Option("batch-size", "requests per engine call (0 = the engine's preferred size)", "0", "N"),
     Option("concurrency", "parallel requests for the openai engine", "8", "N"),
     Option("max-tokens", "default max new tokens per generation", "64", "N"),
     Option("temperature", "default sampling temperature (0 = greedy)", "0", "T"),
-    Option("seed", "default sampling seed", "0", "N"),
+    Option("seed", "the run's sampling seed; each case and sample gets its own seed derived from it", "0", "N"),
     Option("cache", "generation cache: on (read+write), off, refresh (write only)", "on", "MODE",
            CACHE_MODES),
     Option("cache-dir", "cache folder (default: $PYTEST_AIE_CACHE_DIR or the XDG cache "
            "~/.cache/pytest-aie)", "", "DIR"),
-    Option("samples", "generate each case k times with seeds seed..seed+k-1 (pass@k, flaky "
+    Option("samples", "generate each case k times, each sample with its own seed (pass@k, flaky "
            "cases)", "1", "K"),
     Option("min-pass-rate", "default suite threshold on the pass rate (eval markers' "
            "min_pass_rate= overrides)", "", "RATE"),
