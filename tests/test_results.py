@@ -213,6 +213,21 @@ def test_password_in_base_url_reaches_no_file(pytester: pytest.Pytester) -> None
     assert "http://user:***@example.invalid/v1?api_key=***" in html
 
 
+def test_openai_engine_shows_its_url_without_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Terminal lines name the server by ``engine.base_url``: no password, no query token."""
+    pytest.importorskip("openai")
+    from pytest_aie.engines.openai import OpenAIEngine
+
+    monkeypatch.setenv("OPENAI_API_KEY", "dummy")
+    engine = OpenAIEngine("m", base_url="http://user:pw123@127.0.0.1:9/v1?api_key=tok123")
+    try:
+        shown = f"{engine.base_url} {engine!r} {json.dumps(engine.identity(), default=str)}"
+        assert "pw123" not in shown and "tok123" not in shown
+        assert engine.base_url == "http://127.0.0.1:9/v1?api_key=***"
+    finally:
+        engine.close()
+
+
 # --------------------------------------------------------------------------- bounded records
 
 
