@@ -246,6 +246,9 @@ class ResultsLog:
                     f"({_describe_holder(holder)})",
                     fix="wait for that run to finish, or give this run its own "
                         "--aie-results PATH (and --aie-report PATH)") from None
+            except OSError:  # a file system without locks (some network mounts): go on unlocked
+                fh.close()
+                return
             try:  # the holder may have removed the file between our open and our lock
                 same = os.stat(self.lock_path).st_ino == os.fstat(fh.fileno()).st_ino
             except FileNotFoundError:
