@@ -58,11 +58,14 @@ _FIX_UNREACHABLE = "start the server or set --aie-base-url"
 
 
 def _strip_userinfo(url: str) -> str:
-    """``url`` without any ``user:password@`` part (credentials never go into identities)."""
+    """``url`` without any ``user:password@`` part and with secret query parameters
+    (``?api_key=``) masked: credentials never go into identities or messages."""
+    from pytest_aie.redact import scrub_text
+
     parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    if "@" in parts.netloc:
+        url = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return scrub_text(url)
 
 
 class _Unreachable(Exception):
