@@ -105,7 +105,8 @@ MARKER_HELP = {
                   "scale; threshold is per case, min_score gates the suite's mean with its "
                   "interval. TER, perplexity and bits_per_byte are lower-is-better.",
     "exact": "exact(kind='match', *, normalize=None, field='expected', pattern=None, flags='', "
-             "schema=None, tolerance=1e-6, rel_tolerance=0, extract=None, min_pass_rate=None, "
+             "schema=None, tolerance=1e-6, rel_tolerance=0, extract=None, regex_timeout=1.0, "
+             "min_pass_rate=None, "
              "must_pass=(), samples=None): score each case's output exactly. kind: match, "
              "contains, any_of, regex, json, json_schema, numeric; normalize: case, whitespace, "
              "punctuation, articles, or 'all'. With min_pass_rate the suite's interval decides "

@@ -65,6 +65,20 @@ def test_normalize_with_no_options_is_identity(text):
     (("whitespace",), "  a \t b\n\nc  ", "a b c"),
     (("punctuation",), "Hello, world!", "Hello world"),
     (("punctuation",), "it's 3.5", "its 35"),
+    # punctuation alone still collapses the whitespace its removal leaves behind
+    (("punctuation",), "Paris , France", "Paris France"),
+    (("punctuation",), " a - b ", "a b"),
+    (("punctuation",), "x\t.\ny", "x y"),
+    # punctuation of any script, not only ASCII's
+    (("punctuation",), "\u201cParis\u201d", "Paris"),
+    (("punctuation",), "\u00bfQu\u00e9?", "Qu\u00e9"),
+    (("punctuation",), "\u6771\u4eac\u3002", "\u6771\u4eac"),
+    (("punctuation",), "a \u2014 b\u2026", "a b"),
+    (("punctuation",), "\u00abx\u00bb", "x"),
+    # symbols that are not punctuation stay (ASCII's $+<=>^`|~ go, as string.punctuation has them)
+    (("punctuation",), "5 \u00b0C for \u20ac3 ($4+)", "5 \u00b0C for \u20ac3 4"),
+    (("whitespace",), "a\u00a0\u2003b", "a b"),  # Unicode spaces
+    (("case",), "  A  ", "  a  "),  # case alone leaves whitespace as it is
     (("articles",), "The cat and a dog", "cat and dog"),
     (("articles",), "theory another", "theory another"),  # whole words only
     (("articles",), "THE end", "end"),
@@ -76,6 +90,23 @@ def test_normalize_options(options, text, want):
 
 def test_normalize_default_is_all():
     assert normalize(" The  END. ") == "end"
+
+
+@pytest.mark.parametrize("options", [o for o in ALL_OPTION_SETS if set(o) & {"whitespace", "punctuation", "articles"}])
+def test_every_option_that_removes_text_collapses_whitespace(options):
+    # removing punctuation or articles leaves gaps; each of them (and whitespace) closes them
+    got = normalize("x ,  . y", options)
+    assert "  " not in got and not got.startswith(" ") and not got.endswith(" ")
+
+
+@pytest.mark.parametrize("options", [("case",), ()])
+def test_options_that_remove_nothing_keep_whitespace(options):
+    assert normalize(" x  y ", options) == " x  y "
+
+
+def test_curly_quotes_in_output_match_plain_expected():
+    assert passes("match", "\u201cParis.\u201d", "Paris", normalize="all")
+    assert passes("contains", "It is \u00abParis\u00bb!", "paris", normalize="all")
 
 
 # --------------------------------------------------------------------------- construction errors
@@ -110,9 +141,66 @@ def test_invalid_regex_is_usage_error(kwargs):
         ExactScorer(kind, **kwargs)
 
 
-def test_invalid_per_case_pattern_is_usage_error():
-    with pytest.raises(UsageError, match="invalid regular expression"):
-        ExactScorer("regex").score("x", case("(oops"))
+def test_invalid_per_case_pattern_is_unmeasured_naming_field_and_error():
+    # one bad case must not stop the whole session after generation
+    s = score("regex", "x", "(oops")
+    assert not s.measured
+    assert "'expected'" in s.reason and "invalid regular expression" in s.reason
+    assert "'(oops'" in s.reason and "missing )" in s.reason
+
+
+def test_invalid_per_case_pattern_in_custom_field():
+    s = ExactScorer("regex", field="pattern").score("x", case(pattern="[z-a]"))
+    assert not s.measured and "'pattern'" in s.reason
+
+
+def test_one_invalid_per_case_pattern_leaves_the_others_scored():
+    cases = [Case(id=str(i), fields={"expected": e}) for i, e in enumerate([r"\d+", "(", "b"])]
+    got = ExactScorer("regex").score_batch(["42", "x", "a"], cases)
+    assert [s.passed for s in got] == [True, None, False]
+
+
+@pytest.mark.parametrize("value", [0, -1, "1", float("nan"), float("inf"), True])
+def test_bad_regex_timeout_is_usage_error(value):
+    with pytest.raises(UsageError, match="regex_timeout"):
+        ExactScorer("regex", pattern="x", regex_timeout=value)
+
+
+def test_regex_timeout_default_is_one_second():
+    import inspect
+
+    default = inspect.signature(ExactScorer).parameters["regex_timeout"].default
+    assert default == 1.0 and ExactScorer("regex").regex_timeout == 1.0
+
+
+CATASTROPHIC = (r"^(a|a)+$", "a" * 40 + "b")  # exponential backtracking in any engine
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({}, CATASTROPHIC[0]), ({"pattern": CATASTROPHIC[0]}, None),
+])
+def test_catastrophic_regex_times_out_as_unmeasured(kwargs, expected):
+    import time
+
+    started = time.perf_counter()
+    s = ExactScorer("regex", regex_timeout=0.2, **kwargs).score(CATASTROPHIC[1], case(expected))
+    assert time.perf_counter() - started < 2
+    assert not s.measured and "regex" in s.reason and "timed out after 0.2s" in s.reason
+
+
+def test_catastrophic_extract_pattern_times_out_as_unmeasured():
+    scorer = ExactScorer("match", extract=CATASTROPHIC[0], regex_timeout=0.2)
+    s = scorer.score(CATASTROPHIC[1], case("a"))
+    assert not s.measured and "timed out after 0.2s" in s.reason
+
+
+def test_nested_quantifier_from_the_issue_is_quick():
+    # ^(a+)+$ on 26 "a"s and a "b" took 13 s with Python's re
+    import time
+
+    started = time.perf_counter()
+    assert not passes("regex", "a" * 26 + "b", r"^(a+)+$")
+    assert time.perf_counter() - started < 1
 
 
 def test_normalize_spellings():
@@ -210,6 +298,30 @@ def test_contains_normalised():
     assert passes("contains", "It is PARIS!", "paris", normalize=["case"])
 
 
+@pytest.mark.parametrize("kind", ["contains", "any_of", "match"])
+@pytest.mark.parametrize("expected", [[], ".", ["?", "!"]])
+def test_expected_with_nothing_to_find_is_unmeasured(kind, expected):
+    # an empty needle is in every output: that would be a pass without evidence
+    s = score(kind, "anything at all", expected, normalize="all")
+    assert not s.measured and "empty" in s.reason
+
+
+@pytest.mark.parametrize("kind", ["contains", "any_of"])
+def test_empty_string_needle_is_unmeasured_without_normalisation(kind):
+    s = score(kind, "anything", "")
+    assert not s.measured and "empty" in s.reason
+
+
+def test_any_of_skips_options_empty_after_normalisation():
+    assert passes("any_of", "it is blue", ["...", "blue"], normalize="all")
+    assert not passes("any_of", "it is red", ["...", "blue"], normalize="all")
+
+
+def test_match_of_literally_empty_expected_still_compares():
+    assert passes("match", "", "")
+    assert not passes("match", "x", "")
+
+
 def test_any_of_one_suffices():
     assert passes("any_of", "I think it is green", ["red", "green"])
     s = score("any_of", "purple", ["red", "green"])
@@ -263,6 +375,28 @@ def test_json_valid(output):
 def test_json_invalid_names_the_problem(output):
     s = score("json", output)
     assert s.passed is False and "not valid JSON" in s.reason and "line" in s.reason
+
+
+@pytest.mark.parametrize("output", ["```json\n" + " " * 200_000 + "x", "```\n" + "\n" * 200_000])
+def test_json_fence_search_is_linear_in_long_whitespace(output):
+    # a model that degenerates into whitespace must not stall scoring (was quadratic: ~20 s)
+    import time
+
+    started = time.perf_counter()
+    assert not passes("json", output)
+    assert time.perf_counter() - started < 1
+
+
+@pytest.mark.parametrize("output, want", [
+    ("```json \n{\"a\": 1}\n```", {"a": 1}), ("```\n\n[1]\n\n```\n", [1]),
+    ("```\n\"```\"\n```", "```"),
+])
+def test_json_fence_variants(output, want):
+    assert passes("json", output, want if isinstance(want, (dict, list)) else None)
+
+
+def test_json_fence_with_prose_language_is_not_a_fence():
+    assert not passes("json", "```json please\n{}\n```")
 
 
 def test_json_equality_with_dict_expected():
@@ -469,3 +603,25 @@ def test_reason_is_bounded_for_long_output():
     s = score("match", "x" * 10_000, "y")
     assert s.passed is False and len(s.reason) < 400
     assert re.search(r"x{50}", s.reason)
+
+
+# --------------------------------------------------------------------------- through pytest
+
+def test_invalid_regex_in_one_case_leaves_it_unmeasured_and_the_run_goes_on(pytester):
+    from scripted_suite import eval_test, read_records, write_scripted_suite
+
+    cases = [{"id": "ok", "prompt": "a", "expected": r"^\d+$"},
+             {"id": "bad", "prompt": "b", "expected": "(unclosed"},
+             {"id": "slow", "prompt": "c", "expected": r"^(a|a)+$"}]
+    answers = {"a": "42", "b": "x", "c": "a" * 40 + "b"}
+    write_scripted_suite(pytester, cases, answers, eval_test('exact("regex", regex_timeout=0.2)'))
+    result = pytester.runpytest()
+    out = result.stdout.str()
+    assert "INTERNALERROR" not in out and "Traceback" not in out
+    records = {r["case_id"]: r for r in read_records(pytester)}
+    assert set(records) == {"ok", "bad", "slow"}
+    assert records["ok"]["passed"] is True
+    for cid, why in (("bad", "invalid regular expression"), ("slow", "timed out after 0.2s")):
+        assert records[cid]["passed"] is None
+        assert records[cid].get("status", "unmeasured") == "unmeasured"
+        assert why in json.dumps(records[cid]), records[cid]

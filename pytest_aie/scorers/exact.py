@@ -10,7 +10,10 @@ Used through the ``exact`` marker::
     @pytest.mark.exact("json_schema", schema="person.schema.json")
     @pytest.mark.exact("numeric", tolerance=0.01)          # last number in the output
 
-Every score is 1.0 (pass) or 0.0 (fail) with the reason.
+Every score is 1.0 (pass) or 0.0 (fail) with the reason. A case the check cannot measure is
+unmeasured with the reason: its expected value is missing, empty (after normalisation), not a
+number, or not a valid regular expression, or a regular expression ran past ``regex_timeout``
+seconds (default 1 s per match; patterns run on the ``regex`` module, which can stop a match).
 """
 
 from __future__ import annotations
@@ -19,17 +22,22 @@ import json
 import math
 import re
 import string
+import unicodedata
 from pathlib import Path
 from typing import Any, Iterable
+
+import regex
 
 from pytest_aie.dataset import Case
 from pytest_aie.errors import UsageError
 from pytest_aie.scorers.base import Score, Scorer
 
-__all__ = ["KINDS", "NORMALIZERS", "ExactScorer", "normalize", "extract_number"]
+__all__ = ["KINDS", "NORMALIZERS", "REGEX_TIMEOUT", "ExactScorer", "normalize", "extract_number"]
 
 KINDS = ("match", "contains", "any_of", "regex", "json", "json_schema", "numeric")
 NORMALIZERS = ("case", "whitespace", "punctuation", "articles")
+#: Seconds one regular-expression match may take before its case is unmeasured.
+REGEX_TIMEOUT = 1.0
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.IGNORECASE)
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -38,7 +46,7 @@ _PUNCT = str.maketrans("", "", string.punctuation)
 _SIGN = r"(?:(?<!\w)[-+])?"
 _NUMBER = re.compile(_SIGN + r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|"
                      + _SIGN + r"\.\d+")
-_FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n(.*?)\n?\s*```\s*$", re.DOTALL)
+_FENCE_LANGUAGE = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def _normalizers(value: str | Iterable[str] | bool | None) -> tuple[str, ...]:
@@ -61,7 +69,9 @@ def normalize(text: str, options: Iterable[str] = NORMALIZERS) -> str:
     if "case" in opts:
         text = text.casefold()
     if "punctuation" in opts:
-        text = text.translate(_PUNCT)
+        text = text.translate(_PUNCT)  # ASCII punctuation and symbols, as string.punctuation
+        if not text.isascii():  # and punctuation of every script: “ ” « » ¿ 。 — …
+            text = "".join(c for c in text if not unicodedata.category(c).startswith("P"))
     if "articles" in opts:
         text = _ARTICLES.sub(" ", text)
     if "whitespace" in opts or "articles" in opts or "punctuation" in opts:
@@ -80,9 +90,21 @@ def extract_number(text: str) -> float | None:
         return None
 
 
+class _RegexTimeout(Exception):
+    def __init__(self, pattern: str) -> None:
+        super().__init__(pattern)
+        self.pattern = pattern
+
+
 def _strip_fence(text: str) -> str:
-    m = _FENCE.match(text)
-    return m.group(1) if m else text
+    """The body of a Markdown code fence around the whole text (```json ... ```), else the
+    text. String operations, not a regex: linear even in a long run of whitespace."""
+    inner = text.strip()
+    first_line_end = inner.find("\n")
+    if not (inner.startswith("```") and inner.endswith("```")) or first_line_end < 0 \
+            or len(inner) < 6 or not _FENCE_LANGUAGE.fullmatch(inner[3:first_line_end].strip()):
+        return text
+    return inner[first_line_end + 1:-3]
 
 
 class ExactScorer(Scorer):
@@ -93,15 +115,21 @@ class ExactScorer(Scorer):
     def __init__(self, kind: str = "match", *, normalize: Any = None, field: str = "expected",
                  pattern: str | None = None, flags: str = "", schema: Any = None,
                  tolerance: float = 1e-6, rel_tolerance: float = 0.0,
-                 extract: str | None = None, base_dir: str | Path | None = None) -> None:
+                 extract: str | None = None, regex_timeout: float = REGEX_TIMEOUT,
+                 base_dir: str | Path | None = None) -> None:
         if kind not in KINDS:
             raise UsageError(f"unknown exact eval kind {kind!r}",
                              fix=f"use @pytest.mark.exact with one of {', '.join(KINDS)}")
         self.kind = kind
         self.norm = _normalizers(normalize)
         self.field = field
-        self.flags = (re.IGNORECASE if "i" in flags else 0) | (re.MULTILINE if "m" in flags else 0) \
-            | (re.DOTALL if "s" in flags else 0)
+        self.flags = (regex.IGNORECASE if "i" in flags else 0) \
+            | (regex.MULTILINE if "m" in flags else 0) | (regex.DOTALL if "s" in flags else 0)
+        if isinstance(regex_timeout, bool) or not isinstance(regex_timeout, (int, float)) \
+                or not 0 < regex_timeout < math.inf:
+            raise UsageError(f"regex_timeout={regex_timeout!r} in @pytest.mark.exact is not a "
+                             "positive number of seconds", fix="pass e.g. regex_timeout=1.0")
+        self.regex_timeout = float(regex_timeout)
         self.pattern = self._compile(pattern) if pattern is not None else None
         self.extract = self._compile(extract) if extract is not None else None
         if kind == "regex" and pattern is None:
@@ -121,12 +149,19 @@ class ExactScorer(Scorer):
     def needs_expected(self) -> bool:
         return not (self.kind in ("json", "json_schema") or (self.kind == "regex" and self.pattern))
 
-    def _compile(self, pattern: str) -> re.Pattern[str]:
+    def _compile(self, pattern: str) -> Any:
+        """A marker's pattern: checked when the suite is built (a usage error)."""
         try:
-            return re.compile(pattern, self.flags)
-        except re.error as exc:
+            return regex.compile(pattern, self.flags)
+        except regex.error as exc:
             raise UsageError(f"invalid regular expression {pattern!r}: {exc}",
                              fix="fix the pattern given to @pytest.mark.exact") from None
+
+    def _search(self, pattern: Any, text: str) -> Any:
+        try:
+            return pattern.search(text, timeout=self.regex_timeout)
+        except TimeoutError:
+            raise _RegexTimeout(pattern.pattern) from None
 
     @staticmethod
     def _load_schema(schema: Any, base_dir: str | Path | None) -> dict[str, Any] | None:
@@ -156,9 +191,18 @@ class ExactScorer(Scorer):
     def score(self, output: str, case: Case) -> Score:
         if not isinstance(output, str):
             return Score.unmeasured(self.metric, f"output is {type(output).__name__}, not text")
+        try:
+            return self._score(output, case)
+        except _RegexTimeout as exc:
+            return Score.unmeasured(self.metric, f"regex {exc.pattern[:200]!r} timed out after "
+                                    f"{self.regex_timeout:g}s on the output (nested repetition "
+                                    "backtracks exponentially; simplify the pattern or raise "
+                                    "regex_timeout)")
+
+    def _score(self, output: str, case: Case) -> Score:
         text = output
         if self.extract is not None:
-            m = self.extract.search(text)
+            m = self._search(self.extract, text)
             if m is None:
                 return self._result(False, f"extract pattern {self.extract.pattern!r} found "
                                     "nothing in the output")
@@ -170,39 +214,64 @@ class ExactScorer(Scorer):
         expected = case.fields.get(self.field)
         if self.needs_expected and expected is None:
             return Score.unmeasured(self.metric, f"case has no {self.field!r} field")
+        if self.kind in ("match", "contains", "any_of"):
+            return self._textual(text, expected)
         return getattr(self, f"_{self.kind}")(text, expected)
 
     def _norm(self, value: Any) -> str:
         return normalize(str(value), self.norm)
 
-    def _match(self, text: str, expected: Any) -> Score:
-        options = expected if isinstance(expected, list) else [expected]
-        got = self._norm(text)
-        for option in options:
-            if got == self._norm(option):
+    def _textual(self, text: str, expected: Any) -> Score:
+        """match / contains / any_of. An expected string with nothing left to look for (empty,
+        or only punctuation and articles under normalisation) would be found in every output:
+        such values are skipped, and a case left with none is unmeasured."""
+        values = expected if isinstance(expected, list) else [expected]
+        if not values:
+            return Score.unmeasured(self.metric, f"case's {self.field!r} is an empty list")
+        usable: list[tuple[Any, str]] = []  # (value, its normal form)
+        empty: list[Any] = []
+        for value in values:
+            norm = self._norm(value)
+            # for match, "" == "" is a comparison; for contains and any_of, "" is in any text
+            if norm or (self.kind == "match" and str(value) == ""):
+                usable.append((value, norm))
+            else:
+                empty.append(value)
+        if not usable or (self.kind == "contains" and empty):
+            return Score.unmeasured(self.metric, f"expected {empty[0]!r} is empty" + (
+                f" after normalisation ({', '.join(self.norm)})" if str(empty[0]) else "")
+                + ": it would be found in any output")
+        return getattr(self, f"_{self.kind}")(self._norm(text), text, usable, expected)
+
+    def _match(self, got: str, text: str, usable: list[tuple[Any, str]], expected: Any) -> Score:
+        for option, norm in usable:
+            if got == norm:
                 return self._result(True, f"output matches {option!r}")
         return self._result(False, f"expected {expected!r}, got {text.strip()[:200]!r}")
 
-    def _contains(self, text: str, expected: Any) -> Score:
-        needles = expected if isinstance(expected, list) else [expected]
-        got = self._norm(text)
-        missing = [n for n in needles if self._norm(n) not in got]
+    def _contains(self, got: str, text: str, usable: list[tuple[Any, str]],
+                  expected: Any) -> Score:
+        missing = [n for n, norm in usable if norm not in got]
         if missing:
             return self._result(False, f"output does not contain {missing[0]!r}")
-        return self._result(True, f"output contains {needles[0]!r}" if len(needles) == 1
-                            else f"output contains all {len(needles)} expected strings")
+        return self._result(True, f"output contains {usable[0][0]!r}" if len(usable) == 1
+                            else f"output contains all {len(usable)} expected strings")
 
-    def _any_of(self, text: str, expected: Any) -> Score:
-        options = expected if isinstance(expected, list) else [expected]
-        got = self._norm(text)
-        for option in options:
-            if self._norm(option) in got:
+    def _any_of(self, got: str, text: str, usable: list[tuple[Any, str]], expected: Any) -> Score:
+        for option, norm in usable:
+            if norm in got:
                 return self._result(True, f"output contains {option!r}")
-        return self._result(False, f"output contains none of {options!r}")
+        return self._result(False, f"output contains none of {[o for o, _ in usable]!r}")
 
     def _regex(self, text: str, expected: Any) -> Score:
-        pattern = self.pattern or self._compile(str(expected))
-        m = pattern.search(text)
+        pattern = self.pattern
+        if pattern is None:
+            try:
+                pattern = regex.compile(str(expected), self.flags)
+            except regex.error as exc:
+                return Score.unmeasured(self.metric, f"case's {self.field!r} is an invalid "
+                                        f"regular expression {str(expected)[:200]!r}: {exc}")
+        m = self._search(pattern, text)
         if m:
             return self._result(True, f"pattern {pattern.pattern!r} matched {m.group(0)[:80]!r}")
         return self._result(False, f"pattern {pattern.pattern!r} did not match")
