@@ -185,13 +185,13 @@ def test_catastrophic_regex_times_out_as_unmeasured(kwargs, expected):
     started = time.perf_counter()
     s = ExactScorer("regex", regex_timeout=0.2, **kwargs).score(CATASTROPHIC[1], case(expected))
     assert time.perf_counter() - started < 2
-    assert not s.measured and "regex" in s.reason and "timed out after 0.2s" in s.reason
+    assert not s.measured and s.reason.startswith("regex timed out after 0.2s: '^(a|a)+$'")
 
 
 def test_catastrophic_extract_pattern_times_out_as_unmeasured():
     scorer = ExactScorer("match", extract=CATASTROPHIC[0], regex_timeout=0.2)
     s = scorer.score(CATASTROPHIC[1], case("a"))
-    assert not s.measured and "timed out after 0.2s" in s.reason
+    assert not s.measured and "regex timed out after 0.2s" in s.reason
 
 
 def test_nested_quantifier_from_the_issue_is_quick():

@@ -194,8 +194,8 @@ class ExactScorer(Scorer):
         try:
             return self._score(output, case)
         except _RegexTimeout as exc:
-            return Score.unmeasured(self.metric, f"regex {exc.pattern[:200]!r} timed out after "
-                                    f"{self.regex_timeout:g}s on the output (nested repetition "
+            return Score.unmeasured(self.metric, f"regex timed out after {self.regex_timeout:g}s: "
+                                    f"{exc.pattern[:200]!r} on the output (nested repetition "
                                     "backtracks exponentially; simplify the pattern or raise "
                                     "regex_timeout)")
 
