@@ -15,6 +15,7 @@ BENCHMARKS = [
     "plugin_overhead.py",       # plugin_overhead_ratio
     "embedding_throughput.py",  # embedding_throughput_ratio
     "demo_time.py",             # demo_seconds_warm
+    "gate_simulations.py",      # aa_rate_clustered, aa_rate_tags, aa_rate_score_n8, power_5pt_n1000
 ]
 
 

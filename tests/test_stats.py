@@ -534,11 +534,27 @@ def test_score_gate_p_is_the_exact_sign_flip_test(d):
     assert res.regressed == (res.p_value < 0.05 and res.delta < 0)
 
 
+@pytest.mark.parametrize("k", [5, 12, 16, 40])
+def test_sign_flip_agrees_with_scipy_permutation_test(k):
+    rng = np.random.default_rng(k)
+    x = rng.normal(-0.2, 1.0, k)
+    ours = sign_flip_pvalue(x, "less"), sign_flip_pvalue(x, "greater")
+    for alternative, p in zip(("less", "greater"), ours):
+        ref = sps.permutation_test((x,), lambda v, axis=-1: np.sum(v, axis=axis),
+                                   permutation_type="samples", alternative=alternative,
+                                   vectorized=True, n_resamples=2 ** 16 if k <= 16 else 9999,
+                                   rng=np.random.default_rng(1)).pvalue
+        assert p == pytest.approx(ref, rel=1e-12 if k <= 16 else 0.0, abs=0 if k <= 16 else 0.015)
+    assert sign_flip_pvalue(x, seed=3) == sign_flip_pvalue(x, seed=3)  # seeded
+
+
 def test_sign_flip_on_pass_fail_changes_is_mcnemar():
     for b, c in [(8, 3), (12, 2), (0, 4), (5, 5), (30, 12)]:
         totals = [-1.0] * b + [1.0] * c + [0.0] * 7
         assert sign_flip_pvalue(totals, "less") == pytest.approx(
             mcnemar_exact(b, c, "greater"), abs=0.01 if b + c > 13 else 1e-12)
+        assert sign_flip_pvalue(totals, "greater") == pytest.approx(
+            mcnemar_exact(b, c, "less"), abs=0.01 if b + c > 16 else 1e-12)
     assert sign_flip_pvalue([0.0, 0.0]) == 1.0
     assert sign_flip_pvalue([-0.3]) == 0.5 and sign_flip_pvalue([0.3]) == 1.0
     assert sign_flip_pvalue([-0.3], "greater") == 1.0

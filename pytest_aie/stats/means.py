@@ -26,13 +26,12 @@ value equal), there is no interval (``None``) and the one-sample p-value is 1.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any, Literal, Sequence
 
 import numpy as np
 
 __all__ = ["cluster_codes", "cluster_totals", "mean_t_interval", "mean_t_pvalue", "robust_mean_se",
-           "sign_flip_pvalue"]
+           "sign_flip_pvalue", "sign_flip_pvalues"]
 
 N_RESAMPLES = 9999
 
@@ -55,30 +54,56 @@ def cluster_totals(values: np.ndarray, groups: Sequence[Any] | None) -> tuple[np
             np.bincount(codes, minlength=g).astype(float))
 
 
-def _sum(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.sum(x, axis=axis)
+EXACT_UP_TO = 16  # non-zero differences enumerated exactly (65,536 sign patterns)
+
+
+def _null_sums(x: np.ndarray, n_resamples: int, seed: int | None) -> tuple[np.ndarray, bool]:
+    """Sums of ``+-|x|`` over every sign pattern (exact) or ``n_resamples`` random ones."""
+    a = np.abs(x)
+    k = a.size
+    if k <= EXACT_UP_TO:
+        bits = (np.arange(2 ** k)[:, None] >> np.arange(k)) & 1
+        return (2 * bits - 1) @ a, True
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_resamples)
+    step = max(1, 2_000_000 // k)
+    for start in range(0, n_resamples, step):
+        m = min(step, n_resamples - start)
+        signs = rng.integers(0, 2, (m, k), dtype=np.int8)
+        out[start:start + m] = (2 * signs - 1) @ a
+    return out, False
+
+
+def sign_flip_pvalues(totals: Sequence[float] | np.ndarray, n_resamples: int = N_RESAMPLES,
+                      seed: int | None = 0) -> tuple[float, float]:
+    """One-sided sign-flip permutation p-values for the sum of ``totals`` (per-case or
+    per-cluster differences): ``(p for a drop, p for a gain)``, from one null distribution.
+
+    The same test as ``scipy.stats.permutation_test((totals,), np.sum,
+    permutation_type="samples")`` (checked against it in the tests), vectorised in numpy:
+    scipy's general implementation takes 50 to 90 ms a call, and the gates call it for
+    every suite and tag, the simulations thousands of times.
+    """
+    x = np.asarray(totals, dtype=float)
+    x = x[x != 0]
+    if x.size == 0:
+        return 1.0, 1.0
+    null, exact = _null_sums(x, n_resamples, seed)
+    observed = float(x.sum())
+    tol = 1e-12 * float(np.abs(x).sum())  # sums equal up to rounding are ties
+    adj = 0 if exact else 1  # a random sample of patterns counts the observed one too
+    p_drop = (float(np.sum(null <= observed + tol)) + adj) / (null.size + adj)
+    p_gain = (float(np.sum(null >= observed - tol)) + adj) / (null.size + adj)
+    return min(1.0, p_drop), min(1.0, p_gain)
 
 
 def sign_flip_pvalue(totals: Sequence[float] | np.ndarray,
                      alternative: Literal["less", "greater"] = "less",
                      n_resamples: int = N_RESAMPLES, seed: int | None = 0) -> float:
-    """One-sided sign-flip permutation p-value for the sum of ``totals`` (per-case or
-    per-cluster differences): ``"less"`` tests for a drop, ``"greater"`` for a gain."""
-    from scipy import stats
-
-    x = np.asarray(totals, dtype=float)
-    x = x[x != 0]
-    if x.size == 0:
-        return 1.0
-    if x.size == 1:  # two sign patterns; scipy wants two observations
-        drop = x[0] < 0 if alternative == "less" else x[0] > 0
-        return 0.5 if drop else 1.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = stats.permutation_test((x,), _sum, permutation_type="samples",
-                                     alternative=alternative, vectorized=True,
-                                     n_resamples=n_resamples, rng=np.random.default_rng(seed))
-    return float(min(1.0, res.pvalue))
+    """One-sided sign-flip permutation p-value for the sum of ``totals``: ``"less"`` tests
+    for a drop, ``"greater"`` for a gain (see :func:`sign_flip_pvalues`)."""
+    drop, gain = sign_flip_pvalues(totals, n_resamples, seed)
+    return drop if alternative == "less" else gain
 
 
 def robust_mean_se(values: np.ndarray, groups: Sequence[Any] | None) -> tuple[float, float, int]:

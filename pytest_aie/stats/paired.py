@@ -194,12 +194,11 @@ def _clustered_gate(d: np.ndarray, groups: list[Any], margin: float, alpha: floa
                     strict: bool, bounds: tuple[float, float] | None, n_resamples: int,
                     seed: int | None) -> GateResult:
     """Cluster-level paired gate: sign-flip test of the per-cluster totals of ``d``."""
-    from pytest_aie.stats.means import cluster_totals, mean_t_interval, sign_flip_pvalue
+    from pytest_aie.stats.means import cluster_totals, mean_t_interval, sign_flip_pvalues
 
     totals, _ = cluster_totals(d, groups)
     delta = float(d.mean())
-    p_drop = sign_flip_pvalue(totals, "less", n_resamples, seed)
-    p_gain = sign_flip_pvalue(totals, "greater", n_resamples, seed)
+    p_drop, p_gain = sign_flip_pvalues(totals, n_resamples, seed)
     ci = mean_t_interval(d, groups, 1 - 2 * alpha)
     if ci is not None and bounds is not None:
         ci = (max(bounds[0], ci[0]), min(bounds[1], ci[1]))
@@ -261,7 +260,7 @@ def paired_score_gate(base: Sequence[float | None], cand: Sequence[float | None]
 
     * ``method="permutation"`` (default; ``"bootstrap"`` is its old name and gives the
       same result): the one-sided sign-flip permutation test of the differences (exact
-      over all sign patterns up to 13 non-zero differences, seeded Monte Carlo beyond),
+      over all sign patterns up to 16 non-zero differences, seeded Monte Carlo beyond),
       which holds its level at any ``n`` and with many unchanged cases. Regression:
       ``p < alpha`` for a drop and ``delta < -margin``; strict: the test of the differences
       shifted by the margin (``H0``: centred at ``-margin``) rejects. The interval shown is
@@ -274,7 +273,7 @@ def paired_score_gate(base: Sequence[float | None], cand: Sequence[float | None]
     ``groups`` makes the permutation test cluster-level, as in :func:`paired_binary_gate`.
     With ``threshold``, the index lists name the cases crossing it (pass to fail and back).
     """
-    from pytest_aie.stats.means import mean_t_interval, sign_flip_pvalue
+    from pytest_aie.stats.means import mean_t_interval, sign_flip_pvalues
 
     _check_gate(margin, alpha)
     if method not in ("permutation", "bootstrap", "wilcoxon"):
@@ -311,9 +310,11 @@ def paired_score_gate(base: Sequence[float | None], cand: Sequence[float | None]
         res = _clustered_gate(d, clusters, margin, alpha, strict, None, n_resamples, seed)
         return GateResult(**{**asdict(res), "newly_failing_idx": failing,
                              "newly_passing_idx": passing})
-    shift = margin if strict else 0.0
-    p_drop = sign_flip_pvalue(d + shift, "less", n_resamples, seed)
-    p_gain = sign_flip_pvalue(d - shift, "greater", n_resamples, seed)
+    if strict:
+        p_drop = sign_flip_pvalues(d + margin, n_resamples, seed)[0]
+        p_gain = sign_flip_pvalues(d - margin, n_resamples, seed)[1]
+    else:
+        p_drop, p_gain = sign_flip_pvalues(d, n_resamples, seed)
     if strict:
         regressed, improved = p_drop < alpha, p_gain < alpha
         name = "sign-flip permutation (shifted by margin); t interval"
