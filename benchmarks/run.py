@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-FIGURE = re.compile(r"^[a-z_]+: -?[0-9.]+(e-?[0-9]+)?$")
+FIGURE = re.compile(r"^[a-z][a-z0-9_]*: -?[0-9.]+(e-?[0-9]+)?$")
 BENCHMARKS = [
     "suite_throughput.py",      # suite_throughput_ratio
     "plugin_overhead.py",       # plugin_overhead_ratio
