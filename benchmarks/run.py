@@ -16,6 +16,7 @@ BENCHMARKS = [
     "embedding_throughput.py",  # embedding_throughput_ratio
     "demo_time.py",             # demo_seconds_warm
     "gate_simulations.py",      # aa_rate_clustered, aa_rate_tags, aa_rate_score_n8, power_5pt_n1000
+    "aa_embedded.py",           # aa_rate_embedded, aa_embedded_mean_pass_rate (about 20 minutes)
 ]
 
 
