@@ -40,24 +40,40 @@ def test_rouge_identical_and_different_outputs(pytester: pytest.Pytester) -> Non
     result.stdout.fnmatch_lines(["*rouge*failed*"])
 
 
+# near misses (chrF 1.0, 0.96, 0.88, 0.85; TER 0, 0.17, 0.14, 0.11) and bad answers (chrF
+# 0 to 0.12): scores with a spread, so that the suite interval has a width
+GOOD = dict(REFS, sun="The sun rises in the east", rain="Rain falls from the clouds in the sky.",
+            tea="Tea is made by steeping leaves in water.")
+BAD = {"cat": "zzz qqq", "sun": "The zzz", "rain": "qqq in sky", "tea": "leaves xx"}
+
+
 def test_min_score_gates_the_mean_with_an_interval(pytester: pytest.Pytester) -> None:
-    make(pytester, '"chrf", min_score=0.5', REFS)
+    make(pytester, '"chrf", min_score=0.5', REFS)  # every score 1.0: no spread, too little data
     result = pytester.runpytest()
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["*.chrf[]]: 4/4 passed*(mean score 1.000*) -> PASS (threshold 0.5)"])
-    bad = {k: "zzz qqq" for k in REFS}
-    make(pytester, '"chrf", min_score=0.5', bad)
+    result.stdout.fnmatch_lines(["*.chrf[]]: *(mean score 1.000*) -> INCONCLUSIVE (threshold 0.5)"])
+    make(pytester, '"chrf", min_score=0.5', GOOD)
+    result = pytester.runpytest()
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*.chrf[]]: *(mean score 0.920*) -> PASS (threshold 0.5)"])
+    make(pytester, '"chrf", min_score=0.5', BAD)
     result = pytester.runpytest()
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*-> FAIL (threshold 0.5)"])
 
 
 def test_ter_is_a_ceiling_and_corpus_bleu_is_reported(pytester: pytest.Pytester) -> None:
-    make(pytester, '"ter", min_score=0.3', REFS)
+    make(pytester, '"ter", min_score=0.3', GOOD)
     result = pytester.runpytest()
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["*.ter[]]*mean score 0.000*-> PASS (ceiling 0.3)",
-                                 "  corpus-level over 4 cases: ter.corpus 0.000, ter.sentence_mean 0.000"])
+    result.stdout.fnmatch_lines(["*.ter[]]*mean score 0.105*-> PASS (ceiling 0.3)",
+                                 "  corpus-level over 4 cases: ter.corpus 0.*, ter.sentence_mean 0.105"])
+    make(pytester, '"ter", min_score=0.3', BAD)  # TER 0.83 to 1.0: wholly above the ceiling
+    result = pytester.runpytest()
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*.ter[]]*mean score 0.895*-> FAIL (ceiling 0.3)"])
+    make(pytester, '"ter", min_score=0.12', GOOD)  # the ceiling inside the interval
+    pytester.runpytest().stdout.fnmatch_lines(["*.ter[]]*-> INCONCLUSIVE (ceiling 0.12)"])
     answers = dict(REFS, cat="A dog slept on a rug.", sun="It is morning in the east.")
     make(pytester, '"bleu"', answers)
     pytester.runpytest().stdout.fnmatch_lines(
