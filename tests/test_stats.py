@@ -643,6 +643,8 @@ def test_threshold_pvalue_binary_is_the_exact_binomial_test():
     # clustered: never smaller than the binomial p, and larger when clusters are correlated
     groups = [f"g{i // 10}" for i in range(100)]
     assert threshold_pvalue(vals, 0.9, binary=True, groups=groups) > threshold_pvalue(vals, 0.9, binary=True)
+    singles = [f"s{i}" for i in range(100)]  # no shared group: the binomial test alone
+    assert threshold_pvalue(vals, 0.9, binary=True, groups=singles) == threshold_pvalue(vals, 0.9, binary=True)
 
 
 def test_threshold_pvalue_scores_is_the_t_test():

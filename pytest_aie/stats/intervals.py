@@ -315,6 +315,9 @@ def threshold_pvalue(values: Sequence[float | bool | None], threshold: float, *,
         return None
     arr = np.asarray([float(values[i]) for i in keep], dtype=float)  # type: ignore[arg-type]
     kept_groups = [groups[i] for i in keep] if groups is not None else None
+    named = [g for g in kept_groups or () if g is not None]
+    if len(set(named)) == len(named):  # no group shared by two cases: not clustered
+        kept_groups = None
     if len(keep) < MIN_CASES:
         return 1.0
     if not binary:
