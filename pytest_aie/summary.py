@@ -59,10 +59,20 @@ def suite_lines(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, bool]]]
         sampling = row.get("sampling")
         if sampling:
             k = sampling["k"]
-            out.append((f"  {k} samples per case: pass@1 {_pct(sampling['pass_at_1'])}, "
-                        f"pass@{k} {_pct(sampling['pass_at_k'])}, pass^{k} "
-                        f"{_pct(sampling['pass_hat_k'])}, consistency "
-                        f"{_pct(sampling['mean_consistency'])}", {}))
+            at = sampling.get("pass_at") or {1: sampling["pass_at_1"], k: sampling["pass_at_k"]}
+            hat = sampling.get("pass_hat") or {k: sampling["pass_hat_k"]}
+            ks = sorted(int(j) for j in at)
+            pass_at = ", ".join(f"pass@{j} {_pct(at.get(j, at.get(str(j))))}" for j in ks)
+            pass_hat = ", ".join(f"pass^{j} {_pct(hat.get(j, hat.get(str(j))))}"
+                                 for j in sorted(int(j) for j in hat) if j > 1)
+            out.append((f"  {k} samples per case: {pass_at}; {pass_hat + '; ' if pass_hat else ''}"
+                        f"consistency {_pct(sampling['mean_consistency'])}", {}))
+            skipped = sampling.get("skipped_at") or {}
+            short = {int(j): n for j, n in skipped.items() if n}
+            if short:
+                out.append((f"  not in pass@k for larger k ({sampling.get('skipped_reason', '')}): "
+                            + ", ".join(f"{n} case(s) at k={j}" for j, n in sorted(short.items())),
+                            {"yellow": True}))
             if sampling["flaky"]:
                 out.append((f"  flaky cases ({len(sampling['flaky'])}): {_ids(sampling['flaky'])}",
                             {"yellow": True}))

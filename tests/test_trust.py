@@ -274,3 +274,17 @@ def test_many_failing_cases_keep_the_terminal_short(pytester) -> None:
     result.stdout.fnmatch_lines(["failing eval cases (200):", "... and 175 more failing cases*",
                                  "*200 failed, 200 passed*"])
     assert len(pytester.runpytest("-ra", "-vv").stdout.str().splitlines()) > 600
+
+
+def test_summary_gives_pass_at_every_k_and_the_cases_left_out() -> None:
+    from pytest_aie.summary import suite_lines
+
+    row = {"suite": "s", "metric": "exact.match", "binary": True, "n": 3, "passed": 2, "failed": 1,
+           "unmeasured": 0, "estimate": 0.6, "interval": None, "cached": 0, "verdict": None,
+           "sampling": {"k": 3, "pass_at_1": 0.5, "pass_at_k": 0.9, "pass_hat_k": 0.1,
+                        "mean_consistency": 0.8, "flaky": [],
+                        "pass_at": {1: 0.5, 2: 0.75, 3: 0.9}, "pass_hat": {1: 0.5, 2: 0.3, 3: 0.1},
+                        "skipped_at": {1: 0, 2: 0, 3: 1}, "skipped_reason": "fewer measured samples"}}
+    text = "\n".join(line for line, _ in suite_lines([row]))
+    assert "pass@1 50.0%, pass@2 75.0%, pass@3 90.0%; pass^2 30.0%, pass^3 10.0%" in text
+    assert "1 case(s) at k=3" in text
