@@ -266,10 +266,15 @@ def test_check_writable(tmp_path: Path) -> None:
     check_writable(tmp_path / "cache", "cache folder", "--aie-cache-dir", folder=True)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only folders")
 def test_check_writable_read_only_folder(tmp_path: Path) -> None:
+    """The check says what a real write would do: refused for a user, allowed for root (who
+    can write into a folder without write permission; no skip, so CI runs it either way)."""
     ro = tmp_path / "ro"
     ro.mkdir(mode=0o500)
+    if os.geteuid() == 0:
+        check_writable(ro / "r.jsonl", "results log", "--aie-results")
+        (ro / "r.jsonl").write_text("root can write here\n")
+        return
     with pytest.raises(UsageError, match="not writable"):
         check_writable(ro / "r.jsonl", "results log", "--aie-results")
 
