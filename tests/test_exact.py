@@ -625,3 +625,117 @@ def test_invalid_regex_in_one_case_leaves_it_unmeasured_and_the_run_goes_on(pyte
         assert records[cid]["passed"] is None
         assert records[cid].get("status", "unmeasured") == "unmeasured"
         assert why in json.dumps(records[cid]), records[cid]
+
+
+# --------------------------------------------------------------------------- mutation survivors
+# Gaps found by mutation testing (mutmut over pytest_aie/scorers/exact.py; see README,
+# "Mutation testing"): each test below kills at least one mutant that survived the tests above.
+
+def test_default_kind_is_match():
+    scorer = ExactScorer()
+    assert scorer.kind == "match" and scorer.metric == "exact.match"
+    assert scorer.score("Paris", case("Paris")).passed
+    assert scorer.score("Paris.", case("Paris")).passed is False
+
+
+@pytest.mark.parametrize("kind, output, fields", [
+    ("match", 42, {"expected": "x"}),           # output not text
+    ("regex", "x", {"expected": "(oops"}),      # invalid per-case pattern
+    ("match", "x", {}),                         # no expected field
+    ("numeric", "3", {"expected": "three"}),    # expected not a number
+    ("contains", "x", {"expected": "..."}),     # nothing to find
+])
+def test_unmeasured_scores_carry_their_metric(kind, output, fields):
+    # the metric names the record's column in results and reports, measured or not
+    s = ExactScorer(kind, normalize="all" if kind == "contains" else None).score(
+        output, Case(id="c", fields=fields))
+    assert not s.measured and s.metric == f"exact.{kind}"
+
+
+def test_timed_out_regex_is_unmeasured_with_its_metric():
+    s = ExactScorer("regex", regex_timeout=0.2).score(CATASTROPHIC[1], case(CATASTROPHIC[0]))
+    assert not s.measured and s.metric == "exact.regex"
+
+
+def test_contains_with_one_empty_needle_among_others_is_unmeasured():
+    # contains needs every needle: one with nothing to find would make the check vacuous
+    s = score("contains", "Paris is nice", ["Paris", ""])
+    assert not s.measured and "expected '' is empty: it would be found in any output" == s.reason
+    s = score("contains", "Paris is nice", ["Paris", "?"], normalize="all")
+    assert not s.measured and s.reason.startswith("expected '?' is empty after normalisation "
+                                                  "(case, whitespace, punctuation, articles)")
+
+
+def test_contains_reason_names_the_expected_value_as_given():
+    s = score("contains", "it is paris", "PARIS", normalize=["case"])
+    assert s.passed and s.reason == "output contains 'PARIS'"
+    s = score("contains", "paris and lyon", ["Paris", "Lyon"], normalize=["case"])
+    assert s.passed and s.reason == "output contains all 2 expected strings"
+
+
+@pytest.mark.parametrize("output, want", [
+    (json.dumps({"a": 1, "b": [1, 2]}, indent=2), {"a": 1, "b": [1, 2]}),  # pretty, no fence
+    (json.dumps([1, 2], indent=1), [1, 2]),
+    ("```json\n[1, 2]```", [1, 2]),               # closing fence on the last line of JSON
+    ("```\n{\"a\": 1}```", {"a": 1}),
+])
+def test_json_multiline_and_tight_fences(output, want):
+    assert passes("json", output, want)
+
+
+@pytest.mark.parametrize("text", [
+    "```json\n{}",            # opening fence only
+    "{}\n```",                # closing fence only
+    "x\n[1]```",              # closing fence only, short first line
+    "```.json\n{}\n```",      # not a language name
+    "```{\n}\n```",
+])
+def test_strip_fence_needs_a_whole_fence_with_a_language_name(text):
+    from pytest_aie.scorers.exact import _strip_fence
+
+    assert _strip_fence(text) == text
+
+
+def test_json_schema_reports_the_first_violation_by_path():
+    # several violations: the first in path order is reported, whatever the schema's order
+    schema = {"type": "object", "properties": {"b": {"type": "integer"},
+                                               "a": {"type": "integer"}}}
+    s = score("json_schema", '{"a": "x", "b": "y"}', schema=schema)
+    assert s.passed is False and s.reason.startswith("schema violation at a: ")
+
+
+def test_json_schema_file_relative_to_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "person.schema.json").write_text(json.dumps(PERSON))
+    monkeypatch.chdir(tmp_path)
+    scorer = ExactScorer("json_schema", schema="person.schema.json")
+    assert scorer.score('{"name": "Ada", "age": 1}', case()).passed
+
+
+def test_json_schema_file_missing_names_the_path(tmp_path):
+    with pytest.raises(UsageError) as info:
+        ExactScorer("json_schema", schema="nope.json", base_dir=tmp_path)
+    assert str(tmp_path / "nope.json") in str(info.value)
+
+
+@pytest.mark.parametrize("make", [
+    lambda tmp: ExactScorer("regex", pattern="x", regex_timeout=-1),
+    lambda tmp: ExactScorer("regex", pattern="(x"),
+    lambda tmp: ExactScorer("json_schema"),
+    lambda tmp: ExactScorer("json_schema", schema="nope.json", base_dir=tmp),
+    lambda tmp: ExactScorer("json_schema", schema="bad.json", base_dir=tmp),
+    lambda tmp: ExactScorer("json_schema", schema="notschema.json", base_dir=tmp),
+])
+def test_every_usage_error_has_a_problem_and_a_fix(make, tmp_path):
+    (tmp_path / "bad.json").write_text("{oops")
+    (tmp_path / "notschema.json").write_text('{"type": "objekt"}')
+    with pytest.raises(UsageError) as info:
+        make(tmp_path)
+    assert info.value.problem and info.value.problem != "None"
+    assert info.value.fix and ". Fix: " in str(info.value)
+    assert "regex_timeout" in str(info.value) or "schema" in str(info.value) \
+        or "regular expression" in str(info.value)
+
+
+def test_numeric_pass_records_the_number_read():
+    s = score("numeric", "about 3.14", 3.14159, tolerance=0.01)
+    assert s.passed and s.details["got"] == 3.14
