@@ -149,7 +149,9 @@ def _misspelt_marker(metafunc: pytest.Metafunc) -> UsageError | None:
     for m in metafunc.definition.iter_markers():
         if m.name in known or m.name in ours:
             continue
-        close = difflib.get_close_matches(m.name, ours, n=1, cutoff=0.75)
+        name = m.name.lower()
+        close = difflib.get_close_matches(name, ours, n=1, cutoff=0.75) or \
+            [o for o in ours if name.startswith(o) or name.endswith(o)][:1]
         if close:
             return UsageError(f"{metafunc.definition.nodeid}: unknown marker "
                               f"@pytest.mark.{m.name}", fix=f"did you mean @pytest.mark.{close[0]}?")

@@ -105,6 +105,15 @@ def test_misspelt_eval_marker_stops_collection_with_the_close_match(pytester) ->
     assert "generating" not in result.stderr.str()
 
 
+@pytest.mark.parametrize("typo, meant", [("similarty", "similarity"), ("Exact", "exact"),
+                                         ("exact_match", "exact"), ("datasets", "dataset")])
+def test_other_misspellings_of_our_markers(pytester, typo: str, meant: str) -> None:
+    write_scripted_suite(pytester, cases(2), answers(2, set()), eval_test(f"{typo}()"))
+    result = pytester.runpytest()
+    assert result.ret == EXIT_HARNESS_ERROR
+    result.stdout.fnmatch_lines([f"*unknown marker @pytest.mark.{typo}*did you mean @pytest.mark.{meant}?*"])
+
+
 def test_registered_marker_that_looks_like_ours_is_left_alone(pytester) -> None:
     write_scripted_suite(pytester, cases(2), answers(2, set()), textwrap.dedent("""
         import pytest
