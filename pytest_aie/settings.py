@@ -7,6 +7,7 @@ validating each with a message that names the option and the fix.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -197,6 +198,13 @@ class Settings:
         for n in ("min-pass-rate", "min-score", "confidence", "regression-margin", "alpha"):
             if raw[n] == "":
                 fractions[n] = None
+                continue
+            if n == "min-score":  # on the metric's own scale (perplexity, milliseconds...)
+                value = _parse(by_name[n], raw[n], float, "a number")
+                if not math.isfinite(value):
+                    raise UsageError(f"--aie-min-score must be a finite number, got {value}",
+                                     fix="pass e.g. --aie-min-score 0.5")
+                fractions[n] = value
                 continue
             value = _parse(by_name[n], raw[n], float, "a number between 0 and 1")
             if not 0 <= value <= 1 or (n in ("confidence", "alpha") and value in (0, 1)):

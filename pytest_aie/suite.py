@@ -9,6 +9,7 @@ is a :class:`~pytest_aie.errors.UsageError` naming the valid ones.
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -242,9 +243,14 @@ def _gate_args(marker: str, kwargs: dict[str, Any]) -> tuple[dict[str, float], t
         value = kwargs.pop(name, None)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise UsageError(f"@pytest.mark.{marker}({name}={value!r}) must be a number in [0, 1]",
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UsageError(f"@pytest.mark.{marker}({name}={value!r}) must be a number",
                              fix=f"write e.g. {name}=0.8")
+        if name == "min_pass_rate" and not 0 <= value <= 1:
+            raise UsageError(f"@pytest.mark.{marker}(min_pass_rate={value!r}) must be a rate "
+                             "in [0, 1]", fix="write e.g. min_pass_rate=0.8")
+        # min_score is on the metric's own scale: 0-1 for most, unbounded for perplexity,
+        # TER or a latency in milliseconds (a ceiling for lower-is-better metrics)
         gate[name] = float(value)
     must_pass = kwargs.pop("must_pass", ()) or ()
     if isinstance(must_pass, str):

@@ -152,3 +152,43 @@ def test_missing_similarity_model_leaves_cases_unmeasured(pytester: pytest.Pytes
     recs = [json.loads(line) for line in lines]
     assert len(recs) == 8
     assert all(r["passed"] is None for r in recs if r["metric"] == "similarity.cosine")
+
+
+SCORING_ENGINE = """
+    import math
+    from pytest_aie.engines import register_engine
+    from pytest_aie.engines.base import Capability
+    from pytest_aie.engines.scripted import ScriptedEngine
+
+    class Scoring(ScriptedEngine):
+        # a scripted engine that also scores text: each word has probability 1/(8 + length)
+        name = "scoring"
+        capabilities = ScriptedEngine.capabilities | {Capability.SCORE}
+
+        def score_text(self, texts, contexts=None, **kw):
+            return [[-math.log(8 + len(t.split()))] * len(t.split()) for t in texts]
+
+    register_engine("scoring", lambda **kw: Scoring(kw.get("model")))
+"""
+
+
+@pytest.mark.parametrize("ceiling, verdict, status", [(20, "PASS", 0), (5, "FAIL", 1)])
+def test_min_score_on_an_unbounded_scale(pytester: pytest.Pytester, ceiling: int, verdict: str,
+                                         status: int) -> None:
+    """Perplexity is 1 and up and lower is better: min_score=20 is a ceiling of 20, not a
+    value refused for lying outside [0, 1]."""
+    refs = {f"r{i}": " ".join(["word"] * (i + 1)) for i in range(8)}  # perplexity 9 to 16
+    make(pytester, f'"perplexity", min_score={ceiling}', refs, refs)
+    pytester.makeconftest(SCORING_ENGINE)
+    result = pytester.runpytest("--aie-engine", "scoring")
+    assert result.ret == status
+    result.stdout.fnmatch_lines([f"*[[]similarity.perplexity[]]: 8/8 scored*mean score 12.500*"
+                                 f"-> {verdict} (ceiling {ceiling})"])
+
+
+def test_min_pass_rate_stays_a_rate(pytester: pytest.Pytester) -> None:
+    cases = [{"id": "a", "prompt": "p", "expected": "x"}]
+    write_scripted_suite(pytester, cases, {"p": "x"}, eval_test("exact(min_pass_rate=20)"))
+    result = pytester.runpytest()
+    assert result.ret == EXIT_HARNESS_ERROR
+    result.stdout.fnmatch_lines(["*min_pass_rate=20) must be a rate in [[]0, 1[]]*"])
