@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from pytest_aie.errors import UsageError
+from pytest_aie.files import write_atomic
 
 __all__ = ["BASELINE_FORMAT", "baseline_path", "load_baseline", "make_baseline", "save_baseline"]
 
@@ -58,10 +59,7 @@ def make_baseline(name: str, header: dict[str, Any], records: Iterable[dict[str,
 
 
 def save_baseline(path: Path, baseline: dict[str, Any]) -> Path:
-    from pytest_aie.report import write_atomic
-
     text = json.dumps(baseline, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
     return write_atomic(path, text)
 
 

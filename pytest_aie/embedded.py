@@ -29,9 +29,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable
 
 from pytest_aie.errors import EngineError, MissingDependency
+from pytest_aie.files import file_lock, write_atomic
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
@@ -108,17 +109,8 @@ def _sidecar(path: Path) -> Path:
     return cache_root() / "hashes" / f"{key}.json"
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    write_atomic(path, json.dumps(data))
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -156,23 +148,6 @@ def folder_revision(folder: str | os.PathLike[str]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock held on ``path`` (created if missing) for the ``with`` body."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no flock; the atomic rename still prevents torn folders
-            yield
-            return
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def _complete(folder: Path) -> bool:
     return all((folder / name).is_file() for name in _REQUIRED)
 
@@ -204,7 +179,7 @@ def default_model_dir(
 def _build(gguf: Path, target: Path, progress: Callable[[str], None]) -> Path:
     """Convert under the lock unless another process did it while we waited."""
     models = target.parent
-    with _file_lock(models / f".{target.name}.lock"):
+    with file_lock(models / f".{target.name}.lock"):
         if _complete(target):  # another process converted it while we waited
             return target
         progress("pytest-aie: converting the embedded model once (30-60 s)...")

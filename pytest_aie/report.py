@@ -40,12 +40,12 @@ import os
 import re
 import shlex
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from pytest_aie.errors import AieError
+from pytest_aie.files import write_atomic
 from pytest_aie.redact import scrub, scrub_argv
 from pytest_aie.text import visible
 
@@ -484,50 +484,6 @@ def render_html(
     }
     template = _environment().get_template(_TEMPLATE)
     return write_atomic(path, template.generate(**context))
-
-
-def write_atomic(path: str | os.PathLike[str], chunks: Iterable[str] | str) -> Path:
-    """Write text to ``path`` atomically: a temp file in the same folder, fsync, ``os.replace``.
-
-    A reader sees the old file or the new one, never a half-written one; on any error the
-    temp file is removed and the old file is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            if isinstance(chunks, str):
-                handle.write(chunks)
-            else:
-                for chunk in chunks:
-                    handle.write(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,16 +11,18 @@ case records to it attached to their test reports.
   the in-memory record (gates, report) keeps the whole value.
 * **Previous logs are kept.** The first record of a run moves ``results.jsonl`` to
   ``results.1.jsonl`` (and ``.1`` to ``.2`` ..., :data:`KEEP_LOGS` generations).
-* **One writer.** :meth:`ResultsLog.claim` takes an ``fcntl`` lock on ``results.jsonl.lock``
-  before anything is generated; a second run writing the same log stops with one line naming
-  the run that holds it. The lock file is removed when the run ends.
+* **One writer.** :meth:`ResultsLog.claim` takes a file lock on ``results.jsonl.lock``
+  (:mod:`pytest_aie.files`) before anything is generated and names itself in
+  ``results.jsonl.holder``; a second run writing the same log stops with one line naming the
+  run that holds it. Both files are removed when the run ends; a lock file left by a killed run
+  does not block the next one (the operating system released its lock).
 * **No secrets.** :func:`run_header` scrubs credentials from the settings and the command line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
-import fcntl
 import json
 import os
 import platform
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pytest_aie.errors import UsageError
+from pytest_aie.files import HeldLock, try_lock, write_atomic
 from pytest_aie.redact import scrub, scrub_argv
 
 __all__ = ["FORMAT_VERSION", "KEEP_LOGS", "MAX_FIELD_CHARS", "ResultsLog", "check_output_paths",
@@ -210,7 +213,8 @@ class ResultsLog:
         self.header = header
         self.records: list[dict[str, Any]] = []
         self._fh: IO[str] | None = None
-        self._lock: IO[str] | None = None
+        self._lock: HeldLock | None = None
+        self._unlocked = False
         self._made_folder = False
         self._closed = False
 
@@ -218,51 +222,42 @@ class ResultsLog:
     def lock_path(self) -> Path:
         return self.path.with_name(self.path.name + ".lock")
 
+    @property
+    def holder_path(self) -> Path:
+        """Names the run holding the lock (the lock file itself is truncated by a contender)."""
+        return self.path.with_name(self.path.name + ".holder")
+
     def claim(self) -> None:
         """Become the only writer of this log: lock ``<log>.lock`` (creating the folder if
-        needed) and record who holds it. Raises :class:`UsageError` naming the run that holds
-        it. Call it before any work; :meth:`close` releases it."""
-        if self._lock is not None:
+        needed) and record who holds it in ``<log>.holder``. Raises :class:`UsageError` naming
+        the run that holds it. Call it before any work; :meth:`close` releases it."""
+        if self._lock is not None or self._unlocked:
             return
         folder = self.path.parent
         if not folder.is_dir():
             folder.mkdir(parents=True, exist_ok=True)
             self._made_folder = True
-        while True:
+        try:
+            lock = try_lock(self.lock_path)
+        except (OSError, NotImplementedError):  # a file system without locks (some network
+            self._unlocked = True               # mounts): go on unlocked
+            return
+        if lock is None:
             try:
-                fh = open(self.lock_path, "a+", encoding="utf-8")
-            except FileNotFoundError:  # another run removed the folder it had just made
-                folder.mkdir(parents=True, exist_ok=True)
-                continue
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fh.seek(0)
-                holder = fh.read().strip()
-                fh.close()
-                self._release_folder()
-                raise UsageError(
-                    f"results log {self.path} is in use by another pytest-aie run "
-                    f"({_describe_holder(holder)})",
-                    fix="wait for that run to finish, or give this run its own "
-                        "--aie-results PATH (and --aie-report PATH)") from None
-            except OSError:  # a file system without locks (some network mounts): go on unlocked
-                fh.close()
-                return
-            try:  # the holder may have removed the file between our open and our lock
-                same = os.stat(self.lock_path).st_ino == os.fstat(fh.fileno()).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            fh.close()
-        fh.seek(0)
-        fh.truncate()
-        fh.write(dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                        "started_at": self.header.get("started_at"),
-                        "argv": scrub_argv(self.header.get("argv") or [])}) + "\n")
-        fh.flush()
-        self._lock = fh
+                holder = self.holder_path.read_text(encoding="utf-8").strip()
+            except OSError:
+                holder = ""
+            self._release_folder()
+            raise UsageError(
+                f"results log {self.path} is in use by another pytest-aie run "
+                f"({_describe_holder(holder)})",
+                fix="wait for that run to finish, or give this run its own "
+                    "--aie-results PATH (and --aie-report PATH)")
+        self._lock = lock
+        write_atomic(self.holder_path, dumps({
+            "pid": os.getpid(), "host": socket.gethostname(),
+            "started_at": self.header.get("started_at"),
+            "argv": scrub_argv(self.header.get("argv") or [])}) + "\n")
 
     def _release_folder(self) -> None:
         if self._made_folder:
@@ -305,11 +300,9 @@ class ResultsLog:
             self._fh.close()
             self._fh = None
         if self._lock is not None:
-            try:  # removed while still locked, so no other run can hold a lock on it
-                os.unlink(self.lock_path)
-            except FileNotFoundError:
-                pass
-            self._lock.close()
+            with contextlib.suppress(FileNotFoundError):
+                self.holder_path.unlink()
+            self._lock.release()  # removes the lock file while still holding it
             self._lock = None
             self._release_folder()
 

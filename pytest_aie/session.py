@@ -14,7 +14,6 @@ read it, so each request is generated once and batch composition matches ``-n 0`
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from pytest_aie.cache import GenerationCache
 from pytest_aie.dataset import Case
 from pytest_aie.engines.base import Generation, Request, Sampling
 from pytest_aie.errors import AieError, UsageError
+from pytest_aie.files import file_lock
 from pytest_aie.model import Model, Progress, stderr_progress
 from pytest_aie.results import ResultsLog, reference_fields
 from pytest_aie.scorers.base import Score
@@ -143,12 +143,8 @@ class AieSession:
             yield
             return
         digest = hashlib.sha256(name.encode()).hexdigest()[:16]
-        with open(self.run_dir / f"{digest}.lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with file_lock(self.run_dir / f"{digest}.lock"):
+            yield
 
     def primary_model_name(self) -> str:
         return "candidate" if self.settings.has_candidate else "default"
