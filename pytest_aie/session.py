@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -216,21 +218,59 @@ class AieSession:
         by_suite: dict[str, list[str]] = {}
         for n in nodeids:
             by_suite.setdefault(self.runs[n].spec.suite, []).append(n)
+        kind = "base" if scores is self.base_scores else "main"
         for suite, ids in by_suite.items():
-            scorer = self.suites[suite].scorer
-            if scorer is None:
+            if self.suites[suite].scorer is None:
                 continue
-            flat = [(n, i, g) for n in ids for i, g in enumerate(outputs[n])]
-            ok = [(n, i, g) for n, i, g in flat if g.error is None]
-            results: dict[tuple[str, int], Score] = {
-                (n, i): Score.unmeasured(scorer.metric, f"generation failed: {g.error}")
-                for n, i, g in flat if g.error is not None}
-            if ok:
-                got = scorer.score_batch([g.text for _, _, g in ok],
-                                         [self.runs[n].case for n, _, _ in ok])
-                results.update({(n, i): sc for (n, i, _), sc in zip(ok, got)})
+            with self._shared_lock(f"score:{kind}:{suite}"):
+                shared = self._shared_scores(kind, suite)
+                missing = [n for n in ids if n not in shared]
+                if missing:
+                    self._score_suite(suite, missing, outputs, shared)
+                    self._share_scores(kind, suite, shared)
             for n in ids:
-                scores[n] = [results[(n, i)] for i in range(len(outputs[n]))]
+                scores[n] = shared[n]
+
+    def _shared_path(self, kind: str, suite: str) -> Path | None:
+        if self.run_dir is None:
+            return None
+        digest = hashlib.sha256(f"{kind}\x00{suite}".encode()).hexdigest()[:16]
+        return self.run_dir / f"scores-{digest}.json"
+
+    def _shared_scores(self, kind: str, suite: str) -> dict[str, list[Score]]:
+        """Scores another xdist worker of this run already computed for this suite: each
+        suite is scored once per run, whatever ``-n`` is."""
+        path = self._shared_path(kind, suite)
+        if path is None or not path.is_file():
+            return {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {n: [Score(**s) for s in samples] for n, samples in data.items()}
+
+    def _share_scores(self, kind: str, suite: str, scores: dict[str, list[Score]]) -> None:
+        path = self._shared_path(kind, suite)
+        if path is None:
+            return
+        data = {n: [s.to_dict() for s in samples] for n, samples in scores.items()}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def _score_suite(self, suite: str, ids: list[str], outputs: dict[str, list[Generation]],
+                     scores: dict[str, list[Score]]) -> None:
+        """One ``score_batch`` call for every sample of these cases of one suite."""
+        scorer = self.suites[suite].scorer
+        assert scorer is not None
+        flat = [(n, i, g) for n in ids for i, g in enumerate(outputs[n])]
+        ok = [(n, i, g) for n, i, g in flat if g.error is None]
+        results: dict[tuple[str, int], Score] = {
+            (n, i): Score.unmeasured(scorer.metric, f"generation failed: {g.error}")
+            for n, i, g in flat if g.error is not None}
+        if ok:
+            got = scorer.score_batch([g.text for _, _, g in ok],
+                                     [self.runs[n].case for n, _, _ in ok])
+            results.update({(n, i): sc for (n, i, _), sc in zip(ok, got)})
+        for n in ids:
+            scores[n] = [results[(n, i)] for i in range(len(outputs[n]))]
 
     # --- results ------------------------------------------------------------------------
     @staticmethod

@@ -88,7 +88,7 @@ def test_bad_gate_argument(pytester: pytest.Pytester) -> None:
     make_suite(pytester, 5, wrong=set(), marker="min_pass_rate=90")
     result = pytester.runpytest()
     assert result.ret == EXIT_HARNESS_ERROR
-    result.stdout.fnmatch_lines(["*min_pass_rate=90) must be a number in [[]0, 1[]]. Fix: write e.g. min_pass_rate=0.8"])
+    result.stdout.fnmatch_lines(["*min_pass_rate=90) must be a rate in [[]0, 1[]]. Fix: write e.g. min_pass_rate=0.8"])
 
 
 def test_regression_against_saved_baseline(pytester: pytest.Pytester) -> None:

@@ -275,3 +275,54 @@ def test_missing_model_folder_is_one_line_and_exit_10(pytester: pytest.Pytester)
     assert result.ret == EXIT_HARNESS_ERROR
     result.stdout.fnmatch_lines(["*pytest-aie: *no/such/model*Fix: *"])
     assert "Traceback" not in result.stdout.str()
+
+
+COUNTING_SCORER = """
+    import os
+    from pytest_aie.scorers.base import Score, Scorer
+    from pytest_aie.suite import register_eval_marker
+
+    class Counting(Scorer):
+        marker = "counted"
+        metric = "counted.match"
+
+        def score(self, output, case):
+            ok = output == case.expected
+            return Score(self.metric, float(ok), ok, "counted")
+
+        def score_batch(self, outputs, cases):
+            with open(os.environ["AIE_COUNT_FILE"], "a") as fh:  # one line per call, any process
+                fh.write(f"{cases[0].suite} {len(cases)}\\n")
+            return super().score_batch(outputs, cases)
+
+    register_eval_marker("counted", lambda *a, base_dir, engine, **kw: Counting(),
+                         "counted(): exact match that counts its score_batch calls")
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_each_suite_is_scored_once_whatever_n_is(pytester: pytest.Pytester, monkeypatch,
+                                                 workers: str) -> None:
+    pytest.importorskip("xdist")
+    cases = [{"id": f"c{i}", "prompt": f"q{i}", "expected": f"a{i}"} for i in range(12)]
+    write_scripted_suite(pytester, cases, {f"q{i}": f"a{i}" for i in range(12)}, """
+import pytest
+
+@pytest.mark.dataset("cases.jsonl")
+@pytest.mark.counted
+def test_one(case, output):
+    pass
+
+@pytest.mark.dataset("cases.jsonl", system="be brief")
+@pytest.mark.counted
+def test_two(case, output):
+    pass
+""")
+    pytester.makeconftest(COUNTING_SCORER)
+    count = pytester.path / "calls.txt"
+    monkeypatch.setenv("AIE_COUNT_FILE", str(count))
+    result = pytester.runpytest_subprocess("-n", workers, "-p", "xdist")
+    assert result.ret == 0, result.stdout.str()
+    result.assert_outcomes(passed=24)
+    calls = sorted(count.read_text().splitlines())
+    assert calls == ["test_suite.py::test_one 12", "test_suite.py::test_two 12"], calls
