@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test bench browser clean
+.PHONY: install demo lint typecheck test bench browser clean
 
 $(STAMP): pyproject.toml Makefile
 	@echo "pytest-aie: creating $(VENV) and installing (about a minute)" >&2
@@ -66,7 +66,15 @@ browser:
 	"$$exe" --headless --no-sandbox --disable-gpu --dump-dom about:blank >/dev/null 2>&1 \
 		|| missing "$$exe does not start (try: $$exe --headless --no-sandbox --dump-dom about:blank)"
 
-test: $(STAMP) browser
+# ruff (configured in pyproject.toml): runs before the tests, so a lint error stops `make test` early.
+lint: $(STAMP)
+	$(PY) -m ruff check pytest_aie tests benchmarks
+
+# mypy (configured in pyproject.toml). Not yet part of `make test`: the package is not clean yet.
+typecheck: $(STAMP)
+	$(PY) -m mypy pytest_aie
+
+test: $(STAMP) lint browser
 	$(PY) -m pytest tests -p no:randomly -ra
 
 bench: $(STAMP)

@@ -59,7 +59,7 @@ def _aie(config: pytest.Config) -> AieSession:
 def pytest_configure(config: pytest.Config) -> None:
     """Register markers; parse settings; create the run's session (and, on the controller,
     the results log)."""
-    for name, text in MARKER_HELP.items():
+    for text in MARKER_HELP.values():
         config.addinivalue_line("markers", text)
     try:
         settings = Settings.from_config(config)

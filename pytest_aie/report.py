@@ -185,7 +185,7 @@ def basic_summary(cases: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- rendering
 
 
-def _environment() -> "jinja2.Environment":
+def _environment() -> jinja2.Environment:
     """A jinja2 environment reading templates from the ``pytest_aie.templates`` package.
 
     Goes through :mod:`importlib.resources`, so it works for an editable install (where the

@@ -180,7 +180,7 @@ def _check_folder(folder: Path, fail: Any) -> None:
         raise fail(f"folder {folder} is not writable")
 
 
-def claim_outputs(log: "ResultsLog | None", *, report: str = "", cache_dir: str = "") -> None:
+def claim_outputs(log: ResultsLog | None, *, report: str = "", cache_dir: str = "") -> None:
     """Before any generation: check that the results log, the report and the cache folder
     (empty: not written) can be written, then :meth:`ResultsLog.claim` the log. Raises
     :class:`UsageError` with one line."""

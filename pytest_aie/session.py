@@ -357,8 +357,13 @@ class AieSession:
     def conclude(self, status: int) -> int:
         """Controller, at session end: suite verdicts, comparisons (baseline, base vs
         candidate), the baseline file if asked for; returns the exit status."""
-        from pytest_aie.gates import (GatePolicy, compare_models, compare_to_baseline,
-                                      evaluate_suites, exit_status)
+        from pytest_aie.gates import (
+            GatePolicy,
+            compare_models,
+            compare_to_baseline,
+            evaluate_suites,
+            exit_status,
+        )
 
         s = self.settings
         policy = GatePolicy(mode=s.gate, inconclusive=s.inconclusive, confidence=s.confidence,

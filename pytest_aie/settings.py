@@ -176,7 +176,7 @@ class Settings:
     alpha: float = 0.05
 
     @classmethod
-    def from_config(cls, config: pytest.Config) -> "Settings":
+    def from_config(cls, config: pytest.Config) -> Settings:
         raw = {opt.name: _raw(config, opt) for opt in OPTIONS}
         by_name = {opt.name: opt for opt in OPTIONS}
         for name in ("cache", "gate", "inconclusive"):

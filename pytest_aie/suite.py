@@ -58,9 +58,8 @@ class _LazyEngine:
 
 def _similarity(metric: str = "cosine", *, base_dir: Path, engine: Callable[[], Any],
                 **kwargs: Any) -> Scorer:
-    from pytest_aie.scorers.similarity import build_similarity_scorer
-
     from pytest_aie.errors import EngineError
+    from pytest_aie.scorers.similarity import build_similarity_scorer
 
     if metric in ("perplexity", "bits_per_byte") and "engine" not in kwargs:
         kwargs["engine"] = _LazyEngine(engine)
@@ -199,7 +198,7 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], dict[str, Any]],
             _check_kwargs(marker, ekwargs, allowed + GATE_ARGS)
         try:
             model_name = kwargs.get("model")
-            get_engine = (lambda: engine(model_name)) if engine is not None else _no_engine
+            get_engine = (lambda m=model_name: engine(m)) if engine is not None else _no_engine
             scorer = factory(*eargs, base_dir=test_dir, engine=get_engine, **ekwargs)
         except TypeError as exc:
             raise UsageError(f"bad arguments to @pytest.mark.{marker}: {exc}",

@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import pytest
+from components import need  # tests/ is on sys.path (tests/conftest.py is imported from it)
 
 from pytest_aie.errors import EngineError
-from components import need  # tests/ is on sys.path (tests/conftest.py is imported from it)
 
 __all__ = [
     "GGUF_FILE",

@@ -235,8 +235,8 @@ def test_mode_refresh_writes_but_does_not_read(tmp_path):
 
 # --------------------------------------------------------------------------- concurrency
 
-def _writer(path: str, worker: int, n: int, start: "multiprocessing.synchronize.Barrier",
-            errors: "multiprocessing.Queue") -> None:
+def _writer(path: str, worker: int, n: int, start: multiprocessing.synchronize.Barrier,
+            errors: multiprocessing.Queue) -> None:
     try:
         c = GenerationCache(path)
         start.wait(timeout=30)

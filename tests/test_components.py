@@ -6,9 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
-
 import browser
+import pytest
 import serving
 from components import in_ci, need, need_module
 

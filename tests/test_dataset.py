@@ -531,8 +531,9 @@ def test_template_fields():
 # --------------------------------------------------------------------------- through pytest
 
 def _run_bad_dataset(pytester: pytest.Pytester, name: str, data: bytes) -> tuple[Any, str]:
-    from scripted_suite import write_answers, INI
     import textwrap
+
+    from scripted_suite import INI, write_answers
 
     (pytester.path / name).write_bytes(data)
     write_answers(pytester, {"hi": "ok"})
@@ -570,7 +571,7 @@ def test_bad_dataset_stops_collection_with_one_line_and_exit_10(pytester, name, 
 
 
 def test_unicode_case_ids_run_as_distinct_tests(pytester):
-    from scripted_suite import read_records, write_scripted_suite, eval_test
+    from scripted_suite import eval_test, read_records, write_scripted_suite
 
     cases = [{"id": "q-париж", "prompt": "a", "expected": "x"},
              {"id": "q-москва", "prompt": "b", "expected": "y"},

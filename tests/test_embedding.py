@@ -11,6 +11,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from components import need_module  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -25,7 +26,6 @@ from pytest_aie.scorers.embedding import (  # noqa: E402
     resolve_model,
 )
 from pytest_aie.scorers.similarity import build_similarity_scorer  # noqa: E402
-from components import need_module  # noqa: E402
 
 
 def case(expected: object, i: int = 0) -> Case:

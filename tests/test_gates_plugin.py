@@ -110,7 +110,8 @@ def test_regression_against_saved_baseline(pytester: pytest.Pytester) -> None:
     write_answers(pytester, 400, set(range(0, 400, 10)) | set(range(1, 151, 10)))
     worse = pytester.runpytest("--aie-baseline", "main")
     assert worse.ret == EXIT_REGRESSION
-    worse.stdout.fnmatch_lines(["baseline main: *REGRESSION: delta -0.037*p=3.05e-05 (Holm-adjusted 6.1e-05 over 2 decisions) on 400 shared cases",
+    worse.stdout.fnmatch_lines(["baseline main: *REGRESSION: delta -0.037*p=3.05e-05 "
+                                "(Holm-adjusted 6.1e-05 over 2 decisions) on 400 shared cases",
                                 "  newly failing (15): c1, c11, c21*"])
 
     # Cases added and removed: compared on the shared ones, and said so.

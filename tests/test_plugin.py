@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+
 import pytest
 from scripted_suite import write_scripted_suite
 

@@ -490,7 +490,8 @@ def test_browser_hostile_output_is_text_and_never_runs(chromium: Any, big_report
                 else expected == case["expected"]
         page.wait_for_timeout(300)  # give an onerror/onload handler time to fire, if one existed
         assert page.evaluate("typeof window.__aie_pwned") == "undefined"
-        assert page.evaluate("document.querySelectorAll('#aie-cases img, #aie-cases svg, #aie-summary img').length") == 0
+        images = "#aie-cases img, #aie-cases svg, #aie-summary img"
+        assert page.evaluate(f"document.querySelectorAll('{images}').length") == 0
         assert log.dialogs == []
         assert log.errors == []
         assert all(url.startswith("file:") for url in log.requests), log.requests
@@ -532,7 +533,8 @@ def test_browser_scored_and_invisible_characters(chromium: Any, tmp_path: Path) 
         page.locator("tr.case-row").nth(0).click()
         page.locator("tr.case-row").nth(2).click()
         blocks = page.eval_on_selector_all(
-            "tr.detail-row .block", "bs => bs.map(b => [b.querySelector('h4').textContent, b.querySelector('pre').textContent])")
+            "tr.detail-row .block",
+            "bs => bs.map(b => [b.querySelector('h4').textContent, b.querySelector('pre').textContent])")
         as_dict = dict(blocks[:3])
         assert as_dict["Output"] == SHOWN  # what a reader sees: the markers, not a reordered line
         assert "\u202e" not in page.inner_text("body")

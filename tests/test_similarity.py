@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import sacrebleu
+from components import need_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rouge_score import rouge_scorer
@@ -27,7 +28,6 @@ from pytest_aie.scorers.similarity import (
     build_similarity_scorer,
     corpus_scores,
 )
-from components import need_module
 
 
 def case(expected: object = None, i: int = 0, **fields: object) -> Case:

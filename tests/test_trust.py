@@ -4,7 +4,6 @@ engine or a scripted OpenAI-compatible server on loopback."""
 
 from __future__ import annotations
 
-import json
 import re
 import textwrap
 

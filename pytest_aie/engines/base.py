@@ -64,7 +64,7 @@ class Sampling:
             object.__setattr__(self, "stop", tuple(self.stop))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Sampling":
+    def from_dict(cls, data: dict[str, Any]) -> Sampling:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -110,7 +110,7 @@ class Request:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Request":
+    def from_dict(cls, data: dict[str, Any]) -> Request:
         data = dict(data)
         sampling = data.pop("sampling", None) or {}
         sampling = dict(sampling)
@@ -159,7 +159,7 @@ class Generation:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Generation":
+    def from_dict(cls, data: dict[str, Any]) -> Generation:
         data = dict(data)
         data["timings"] = Timings(**(data.get("timings") or {}))
         return cls(**data)
@@ -233,7 +233,7 @@ class Engine(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the engine's resources (models, connections)."""
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -60,7 +60,8 @@ def _load_jsonl(path: Path) -> dict[str, str]:
 def _code_digest(fn: Callable[..., Any]) -> str:
     """A digest of a callable's code that is stable across runs: its bytecode, the names it
     uses and its constants, nested functions included (closure values are not seen)."""
-    code = getattr(fn, "__code__", None) or getattr(getattr(fn, "__call__", None), "__code__", None)
+    # the __code__ of a callable object's __call__ method, not a callability test
+    code = getattr(fn, "__code__", None) or getattr(getattr(fn, "__call__", None), "__code__", None)  # noqa: B004
     if code is None:
         return ""
     digest = hashlib.sha256()

@@ -45,7 +45,7 @@ class Score:
         return "passed" if self.passed else "failed"
 
     @classmethod
-    def unmeasured(cls, metric: str, reason: str, **details: Any) -> "Score":
+    def unmeasured(cls, metric: str, reason: str, **details: Any) -> Score:
         return cls(metric=metric, value=None, passed=None, reason=reason, details=details)
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,9 +71,9 @@ class Scorer(abc.ABC):
         """The metric's name as it appears in results and reports, e.g. ``exact.contains``."""
 
     @abc.abstractmethod
-    def score(self, output: str, case: "Case") -> Score:
+    def score(self, output: str, case: Case) -> Score:
         """Score one output."""
 
-    def score_batch(self, outputs: Sequence[str], cases: Sequence["Case"]) -> list[Score]:
+    def score_batch(self, outputs: Sequence[str], cases: Sequence[Case]) -> list[Score]:
         """Score a whole suite; the default scores one by one."""
         return [self.score(o, c) for o, c in zip(outputs, cases)]

@@ -207,8 +207,8 @@ class EmbeddingScorer(ReferenceScorer):
 # --------------------------------------------------------------------------- BERTScore
 
 
-def greedy_match(cand: "torch.Tensor", ref: "torch.Tensor", cand_weight: "torch.Tensor",
-                 ref_weight: "torch.Tensor") -> tuple[float, float, float]:
+def greedy_match(cand: torch.Tensor, ref: torch.Tensor, cand_weight: torch.Tensor,
+                 ref_weight: torch.Tensor) -> tuple[float, float, float]:
     """BERTScore's greedy matching of two texts' unit-length token embeddings.
 
     ``cand`` is ``[n, d]``, ``ref`` ``[m, d]``; the weights (``[n]``, ``[m]``) say which tokens

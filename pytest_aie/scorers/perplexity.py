@@ -57,7 +57,7 @@ class PerplexityScorer(ReferenceScorer):
     higher_is_better: ClassVar[bool] = False
     max_threshold: ClassVar[float | None] = None
 
-    def __init__(self, engine: "Engine", *, kind: str = "perplexity",
+    def __init__(self, engine: Engine, *, kind: str = "perplexity",
                  context: str | None = None, **common: Any) -> None:
         if kind not in KINDS:
             raise UsageError(f"unknown kind {kind!r}", fix=f"use one of {', '.join(KINDS)}")
@@ -76,7 +76,7 @@ class PerplexityScorer(ReferenceScorer):
         self.kind = kind
         self.context = context
 
-    def score_batch(self, outputs: Sequence[str], cases: Sequence["Case"]) -> list[Score]:
+    def score_batch(self, outputs: Sequence[str], cases: Sequence[Case]) -> list[Score]:
         """Score every case's reference(s) with one ``engine.score_text`` call.
 
         The outputs are not used (only their count is checked). A failure of the engine as a

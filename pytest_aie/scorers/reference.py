@@ -32,7 +32,7 @@ class _Refs:
     problem: str | None = None
 
 
-def extract_references(case: "Case", field: str | None = None) -> _Refs:
+def extract_references(case: Case, field: str | None = None) -> _Refs:
     """The reference texts of ``case``.
 
     With ``field`` given, that field is read; otherwise ``references`` when the case has it,
@@ -121,10 +121,10 @@ class ReferenceScorer(Scorer):
     def metric(self) -> str:
         return f"similarity.{self.name}"
 
-    def score(self, output: str, case: "Case") -> Score:
+    def score(self, output: str, case: Case) -> Score:
         return self.score_batch([output], [case])[0]
 
-    def score_batch(self, outputs: Sequence[str], cases: Sequence["Case"]) -> list[Score]:
+    def score_batch(self, outputs: Sequence[str], cases: Sequence[Case]) -> list[Score]:
         """Score a suite: all valid pairs are handed to :meth:`_pair_values` in one call."""
         if len(outputs) != len(cases):
             raise ValueError(f"{len(outputs)} outputs for {len(cases)} cases")

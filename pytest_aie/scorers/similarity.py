@@ -38,8 +38,12 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from pytest_aie.errors import UsageError, require
 from pytest_aie.scorers.base import Scorer
-from pytest_aie.scorers.reference import (AGGREGATES, ReferenceScorer, _output_problem,
-                                         extract_references)
+from pytest_aie.scorers.reference import (
+    AGGREGATES,
+    ReferenceScorer,
+    _output_problem,
+    extract_references,
+)
 
 if TYPE_CHECKING:
     pass

@@ -307,7 +307,7 @@ def threshold_pvalue(values: Sequence[float | bool | None], threshold: float, *,
     """
     from scipy import stats
 
-    from pytest_aie.stats.means import robust_mean_se, mean_t_pvalue
+    from pytest_aie.stats.means import mean_t_pvalue, robust_mean_se
 
     keep = [i for i, v in enumerate(values)
             if v is not None and not (isinstance(v, float) and math.isnan(v))]
