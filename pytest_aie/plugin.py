@@ -34,7 +34,7 @@ from pytest_aie.text import oneline, show
 
 SESSION_KEY = pytest.StashKey[AieSession]()
 _SELECTED_KEY = pytest.StashKey[list]()
-_RECORD_ATTR = "aie_case"
+_RECORD_ATTR = "aie_cases"  # the case's records (one per eval marker) on its call report
 _HARNESS_PROP = "aie_harness_error"
 _RECORD_KEY = pytest.StashKey[Any]()
 
@@ -241,11 +241,13 @@ def models(request: pytest.FixtureRequest) -> Models:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """Run the body, then score the case: its record rides on the report; a failing case
-    fails the test with the scorer's one-line reason."""
+    """Run the body, then score the case on every eval marker: its records ride on the
+    report. A case fails when any metric fails it: an ungated metric (or a must-pass case)
+    fails the test with the scorers' one-line reasons; a metric whose suite gate decides
+    leaves the case xfailed."""
     aie = _aie(item.config)
     run = aie.runs.get(item.nodeid)
-    if run is None or run.spec.scorer is None:
+    if run is None or not run.spec.evals:
         return (yield)
     _ensure(item)
     try:
@@ -253,16 +255,18 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     except BaseException as exc:
         if isinstance(exc, (pytest.skip.Exception, KeyboardInterrupt)):
             raise
-        item.stash[_RECORD_KEY] = aie.record(item.nodeid, failure=f"{type(exc).__name__}: {exc}")
+        item.stash[_RECORD_KEY] = aie.case_records(item.nodeid,
+                                                   failure=f"{type(exc).__name__}: {exc}")
         raise
-    record = aie.record(item.nodeid)
-    item.stash[_RECORD_KEY] = record
-    if record is not None and record["status"] in ("failed", "unmeasured"):
-        message = (f"{record['metric']} {record['status']}: {oneline(record['reason'], 300)}; "
-                   f"output: {show(record['output'], 160)}")
-        if record["gate"] and not record["must_pass"]:
+    records = aie.case_records(item.nodeid)
+    item.stash[_RECORD_KEY] = records
+    bad = [r for r in records if r["status"] in ("failed", "unmeasured")]
+    if bad:
+        message = "; ".join(f"{r['metric']} {r['status']}: {oneline(r['reason'], 300)}"
+                            for r in bad) + f"; output: {show(bad[0]['output'], 160)}"
+        if all(r["gate"] and not r["must_pass"] for r in bad):
             # The suite's statistical gate decides; the case shows as xfailed, not as a failure.
-            gate = ", ".join(f"{k}={v:g}" for k, v in record["gate"].items())
+            gate = ", ".join(f"{k}={v:g}" for k, v in bad[0]["gate"].items())
             pytest.xfail(f"{message} (left to the suite gate {gate})")
         pytest.fail(message, pytrace=False)
     return result
@@ -282,9 +286,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     elif excinfo is not None and isinstance(excinfo.value, AieError):
         report.longrepr = excinfo.value.line()  # one line, no traceback
     if call.when == "call":
-        record = item.stash.get(_RECORD_KEY, None)
-        if record is not None:
-            setattr(report, _RECORD_ATTR, record)
+        records = item.stash.get(_RECORD_KEY, None)
+        if records:
+            setattr(report, _RECORD_ATTR, records)
     return report
 
 
@@ -295,8 +299,7 @@ class _Collector:
         self.aie = aie
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        record = getattr(report, _RECORD_ATTR, None)
-        if record is not None:
+        for record in getattr(report, _RECORD_ATTR, None) or ():
             self.aie.add_record(record)
         for name, value in report.user_properties:
             if name == _HARNESS_PROP and value not in self.aie.harness_errors:
@@ -341,9 +344,10 @@ def _case_lines(config: pytest.Config) -> list[tuple[str, dict[str, bool]]]:
     limit = None if config.get_verbosity() >= 2 else _CASE_LINES
     out = [(f"failing eval cases ({len(hidden)}):", {"red": True})]
     for rep in hidden[:limit]:
-        record = getattr(rep, _RECORD_ATTR)
-        out.append((f"FAILED {rep.nodeid} - {record['metric']} {record['status']}: "
-                    f"{oneline(record['reason'], 200)}; output: {show(record['output'], 100)}", {}))
+        records = getattr(rep, _RECORD_ATTR)
+        bad = [r for r in records if r["status"] in ("failed", "unmeasured")] or records
+        why = "; ".join(f"{r['metric']} {r['status']}: {oneline(r['reason'], 200)}" for r in bad)
+        out.append((f"FAILED {rep.nodeid} - {why}; output: {show(bad[0]['output'], 100)}", {}))
     if limit is not None and len(hidden) > limit:
         out.append((f"... and {len(hidden) - limit} more failing cases (all of them: the report "
                     f"and the results log below; -vv lists them here)", {"red": True}))

@@ -32,7 +32,7 @@ from pytest_aie.model import Model, Progress, stderr_progress
 from pytest_aie.results import ResultsLog, reference_fields
 from pytest_aie.scorers.base import Score
 from pytest_aie.settings import Settings
-from pytest_aie.suite import SuiteSpec
+from pytest_aie.suite import Eval, SuiteSpec
 from pytest_aie.text import oneline
 
 __all__ = ["AieSession", "CaseRun"]
@@ -56,9 +56,9 @@ class AieSession:
     suites: dict[str, SuiteSpec] = field(default_factory=dict)
     runs: dict[str, CaseRun] = field(default_factory=dict)  # item nodeid -> CaseRun
     outputs: dict[str, list[Generation]] = field(default_factory=dict)  # one per sample
-    scores: dict[str, list[Score]] = field(default_factory=dict)
+    scores: dict[str, list[list[Score]]] = field(default_factory=dict)  # per eval, per sample
     base_outputs: dict[str, list[Generation]] = field(default_factory=dict)  # finetune comparison
-    base_scores: dict[str, list[Score]] = field(default_factory=dict)
+    base_scores: dict[str, list[list[Score]]] = field(default_factory=dict)
     harness_errors: list[str] = field(default_factory=list)
     shown_errors: set[str] = field(default_factory=set)  # already printed by pytest
     log: ResultsLog | None = None
@@ -213,23 +213,25 @@ class AieSession:
             self._score(compare, self.base_outputs, self.base_scores)
 
     def _score(self, nodeids: list[str], outputs: dict[str, list[Generation]],
-               scores: dict[str, list[Score]]) -> None:
-        """Score every sample of every case, one ``score_batch`` call per suite."""
+               scores: dict[str, list[list[Score]]]) -> None:
+        """Score every sample of every case: one ``score_batch`` call per suite and eval."""
         by_suite: dict[str, list[str]] = {}
         for n in nodeids:
             by_suite.setdefault(self.runs[n].spec.suite, []).append(n)
-        kind = "base" if scores is self.base_scores else "main"
+        side = "base" if scores is self.base_scores else "main"
         for suite, ids in by_suite.items():
-            if self.suites[suite].scorer is None:
-                continue
-            with self._shared_lock(f"score:{kind}:{suite}"):
-                shared = self._shared_scores(kind, suite)
-                missing = [n for n in ids if n not in shared]
-                if missing:
-                    self._score_suite(suite, missing, outputs, shared)
-                    self._share_scores(kind, suite, shared)
+            per_eval = []
+            for e, ev in enumerate(self.suites[suite].evals):
+                kind = f"{side}:{e}:{ev.scorer.metric}"
+                with self._shared_lock(f"score:{kind}:{suite}"):
+                    shared = self._shared_scores(kind, suite)
+                    missing = [n for n in ids if n not in shared]
+                    if missing:
+                        self._score_suite(ev.scorer, missing, outputs, shared)
+                        self._share_scores(kind, suite, shared)
+                per_eval.append(shared)
             for n in ids:
-                scores[n] = shared[n]
+                scores[n] = [shared[n] for shared in per_eval]
 
     def _shared_path(self, kind: str, suite: str) -> Path | None:
         if self.run_dir is None:
@@ -255,11 +257,9 @@ class AieSession:
         tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
         os.replace(tmp, path)
 
-    def _score_suite(self, suite: str, ids: list[str], outputs: dict[str, list[Generation]],
+    def _score_suite(self, scorer: Any, ids: list[str], outputs: dict[str, list[Generation]],
                      scores: dict[str, list[Score]]) -> None:
         """One ``score_batch`` call for every sample of these cases of one suite."""
-        scorer = self.suites[suite].scorer
-        assert scorer is not None
         flat = [(n, i, g) for n in ids for i, g in enumerate(outputs[n])]
         ok = [(n, i, g) for n, i, g in flat if g.error is None]
         results: dict[tuple[str, int], Score] = {
@@ -293,23 +293,27 @@ class AieSession:
         return value, wins * 2 > len(judged), \
             f"{wins}/{len(judged)} samples passed{tie}; first {first.status}: {first.reason}"
 
-    def has_threshold(self, spec: SuiteSpec) -> bool:
-        return bool(self.gate(spec))
-
-    def gate(self, spec: SuiteSpec) -> dict[str, float]:
-        gate = {k: v for k, v in spec.gate.items() if v is not None}
+    def gate(self, ev: Eval) -> dict[str, float]:
+        """An eval's gate: its marker's thresholds, else the run's ``--aie-min-*`` defaults."""
+        gate = {k: v for k, v in ev.gate.items() if v is not None}
         if not gate:
             s = self.settings
             gate = {k: v for k, v in (("min_pass_rate", s.min_pass_rate),
                                       ("min_score", s.min_score)) if v is not None}
         return gate
 
-    def record(self, nodeid: str, *, failure: str | None = None) -> dict[str, Any] | None:
-        """The results record of a finished case (None for tests without an eval marker)."""
+    def case_records(self, nodeid: str, *, failure: str | None = None) -> list[dict[str, Any]]:
+        """The results records of a finished case, one per eval marker (none for tests
+        without one). ``failure``: the test body's own assertion failed."""
         run = self.runs.get(nodeid)
-        if run is None or run.spec.scorer is None or nodeid not in self.outputs:
-            return None
-        gens, scores = self.outputs[nodeid], self.scores[nodeid]
+        if run is None or not run.spec.evals or nodeid not in self.outputs:
+            return []
+        return [self._record(nodeid, e, failure) for e in range(len(run.spec.evals))]
+
+    def _record(self, nodeid: str, e: int, failure: str | None) -> dict[str, Any]:
+        run = self.runs[nodeid]
+        ev = run.spec.evals[e]
+        gens, scores = self.outputs[nodeid], self.scores[nodeid][e]
         gen = gens[0]
         value, passed, reason = self._combine(scores)
         if failure is not None and gen.error is None:  # the test body's own assertion failed
@@ -324,12 +328,12 @@ class AieSession:
             "metric": scores[0].metric, "value": value, "passed": passed, "status": status,
             "reason": reason,
             "error": next((g.error for g in gens if g.error is not None), None),
-            "binary": getattr(run.spec.scorer, "binary", True),
-            "higher_is_better": getattr(run.spec.scorer, "higher_is_better", True),
+            "binary": getattr(ev.scorer, "binary", True),
+            "higher_is_better": getattr(ev.scorer, "higher_is_better", True),
             "output": gen.text, "expected": run.case.expected, "prompt": prompt,
             "tags": list(run.case.tags), "group": _group(run.case),
-            "must_pass": bool(run.case.id in run.spec.must_pass or run.case.fields.get("must_pass")),
-            "gate": self.gate(run.spec) or None, "source": run.case.source,
+            "must_pass": bool(run.case.id in ev.must_pass or run.case.fields.get("must_pass")),
+            "gate": self.gate(ev) or None, "source": run.case.source,
             "engine": gen.engine, "model": gen.model, "adapter": gen.adapter,
             "cached": gen.cached, "finish_reason": gen.finish_reason,
             "prompt_tokens": gen.prompt_tokens,
@@ -339,7 +343,7 @@ class AieSession:
         }
         if "references" in run.case.fields:
             record["references"] = run.case.fields["references"]
-        record.update(reference_fields(run.spec.scorer, run.case))  # what the scorer compared with
+        record.update(reference_fields(ev.scorer, run.case))  # what the scorer compared with
         if len(gens) > 1:
             from pytest_aie.stats.sampling import consistency
 
@@ -348,7 +352,7 @@ class AieSession:
                 {"seed": r.sampling.seed, "output": g.text, "passed": sc.passed, "value": sc.value,
                  "reason": sc.reason} for r, g, sc in zip(self._requests(nodeid), gens, scores)]
         if nodeid in self.base_outputs:
-            bvalue, bpassed, breason = self._combine(self.base_scores[nodeid])
+            bvalue, bpassed, breason = self._combine(self.base_scores[nodeid][e])
             record["base"] = {"passed": bpassed, "value": bvalue, "reason": breason,
                               "output": self.base_outputs[nodeid][0].text,
                               "model": self.base_outputs[nodeid][0].model}

@@ -19,7 +19,7 @@ from pytest_aie.engines.base import Request, Sampling
 from pytest_aie.errors import UsageError
 from pytest_aie.scorers.base import Score, Scorer
 
-__all__ = ["EVAL_MARKERS", "MARKER_HELP", "SuiteSpec", "build_suite", "register_eval_marker"]
+__all__ = ["EVAL_MARKERS", "MARKER_HELP", "Eval", "SuiteSpec", "build_suite", "register_eval_marker"]
 
 _SAMPLING_ARGS = ("max_tokens", "temperature", "top_p", "stop", "seed")
 _DATASET_ARGS = ("prompt", "system", "chat", "model", *_SAMPLING_ARGS)
@@ -121,6 +121,16 @@ def register_eval_marker(name: str, factory: Callable[..., Scorer], help: str) -
 
 
 @dataclass
+class Eval:
+    """One eval marker on a suite: its scorer (one metric) and that metric's own gate."""
+
+    marker: str
+    scorer: Scorer
+    gate: dict[str, float] = field(default_factory=dict)  # min_pass_rate / min_score
+    must_pass: tuple[str, ...] = ()  # case ids that fail their test even under a threshold
+
+
+@dataclass
 class SuiteSpec:
     """One suite: a test function, its cases, and how they are generated and scored."""
 
@@ -131,11 +141,13 @@ class SuiteSpec:
     chat: bool = True
     model: str | None = None  # a name from the `models` fixture; None = the session model
     sampling: dict[str, Any] = field(default_factory=dict)  # overrides of the run defaults
-    scorer: Scorer | None = None
-    marker: str | None = None
-    gate: dict[str, float] = field(default_factory=dict)  # min_pass_rate / min_score
-    must_pass: tuple[str, ...] = ()  # case ids that fail their test even under a threshold
+    evals: list[Eval] = field(default_factory=list)  # one per eval marker, each its own metric
     samples: int = 0  # 0: the run's --aie-samples
+
+    @property
+    def scorer(self) -> Scorer | None:
+        """The first eval's scorer (None: a dataset-only test, nothing scored)."""
+        return self.evals[0].scorer if self.evals else None
 
     def request_for(self, case: Case, defaults: Sampling) -> Request:
         params = Sampling.from_dict({**_sampling_dict(defaults), **self.sampling})
@@ -181,18 +193,14 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], dict[str, Any]],
         raise UsageError("@pytest.mark.dataset takes exactly one path",
                          fix='write @pytest.mark.dataset("cases.jsonl", ...)')
     _check_kwargs("dataset", kwargs, _DATASET_ARGS)
-    if len(evals) > 1:
-        raise UsageError(f"a test has more than one eval marker ({', '.join(e[0] for e in evals)})",
-                         fix="split it into one test per eval marker")
-    scorer = marker = None
-    gate: dict[str, float] = {}
-    must_pass: tuple[str, ...] = ()
-    samples = 0
-    if evals:
-        marker, eargs, ekwargs = evals[0]
+    built: list[Eval] = []
+    samples_by: dict[str, int] = {}
+    for marker, eargs, ekwargs in evals:
         factory = EVAL_MARKERS[marker]
         ekwargs = dict(ekwargs)
-        gate, must_pass, samples = _gate_args(marker, ekwargs)
+        gate, must_pass, samples_k = _gate_args(marker, ekwargs)
+        if samples_k:
+            samples_by[marker] = samples_k
         allowed = _factory_kwargs(factory)
         if allowed is not None:
             _check_kwargs(marker, ekwargs, allowed + GATE_ARGS)
@@ -203,12 +211,24 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], dict[str, Any]],
         except TypeError as exc:
             raise UsageError(f"bad arguments to @pytest.mark.{marker}: {exc}",
                              fix=f"see `pytest --markers` for the signature of {marker}") from None
+        if any(e.scorer.metric == scorer.metric for e in built):
+            raise UsageError(f"two eval markers on one test measure the same metric "
+                             f"{scorer.metric!r}", fix="keep one of them, or give them different "
+                             "kinds or metrics")
+        built.append(Eval(marker, scorer, gate, must_pass))
+    if len(set(samples_by.values())) > 1:
+        raise UsageError("the eval markers of one test ask for different samples= "
+                         f"({', '.join(f'{m}: {k}' for m, k in samples_by.items())})",
+                         fix="the samples are generated once and shared by every eval: give "
+                             "one samples= value")
+    samples = next(iter(samples_by.values()), 0)
     prompt = kwargs.get("prompt")
     required = list(template_fields(prompt))
     if prompt is None:
         required.append("prompt")
-    if scorer is not None and getattr(scorer, "needs_expected", False):
-        required.append(getattr(scorer, "field", "expected"))
+    for ev in built:
+        if getattr(ev.scorer, "needs_expected", False):
+            required.append(getattr(ev.scorer, "field", "expected"))
     path = test_dir / str(args[0])
     cases = load_cases(path, require=tuple(required))
     cases = [Case(id=c.id, fields=c.fields, source=c.source, tags=c.tags, suite=suite) for c in cases]
@@ -220,14 +240,15 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], dict[str, Any]],
     except (ValueError, TypeError) as exc:
         raise UsageError(f"bad sampling argument to @pytest.mark.dataset: {exc}",
                          fix="see `pytest --markers`") from None
-    unknown = [c for c in must_pass if c not in {case.id for case in cases}]
-    if unknown:
-        raise UsageError(f"@pytest.mark.{marker} must_pass names unknown case {unknown[0]!r}",
-                         fix=f"use case ids from {path.name}")
+    ids = {case.id for case in cases}
+    for ev in built:
+        unknown = [c for c in ev.must_pass if c not in ids]
+        if unknown:
+            raise UsageError(f"@pytest.mark.{ev.marker} must_pass names unknown case "
+                             f"{unknown[0]!r}", fix=f"use case ids from {path.name}")
     return SuiteSpec(suite=suite, cases=cases, prompt=prompt, system=kwargs.get("system"),
                      chat=bool(kwargs.get("chat", True)), model=kwargs.get("model"),
-                     sampling=sampling, scorer=scorer, marker=marker, gate=gate,
-                     must_pass=must_pass, samples=samples)
+                     sampling=sampling, evals=built, samples=samples)
 
 
 def _no_engine() -> Any:

@@ -327,3 +327,54 @@ def test_two(case, output):
     result.assert_outcomes(passed=24)
     calls = sorted(count.read_text().splitlines())
     assert calls == ["test_suite.py::test_one 12", "test_suite.py::test_two 12"], calls
+
+
+def test_several_eval_markers_on_one_test_each_with_its_own_gate(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("rouge_score")
+    cases = [{"id": f"c{i}", "prompt": f"q{i}", "expected": f"answer number {i}"} for i in range(30)]
+    answers = {f"q{i}": ("something else" if i < 12 else f"answer number {i}") for i in range(30)}
+    write_scripted_suite(pytester, cases, answers, """
+import pytest
+
+@pytest.mark.dataset("cases.jsonl")
+@pytest.mark.exact(min_pass_rate=0.9)
+@pytest.mark.similarity("rouge1", min_score=0.1)
+def test_two(case, output):
+    pass
+
+@pytest.mark.dataset("cases.jsonl")
+@pytest.mark.exact()
+@pytest.mark.similarity("rouge1", min_score=0.1)
+def test_ungated_exact(case, output):
+    pass
+""")
+    result = pytester.runpytest("-rx")
+    assert result.ret == 1
+    out = result.stdout.str()
+    # one summary line, one gate and one verdict per metric
+    result.stdout.fnmatch_lines(["*::test_two [[]exact.match[]]: 18/30 passed, 12 failed*-> FAIL (threshold 0.9)"])
+    result.stdout.fnmatch_lines(["*::test_two [[]similarity.rouge1[]]: 30/30 scored*-> PASS (threshold 0.1)"])
+    assert "GATE FAILED: 1 suite gate(s) failed: test_suite.py::test_two [exact.match]" in out
+    # a case fails when any metric fails it: gated -> xfailed, ungated -> failed
+    result.assert_outcomes(passed=36, xfailed=12, failed=12)
+    records = [json.loads(line) for line in
+               (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()[1:]]
+    c0 = [r for r in records if r["case_id"] == "c0" and r["suite"].endswith("test_two")]
+    assert sorted(r["metric"] for r in c0) == ["exact.match", "similarity.rouge1"]
+    assert {r["status"] for r in c0} == {"failed", "scored"}
+
+
+def test_two_evals_measuring_the_same_metric_are_refused(pytester: pytest.Pytester) -> None:
+    cases = [{"id": "a", "prompt": "p", "expected": "x"}]
+    write_scripted_suite(pytester, cases, {"p": "x"}, """
+import pytest
+
+@pytest.mark.dataset("cases.jsonl")
+@pytest.mark.exact(min_pass_rate=0.5)
+@pytest.mark.exact()
+def test_twice(case, output):
+    pass
+""")
+    result = pytester.runpytest()
+    assert result.ret == EXIT_HARNESS_ERROR
+    result.stdout.fnmatch_lines(["*two eval markers on one test measure the same metric 'exact.match'*"])
