@@ -30,7 +30,7 @@ from pytest_aie.errors import AieError, UsageError
 from pytest_aie.files import file_lock
 from pytest_aie.model import Model, Progress, stderr_progress
 from pytest_aie.results import ResultsLog, reference_fields
-from pytest_aie.scorers.base import Score
+from pytest_aie.scorers.base import Sample, Score
 from pytest_aie.settings import Settings
 from pytest_aie.suite import Eval, SuiteSpec
 from pytest_aie.text import oneline
@@ -266,8 +266,13 @@ class AieSession:
             (n, i): Score.unmeasured(scorer.metric, f"generation failed: {g.error}")
             for n, i, g in flat if g.error is not None}
         if ok:
-            got = scorer.score_batch([g.text for _, _, g in ok],
-                                     [self.runs[n].case for n, _, _ in ok])
+            def sample(n: str, i: int, g: Generation) -> Sample:
+                name = self.primary_model(self.runs[n].spec) if outputs is self.outputs \
+                    else "default"  # the base model of a finetune comparison
+                return Sample(case=self.runs[n].case, request=self._requests(n)[i],
+                              generation=g, model=name, index=i, generations={name: g})
+
+            got = scorer.score_samples([sample(n, i, g) for n, i, g in ok])
             results.update({(n, i): sc for (n, i, _), sc in zip(ok, got)})
         for n in ids:
             scores[n] = [results[(n, i)] for i in range(len(outputs[n]))]
@@ -328,8 +333,8 @@ class AieSession:
             "metric": scores[0].metric, "value": value, "passed": passed, "status": status,
             "reason": reason,
             "error": next((g.error for g in gens if g.error is not None), None),
-            "binary": getattr(ev.scorer, "binary", True),
-            "higher_is_better": getattr(ev.scorer, "higher_is_better", True),
+            "binary": ev.scorer.binary,
+            "higher_is_better": ev.scorer.higher_is_better,
             "output": gen.text, "expected": run.case.expected, "prompt": prompt,
             "tags": list(run.case.tags), "group": _group(run.case),
             "must_pass": bool(run.case.id in ev.must_pass or run.case.fields.get("must_pass")),

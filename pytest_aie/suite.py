@@ -12,7 +12,7 @@ import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from pytest_aie.dataset import Case, build_request, load_cases, template_fields
 from pytest_aie.engines.base import Request, Sampling
@@ -67,13 +67,14 @@ def _similarity(metric: str = "cosine", *, base_dir: Path, engine: Callable[[], 
         scorer = build_similarity_scorer(metric, **kwargs)
     except EngineError as exc:  # a model or library that is not installed
         scorer = UnavailableScorer(f"similarity.{metric}", str(exc))
-    scorer.binary = False  # type: ignore[attr-defined]  # continuous scores
     return scorer
 
 
 class UnavailableScorer(Scorer):
-    """Stands in for a scorer whose model or library is missing: every case is recorded as
-    unmeasured with the reason, and the rest of the run goes on."""
+    """Stands in for a similarity scorer whose model or library is missing: every case is
+    recorded as unmeasured with the reason, and the rest of the run goes on."""
+
+    binary: ClassVar[bool] = False
 
     def __init__(self, metric: str, reason: str) -> None:
         self._metric = metric
@@ -227,8 +228,7 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], dict[str, Any]],
     if prompt is None:
         required.append("prompt")
     for ev in built:
-        if getattr(ev.scorer, "needs_expected", False):
-            required.append(getattr(ev.scorer, "field", "expected"))
+        required.extend(ev.scorer.required_fields())
     path = test_dir / str(args[0])
     cases = load_cases(path, require=tuple(required))
     cases = [Case(id=c.id, fields=c.fields, source=c.source, tags=c.tags, suite=suite) for c in cases]

@@ -378,3 +378,59 @@ def test_twice(case, output):
     result = pytester.runpytest()
     assert result.ret == EXIT_HARNESS_ERROR
     result.stdout.fnmatch_lines(["*two eval markers on one test measure the same metric 'exact.match'*"])
+
+
+SAMPLE_SCORER = """
+    from pytest_aie.scorers.base import Score, Scorer
+    from pytest_aie.suite import register_eval_marker
+
+    class Short(Scorer):
+        # a continuous, lower-is-better metric that reads whole samples: tokens and request
+        marker = "short"
+        metric = "short.tokens"
+        binary = False
+        higher_is_better = False
+
+        def required_fields(self):
+            return ("budget",)
+
+        def score(self, output, case):  # pragma: no cover - score_samples is used
+            raise AssertionError("score_samples should be called")
+
+        def score_samples(self, samples):
+            out = []
+            for s in samples:
+                assert s.request.sampling.max_tokens == 7 and s.model == "default"
+                assert s.generations == {"default": s.generation} and s.index == 0
+                out.append(Score(self.metric, float(s.generation.completion_tokens),
+                                 s.generation.completion_tokens <= s.case["budget"],
+                                 f"{s.generation.completion_tokens} tokens"))
+            return out
+
+    register_eval_marker("short", lambda *a, base_dir, engine, **kw: Short(), "short()")
+"""
+
+
+def test_scorer_sees_whole_samples_and_declares_what_it_is(pytester: pytest.Pytester) -> None:
+    cases = [{"id": f"c{i}", "prompt": f"q{i}", "budget": 2} for i in range(4)]
+    answers = {"q0": "one", "q1": "one two", "q2": "one two three", "q3": "a b c d"}
+    write_scripted_suite(pytester, cases, answers, """
+import pytest
+
+@pytest.mark.dataset("cases.jsonl", max_tokens=7)
+@pytest.mark.short
+def test_len(case, output):
+    pass
+""")
+    pytester.makeconftest(SAMPLE_SCORER)
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=2, failed=2)
+    records = [json.loads(line) for line in
+               (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()[1:]]
+    assert [r["value"] for r in records] == [1.0, 2.0, 3.0, 4.0]
+    assert all(r["binary"] is False and r["higher_is_better"] is False for r in records)
+    # the declared required field is checked when the dataset loads
+    (pytester.path / "cases.jsonl").write_text('{"id": "x", "prompt": "q0"}\n')
+    result = pytester.runpytest()
+    assert result.ret == EXIT_HARNESS_ERROR
+    result.stdout.fnmatch_lines(["*case is missing field(s): budget*"])

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 if TYPE_CHECKING:
     from pytest_aie.dataset import Case
+    from pytest_aie.engines.base import Generation, Request
 
-__all__ = ["Score", "Scorer"]
+__all__ = ["Sample", "Score", "Scorer"]
 
 
 @dataclass
@@ -58,12 +59,55 @@ class Score:
         }
 
 
+@dataclass(frozen=True)
+class Sample:
+    """Everything a scorer may look at for one generated sample of one case."""
+
+    case: Case
+    request: Request
+    generation: Generation
+    model: str  # the model's name in the run ("default", "candidate", a --aie-models name)
+    index: int = 0  # the sample's index (repeated sampling)
+    #: every model's generation for this case and sample index, by model name (a suite that
+    #: runs several models; for a one-model suite, just this one)
+    generations: Mapping[str, Generation] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return self.generation.text
+
+
 class Scorer(abc.ABC):
     """Scores outputs against cases. Subclasses implement :meth:`score` (and may override
-    :meth:`score_batch` to batch)."""
+    :meth:`score_batch` to batch, or :meth:`score_samples` to see whole samples: the request,
+    token counts, timings, the model, the sample index).
+
+    What a scorer is, the harness reads from these declarations (never by probing):
+    :attr:`binary`, :attr:`higher_is_better`, :attr:`bounds` and :meth:`required_fields`.
+    """
 
     #: The marker this scorer belongs to ("exact", "similarity", ...).
     marker: ClassVar[str] = ""
+    #: True: a pass/fail metric (the suite's figure is a pass rate); False: a continuous
+    #: score (the suite's figure is a mean).
+    binary: ClassVar[bool] = True
+    #: False for metrics where lower is better (TER, perplexity, latency): thresholds are
+    #: ceilings and a rise is a regression.
+    higher_is_better: ClassVar[bool] = True
+
+    @property
+    def bounds(self) -> tuple[float | None, float | None]:
+        """The smallest and largest value the metric can take (None: unbounded)."""
+        return (0.0, 1.0)
+
+    def required_fields(self) -> tuple[str, ...]:
+        """Case fields every case must have for this scorer (checked when the dataset loads)."""
+        return ()
+
+    def score_samples(self, samples: Sequence[Sample]) -> list[Score]:
+        """Score a whole suite's samples at once; the default hands the texts and cases to
+        :meth:`score_batch`."""
+        return self.score_batch([s.generation.text for s in samples], [s.case for s in samples])
 
     @property
     @abc.abstractmethod

@@ -149,6 +149,9 @@ class ExactScorer(Scorer):
     def needs_expected(self) -> bool:
         return not (self.kind in ("json", "json_schema") or (self.kind == "regex" and self.pattern))
 
+    def required_fields(self) -> tuple[str, ...]:
+        return (self.field,) if self.needs_expected else ()
+
     def _compile(self, pattern: str) -> Any:
         """A marker's pattern: checked when the suite is built (a usage error)."""
         try:

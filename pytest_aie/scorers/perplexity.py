@@ -57,6 +57,10 @@ class PerplexityScorer(ReferenceScorer):
     higher_is_better: ClassVar[bool] = False
     max_threshold: ClassVar[float | None] = None
 
+    @property
+    def bounds(self) -> tuple[float | None, float | None]:
+        return (1.0 if self.kind == "perplexity" else 0.0, None)
+
     def __init__(self, engine: Engine, *, kind: str = "perplexity",
                  context: str | None = None, **common: Any) -> None:
         if kind not in KINDS:

@@ -80,8 +80,13 @@ class ReferenceScorer(Scorer):
     #: Metric name inside the marker, e.g. ``"bleu"``; the result's metric is ``similarity.<name>``.
     name: str = ""
     higher_is_better: ClassVar[bool] = True
+    binary: ClassVar[bool] = False  # a continuous score
     #: Largest sensible threshold (values are on a 0-1 scale); None: unbounded.
     max_threshold: ClassVar[float | None] = 1.0
+
+    @property
+    def bounds(self) -> tuple[float | None, float | None]:
+        return (0.0, self.max_threshold)
 
     def __init__(self, *, threshold: float | None = None, min_score: float | None = None,
                  references: str | None = None, aggregate: str = "max") -> None:
