@@ -18,7 +18,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Generator
+from typing import Any, Callable, Generator
 
 import pytest
 
@@ -123,7 +123,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                              fix="add `case` to its parameters")
         spec = build_suite(suite, (marker.args, marker.kwargs), evals,
                            Path(str(metafunc.definition.path)).parent,
-                           engine=lambda name: aie.model(name or aie.primary_model_name()).engine)
+                           engine=lambda name: aie.model(name or aie.primary_model_name()).engine,
+                           body="evaluate" in metafunc.fixturenames)
+        if spec.body and "output" in metafunc.fixturenames:
+            raise UsageError(f"{name} takes both `output` (the model's generation) and "
+                             "`evaluate` (its own output)",
+                             fix="take `output` to evaluate the model, or `evaluate` to hand "
+                                 "over what the test body computed")
     except AieError as exc:
         aie.harness_errors.append(exc.line())
         aie.shown_errors.add(exc.line())  # pytest prints collection errors itself
@@ -223,6 +229,24 @@ def output(request: pytest.FixtureRequest, case: Case) -> Generation:
     return _ensure(request.node).outputs[request.node.nodeid][0]
 
 
+@pytest.fixture
+def evaluate(request: pytest.FixtureRequest, case: Case) -> Callable[[Any], None]:
+    """Hand this case's output to the test's eval markers: ``evaluate(answer)`` (a ``str``, or a
+    Generation). For tests that compute the output themselves (your application called in
+    the test body); the markers score it when the body ends, with the same gates, results
+    and report as a generated output."""
+    aie = _aie(request.config)
+    nodeid = request.node.nodeid
+
+    def hand_over(output: Any) -> None:
+        if not isinstance(output, (str, Generation)):
+            raise TypeError(f"evaluate() takes the output text (a str), got "
+                            f"{type(output).__name__}: {show(output, 80)}")
+        aie.submitted[nodeid] = output
+
+    return hand_over
+
+
 @pytest.fixture(scope="session")
 def model(request: pytest.FixtureRequest) -> Model:
     """The session's model (``--aie-engine``/``--aie-model``; default: the embedded
@@ -249,9 +273,15 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     run = aie.runs.get(item.nodeid)
     if run is None or not run.spec.evals:
         return (yield)
-    _ensure(item)
+    if not run.spec.body:
+        _ensure(item)
     try:
         result = yield
+        if run.spec.body:
+            if item.nodeid not in aie.submitted:
+                pytest.fail(f"pytest-aie: {item.nodeid} did not hand its output over: call "
+                            "evaluate(output) in the test body", pytrace=False)
+            aie.score_body(item.nodeid, aie.submitted.pop(item.nodeid))
     except BaseException as exc:
         if isinstance(exc, (pytest.skip.Exception, KeyboardInterrupt)):
             raise

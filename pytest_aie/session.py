@@ -61,6 +61,7 @@ class AieSession:
     base_scores: dict[str, list[list[Score]]] = field(default_factory=dict)
     harness_errors: list[str] = field(default_factory=list)
     shown_errors: set[str] = field(default_factory=set)  # already printed by pytest
+    submitted: dict[str, Any] = field(default_factory=dict)  # test-body outputs (evaluate)
     log: ResultsLog | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)  # per-suite gate results
@@ -98,6 +99,8 @@ class AieSession:
     def model(self, name: str | None = None) -> Model:
         """The named model (``None`` or ``"default"``: the session's model), created lazily."""
         name = name or "default"
+        if name not in self._models and name.startswith("target:"):
+            self._models[name] = self._target_model(name)
         if name not in self._models:
             s = self.settings
             if name == "default":
@@ -119,6 +122,20 @@ class AieSession:
                                        batch_size=s.batch_size, stores=self.stores(),
                                        progress=self.progress)
         return self._models[name]
+
+    def _target_model(self, name: str) -> Model:
+        """The user's application of a ``target=`` suite, behind the cache like a model."""
+        from pytest_aie.target import TargetEngine
+
+        spec = next(s for s in self.suites.values() if s.target_name == name)
+        opts = spec.target_options
+        engine = TargetEngine(spec.target, batch=opts.get("target_batch", False),
+                              concurrency=opts.get("target_concurrency", 8),
+                              ident=opts.get("target_id"), model=lambda: self.model("default"))
+        stores = self.stores() if opts.get("target_cache", True) else \
+            [st for st in self.stores() if getattr(st, "same_run", False)]
+        return Model(name, "target", engine.label, engine_obj=engine, defaults=self.defaults,
+                     stores=stores, progress=self.progress)
 
     def _adapter_model(self, path: str) -> Model:
         """The candidate "base + LoRA adapter": the base model's engine, adapter on every
@@ -152,9 +169,9 @@ class AieSession:
         return "candidate" if self.settings.has_candidate else "default"
 
     def primary_model(self, spec: SuiteSpec) -> str:
-        """The model a suite evaluates: its own, else the candidate in a finetune comparison,
-        else the session's model."""
-        return spec.model or self.primary_model_name()
+        """The model a suite evaluates: its target, its own model, else the candidate in a
+        finetune comparison, else the session's model."""
+        return spec.target_name or spec.model or self.primary_model_name()
 
     def samples(self, spec: SuiteSpec) -> int:
         return spec.samples or self.settings.samples
@@ -180,6 +197,9 @@ class AieSession:
             raise self._failed_models[name]
         per_case = [self._requests(n) for n in nodeids]
         flat = [r for reqs in per_case for r in reqs]
+        if name.startswith("target:"):  # the target reads the cases, not the requests
+            bind = self.model(name).engine.bind  # type: ignore[attr-defined]
+            bind({r.key(): self.runs[n].case for n, reqs in zip(nodeids, per_case) for r in reqs})
         try:
             with self._shared_lock(f"model:{name}"):
                 gens = self.model(name).generate_many(flat, label=f"{len(nodeids)} cases")
@@ -200,6 +220,7 @@ class AieSession:
             return
         name = self.primary_model(self.runs[nodeid].spec)
         pending = [n for n in selected if n in self.runs and n not in self.outputs
+                   and not self.runs[n].spec.body
                    and self.primary_model(self.runs[n].spec) == name]
         if nodeid not in pending:
             pending.append(nodeid)
@@ -232,6 +253,21 @@ class AieSession:
                 per_eval.append(shared)
             for n in ids:
                 scores[n] = [shared[n] for shared in per_eval]
+
+    def score_body(self, nodeid: str, output: str | Generation) -> None:
+        """A suite whose test body computes each output (the ``evaluate`` fixture): score this
+        case's output on every eval, right after its body ran."""
+        run = self.runs[nodeid]
+        gen = output if isinstance(output, Generation) else Generation(
+            text=output, finish_reason="stop", engine="test-body",
+            model=run.spec.suite.rsplit("::", 1)[-1])
+        self.outputs[nodeid] = [gen]
+        per_eval = []
+        for ev in run.spec.evals:
+            got: dict[str, list[Score]] = {}
+            self._score_suite(ev.scorer, [nodeid], self.outputs, got)
+            per_eval.append(got[nodeid])
+        self.scores[nodeid] = per_eval
 
     def _shared_path(self, kind: str, suite: str) -> Path | None:
         if self.run_dir is None:

@@ -22,7 +22,8 @@ from pytest_aie.scorers.base import Score, Scorer
 __all__ = ["EVAL_MARKERS", "MARKER_HELP", "Eval", "SuiteSpec", "build_suite", "register_eval_marker"]
 
 _SAMPLING_ARGS = ("max_tokens", "temperature", "top_p", "stop", "seed")
-_DATASET_ARGS = ("prompt", "system", "chat", "model", *_SAMPLING_ARGS)
+_TARGET_ARGS = ("target", "target_batch", "target_concurrency", "target_cache", "target_id")
+_DATASET_ARGS = ("prompt", "system", "chat", "model", *_SAMPLING_ARGS, *_TARGET_ARGS)
 #: Accepted by every eval marker: the suite's statistical gate and repeated sampling.
 GATE_ARGS = ("min_pass_rate", "min_score", "must_pass", "samples")
 
@@ -94,9 +95,12 @@ EVAL_MARKERS: dict[str, Callable[..., Scorer]] = {"exact": _exact, "similarity":
 
 MARKER_HELP = {
     "dataset": "dataset(path, *, prompt=None, system=None, chat=True, model=None, max_tokens=None, "
-               "temperature=None, top_p=None, stop=None, seed=None): parametrize the test's `case` "
-               "argument with the cases in a JSONL, CSV or YAML file next to the test file; each "
-               "case's request is generated for the whole suite in one batched pass.",
+               "temperature=None, top_p=None, stop=None, seed=None, target=None, "
+               "target_batch=False, target_concurrency=8, target_cache=True, target_id=None): "
+               "parametrize the test's `case` argument with the cases in a JSONL, CSV or YAML "
+               "file next to the test file; each case's request is generated for the whole suite "
+               "in one batched pass. target=your_function evaluates your application instead of "
+               "the bare model; a test that takes the `evaluate` fixture computes its own output.",
     "similarity": "similarity(metric='cosine', *, threshold=None, min_score=None, references=None, "
                   "aggregate='max', samples=None, **metric_options): score each case's output "
                   "against its reference(s) (case.expected, or a `references` list). metric: "
@@ -144,6 +148,20 @@ class SuiteSpec:
     sampling: dict[str, Any] = field(default_factory=dict)  # overrides of the run defaults
     evals: list[Eval] = field(default_factory=list)  # one per eval marker, each its own metric
     samples: int = 0  # 0: the run's --aie-samples
+    #: the user's application under test instead of a bare model (see pytest_aie.target)
+    target: Any = None
+    target_options: dict[str, Any] = field(default_factory=dict)
+    #: True: the test body computes each case's output and hands it over with ``evaluate``
+    body: bool = False
+
+    @property
+    def target_name(self) -> str | None:
+        """The target's model name in the run (``target:module.function``)."""
+        if self.target is None:
+            return None
+        from pytest_aie.target import target_label
+
+        return f"target:{target_label(self.target)}"
 
     @property
     def scorer(self) -> Scorer | None:
@@ -152,6 +170,11 @@ class SuiteSpec:
 
     def request_for(self, case: Case, defaults: Sampling) -> Request:
         params = Sampling.from_dict({**_sampling_dict(defaults), **self.sampling})
+        no_prompt = self.prompt is None and case.prompt is None and "messages" not in case.fields
+        if self.target is not None or (self.body and no_prompt):
+            from pytest_aie.target import target_request
+
+            return target_request(dict(case.fields), params)
         return build_request(case, prompt=self.prompt, system=self.system, chat=self.chat,
                              sampling=params)
 
@@ -187,8 +210,10 @@ def _factory_kwargs(factory: Callable[..., Scorer]) -> tuple[str, ...] | None:
 
 def build_suite(suite: str, dataset: tuple[tuple[Any, ...], dict[str, Any]],
                 evals: list[tuple[str, tuple[Any, ...], dict[str, Any]]],
-                test_dir: Path, engine: Callable[[str | None], Any] | None = None) -> SuiteSpec:
-    """Build and validate a suite from its ``dataset`` marker and eval markers."""
+                test_dir: Path, engine: Callable[[str | None], Any] | None = None,
+                body: bool = False) -> SuiteSpec:
+    """Build and validate a suite from its ``dataset`` marker and eval markers. ``body``: the
+    test body hands each case's output over itself (the ``evaluate`` fixture)."""
     args, kwargs = dataset
     if len(args) != 1:
         raise UsageError("@pytest.mark.dataset takes exactly one path",
@@ -225,7 +250,19 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], dict[str, Any]],
     samples = next(iter(samples_by.values()), 0)
     prompt = kwargs.get("prompt")
     required = list(template_fields(prompt))
-    if prompt is None:
+    target = kwargs.get("target")
+    if target is not None and not callable(target):
+        raise UsageError(f"@pytest.mark.dataset(target={target!r}) is not callable",
+                         fix="pass your application's function: target=answer (not answer())")
+    stray = [k for k in _TARGET_ARGS[1:] if k in kwargs and target is None]
+    if stray:
+        raise UsageError(f"@pytest.mark.dataset({stray[0]}=...) needs target=",
+                         fix="pass target=your_function, or drop the target_* arguments")
+    conc = kwargs.get("target_concurrency", 8)
+    if isinstance(conc, bool) or not isinstance(conc, int) or conc < 1:
+        raise UsageError(f"@pytest.mark.dataset(target_concurrency={conc!r}) must be a whole "
+                         "number >= 1", fix="write e.g. target_concurrency=8")
+    if prompt is None and target is None and not body:
         required.append("prompt")
     for ev in built:
         required.extend(ev.scorer.required_fields())
@@ -248,7 +285,9 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], dict[str, Any]],
                              f"{unknown[0]!r}", fix=f"use case ids from {path.name}")
     return SuiteSpec(suite=suite, cases=cases, prompt=prompt, system=kwargs.get("system"),
                      chat=bool(kwargs.get("chat", True)), model=kwargs.get("model"),
-                     sampling=sampling, evals=built, samples=samples)
+                     sampling=sampling, evals=built, samples=samples, target=target,
+                     target_options={k: kwargs[k] for k in _TARGET_ARGS[1:] if k in kwargs},
+                     body=body)
 
 
 def _no_engine() -> Any:
