@@ -69,8 +69,10 @@ class Model:
 
     @property
     def key(self) -> str:
-        if self._key is None:
-            self._key = engine_key(self.identity)
+        if self._key is None:  # the engine's identity, plus any extra engine options
+            extra = {k: v for k, v in self.options.items()
+                     if k not in ("device", "dtype", "base_url", "concurrency")}
+            self._key = engine_key({**self.identity, **({"options": extra} if extra else {})})
         return self._key
 
     def request(self, prompt: str | Sequence[dict[str, str]], *, chat: bool = True,

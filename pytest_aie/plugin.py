@@ -73,6 +73,13 @@ def pytest_configure(config: pytest.Config) -> None:
                      is_worker=workerinput is not None, run_dir=run_dir,
                      progress=progress_printer(config))
     config.stash[SESSION_KEY] = aie
+    if settings.engine_options:
+        from pytest_aie.engines import check_engine_options
+
+        try:  # a typo in an engine option is found now, not after collection
+            check_engine_options(settings.engine, list(settings.engine_options))
+        except AieError as exc:
+            pytest.exit(exc.line(), returncode=EXIT_HARNESS_ERROR)
     if workerinput is None and settings.baseline and not config.option.collectonly:
         from pytest_aie.baseline import baseline_path, load_baseline
 

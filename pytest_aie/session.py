@@ -116,8 +116,11 @@ class AieSession:
                 raise UsageError(f"no model named {name!r}",
                                  fix=f"define it with --aie-models {name}=ENGINE:MODEL "
                                      f"(known: {', '.join(self.model_names())})")
+            from pytest_aie.engines import check_engine_options
+
+            check_engine_options(engine, list(s.engine_options))
             options = {"device": s.device, "dtype": s.dtype, "base_url": s.base_url or None,
-                       "concurrency": s.concurrency}
+                       "concurrency": s.concurrency, **s.engine_options}
             self._models[name] = Model(name, engine, ref, options=options, defaults=self.defaults,
                                        batch_size=s.batch_size, stores=self.stores(),
                                        progress=self.progress)

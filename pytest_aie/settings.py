@@ -63,6 +63,10 @@ OPTIONS: tuple[Option, ...] = (
            "fixture", "", "SPECS"),
     Option("base-url", "OpenAI-compatible server URL for the openai engine "
            "(default: $OPENAI_BASE_URL)", "", "URL"),
+    Option("engine-options", "extra engine options, comma-separated KEY=VALUE (JSON values: "
+           "numbers, true/false, quoted strings; anything else is a string), e.g. "
+           "timeout=120,max_retries=5; they reach the engine and its cache identity", "",
+           "OPTIONS"),
     Option("device", "device for in-process engines: auto, cpu, cuda, cuda:N or mps", "auto", "DEVICE"),
     Option("dtype", "weights dtype for in-process engines: auto (float32 on CPU, bfloat16 on "
            "CUDA), float32, bfloat16, float16", "auto", "DTYPE"),
@@ -142,6 +146,26 @@ def parse_models(raw: str, default_engine: str) -> dict[str, tuple[str, str]]:
     return models
 
 
+def parse_engine_options(raw: str) -> dict[str, Any]:
+    """``KEY=VALUE,KEY=VALUE`` -> a dict; values parsed as JSON where they parse."""
+    import json
+
+    options: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in raw.replace("\n", ",").split(","))):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--aie-engine-options entry {item!r} is not KEY=VALUE",
+                             fix="write e.g. --aie-engine-options timeout=120,max_retries=5")
+        if key in ("model", "device", "dtype", "base_url", "concurrency"):
+            raise UsageError(f"--aie-engine-options sets {key!r}, which has its own option",
+                             fix=f"use --aie-{key.replace('_', '-')}")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
+
+
 @dataclass(frozen=True)
 class Settings:
     """The run's parsed options; plain values, so xdist can ship them."""
@@ -149,6 +173,7 @@ class Settings:
     engine: str = "hf"
     model: str = ""
     models: dict[str, tuple[str, str]] = field(default_factory=dict)
+    engine_options: dict[str, Any] = field(default_factory=dict)
     base_url: str = ""
     device: str = "auto"
     dtype: str = "auto"
@@ -236,6 +261,7 @@ class Settings:
             engine=raw["engine"] or "hf",
             model=raw["model"],
             models=parse_models(raw["models"], raw["engine"] or "hf"),
+            engine_options=parse_engine_options(raw["engine-options"]),
             base_url=raw["base-url"],
             device=device,
             dtype=dtype,

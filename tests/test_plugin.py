@@ -434,3 +434,32 @@ def test_len(case, output):
     result = pytester.runpytest()
     assert result.ret == EXIT_HARNESS_ERROR
     result.stdout.fnmatch_lines(["*case is missing field(s): budget*"])
+
+
+def test_engine_options_reach_the_engine_and_its_cache_identity(pytester: pytest.Pytester) -> None:
+    cases = [{"id": "known", "prompt": "p", "expected": "x"},
+             {"id": "unknown", "prompt": "q", "expected": "fallback"}]
+    write_scripted_suite(pytester, cases, {"p": "x"}, """
+import pytest
+
+@pytest.mark.dataset("cases.jsonl")
+@pytest.mark.exact()
+def test_opts(case, output):
+    pass
+""")
+    pytester.makeini("[pytest]\naie_engine = scripted\naie_model = answers.jsonl\n")
+    cache = ["--aie-cache-dir", str(pytester.path / "cache")]
+    # default="fallback" reaches ScriptedEngine(default=...): the unknown prompt gets it
+    first = pytester.runpytest(*cache, "--aie-engine-options", 'default="fallback"')
+    assert first.ret == 0, first.stdout.str()
+    # other options: another cache identity, so nothing is served from the first run's cache
+    second = pytester.runpytest(*cache, "--aie-engine-options", 'default="other"')
+    assert second.ret == 1
+    assert "generating 2 of 2 requests" in second.stderr.str()
+    # a typo is one line and exit 10 before anything runs
+    typo = pytester.runpytest(*cache, "--aie-engine-options", "defualt=1")
+    assert typo.ret == EXIT_HARNESS_ERROR
+    assert "engine 'scripted' has no option 'defualt'" in typo.stderr.str() + typo.stdout.str()
+    bad = pytester.runpytest("--aie-engine-options", "device=cpu")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    assert "use --aie-device" in bad.stderr.str()

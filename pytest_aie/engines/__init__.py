@@ -14,6 +14,7 @@ __all__ = [
     "Request",
     "Sampling",
     "Timings",
+    "check_engine_options",
     "create_engine",
     "register_engine",
     "ENGINES",
@@ -32,6 +33,25 @@ _FACTORIES: dict[str, Callable[..., Engine]] = {}
 def register_engine(name: str, factory: Callable[..., Engine]) -> None:
     """Register a user engine: ``factory(model=..., **options)`` returns an :class:`Engine`."""
     _FACTORIES[name] = factory
+
+
+def check_engine_options(name: str, keys: list[str]) -> None:
+    """Extra engine options (``--aie-engine-options``) must be keyword arguments the engine's
+    constructor names: a typo is an error, not silently ignored. Registered engine factories
+    (user engines) take whatever they take."""
+    import importlib
+    import inspect
+
+    if not keys or name in _FACTORIES or name not in ENGINES:
+        return
+    module, cls = ENGINES[name]
+    params = inspect.signature(getattr(importlib.import_module(module), cls)).parameters
+    known = [p for p, v in params.items() if v.kind in (v.KEYWORD_ONLY, v.POSITIONAL_OR_KEYWORD)
+             and p != "model"]
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        raise UsageError(f"--aie-engine-options: engine {name!r} has no option {unknown[0]!r}",
+                         fix=f"use one of {', '.join(known)}")
 
 
 def create_engine(name: str, **options: Any) -> Engine:
