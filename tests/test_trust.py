@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 from scripted_suite import INI, eval_test, read_records, write_jsonl, write_scripted_suite
+from test_engine_openai import fake  # noqa: F401, F811  (the scripted OpenAI-compatible server)
 
 from pytest_aie.engines.base import Engine
 from pytest_aie.errors import EXIT_HARNESS_ERROR, EXIT_REGRESSION
@@ -38,27 +39,10 @@ def openai_ini(pytester: pytest.Pytester, base_url: str) -> None:
     """))
 
 
-@pytest.fixture
-def fake_server():
-    pytest.importorskip("openai")
-    from test_engine_openai import FakeServer
-
-    servers = []
-
-    def start(respond):
-        srv = FakeServer(respond).__enter__()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.__exit__()
-
-
-def test_engine_errors_on_every_case_exit_10_with_count(pytester, fake_server) -> None:
+def test_engine_errors_on_every_case_exit_10_with_count(pytester, fake) -> None:  # noqa: F811
     from test_engine_openai import json_reply
 
-    srv = fake_server(lambda path, body, n: json_reply(500, {"error": {"message": "boom"}},
+    srv = fake(lambda path, body, n: json_reply(500, {"error": {"message": "boom"}},
                                                        {"retry-after-ms": "1"}))
     write_jsonl(pytester, "cases", cases(4))
     pytester.makepyfile(test_suite=eval_test("exact(min_pass_rate=0.5)", "test_gate"))
@@ -70,10 +54,10 @@ def test_engine_errors_on_every_case_exit_10_with_count(pytester, fake_server) -
     assert "PASS" not in result.stdout.str()
 
 
-def test_wrong_key_stops_the_run_at_once_with_one_line(pytester, fake_server) -> None:
+def test_wrong_key_stops_the_run_at_once_with_one_line(pytester, fake) -> None:  # noqa: F811
     from test_engine_openai import json_reply
 
-    srv = fake_server(lambda path, body, n: json_reply(401, {"error": {"message": "bad key"}}))
+    srv = fake(lambda path, body, n: json_reply(401, {"error": {"message": "bad key"}}))
     write_jsonl(pytester, "cases", cases(40))
     pytester.makepyfile(test_suite=eval_test("exact(min_pass_rate=0.5)", "test_gate"))
     openai_ini(pytester, srv.base_url)
