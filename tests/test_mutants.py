@@ -235,18 +235,43 @@ def test_clustered_binary_gate_clips_its_interval_to_possible_changes():
     assert (res.low, res.high, res.clusters) == (-1.0, 1.0, 3)
 
 
+def _mixed_cluster_runs() -> tuple[list[bool], list[bool], list[str]]:
+    """40 clusters of two cases: 25 lose a pass, 10 gain one, 5 unchanged."""
+    base: list[bool] = []
+    cand: list[bool] = []
+    for i in range(40):
+        if i < 25:
+            base += [True, True]
+            cand += [False, True]
+        elif i < 35:
+            base += [False, True]
+            cand += [True, True]
+        else:
+            base += [True, False]
+            cand += [True, False]
+    return base, cand, [f"g{i // 2}" for i in range(80)]
+
+
 def test_clustered_binary_gate_passes_strict_and_the_resampling_through():
-    rng = np.random.default_rng(3)
-    groups = [f"g{i // 2}" for i in range(60)]
-    base = [True] * 60
-    cand = list(rng.random(60) > 0.08)
-    cand[::2] = [c and r > 0.1 for c, r in zip(cand[::2], rng.random(30))]
+    base, cand, groups = _mixed_cluster_runs()
+    totals, _ = cluster_totals(np.asarray(cand, float) - np.asarray(base, float), groups)
     res = paired_binary_gate(base, cand, groups=groups, n_resamples=999, seed=5)
-    totals, _ = cluster_totals(np.asarray(cand, float) - 1.0, groups)
-    assert res.p_value == sign_flip_pvalues(totals, 999, 5)[0]
+    assert (res.p_value, res.p_gain) == sign_flip_pvalues(totals, 999, 5)
+    assert 0.001 < res.p_value < 0.5  # the precondition: a p-value that depends on the seed
+    default = paired_binary_gate(base, cand, groups=groups)
+    assert (default.p_value, default.p_gain) == sign_flip_pvalues(totals, 9999, 0)
     strict = paired_binary_gate(base, cand, groups=groups, strict=True)
     assert strict.regressed == (strict.high < -0.02) and "strict" in strict.method
     assert strict.method != res.method
+
+
+def test_binary_gate_decides_below_alpha_not_at_it():
+    # two newly failing of two: the one-sided exact p is exactly 0.25
+    for strict in (False, True):
+        res = binary_gate_from_counts(0, 2, 0, 0, alpha=0.25, strict=strict)
+        assert res.p_value == 0.25 and not res.regressed
+        res = binary_gate_from_counts(0, 0, 2, 0, alpha=0.25, strict=strict)
+        assert res.p_gain == 0.25 and not res.improved
 
 
 # ---------------------------------------------------------------- score gate
@@ -270,13 +295,21 @@ def test_score_gate_names_the_cases_crossing_the_threshold():
 
 def test_score_gate_reports_its_inputs():
     base = spread(0.6, 0.1, 30)
-    cand = [b + 0.1 + 0.02 * math.sin(i) for i, b in enumerate(base)]
-    res = paired_score_gate(base, cand, margin=0.05, alpha=0.1, n_resamples=999, seed=4)
+    cand = [b + 0.01 + 0.05 * math.sin(i) for i, b in enumerate(base)]
     d = np.asarray(cand) - np.asarray(base)
+    res = paired_score_gate(base, cand, margin=0.05, alpha=0.1, n_resamples=999, seed=4)
     assert (res.p_value, res.p_gain) == sign_flip_pvalues(d, 999, 4)
+    assert 0.001 < res.p_gain < 0.9  # the precondition: p-values that depend on the seed
     assert (res.low, res.high) == mean_t_interval(d, None, 0.8)
     assert (res.margin, res.alpha, res.n) == (0.05, 0.1, 30)
-    assert res.improved and not res.regressed
+    default = paired_score_gate(base, cand)
+    assert (default.p_value, default.p_gain) == sign_flip_pvalues(d, 9999, 0)
+    strict = paired_score_gate(base, cand, margin=0.01, strict=True, n_resamples=999, seed=4)
+    assert strict.p_value == sign_flip_pvalues(d + 0.01, 999, 4)[0]
+    assert strict.p_gain == sign_flip_pvalues(d - 0.01, 999, 4)[1]
+    strict = paired_score_gate(base, cand, margin=0.01, strict=True)
+    assert strict.p_value == sign_flip_pvalues(d + 0.01, 9999, 0)[0]
+    assert strict.p_gain == sign_flip_pvalues(d - 0.01, 9999, 0)[1]
 
 
 def test_score_gate_improvement_needs_the_margin():
@@ -319,20 +352,39 @@ def test_wilcoxon_score_gate_fields():
 def test_clustered_score_gate_passes_its_settings_through():
     groups = [f"g{i // 2}" for i in range(40)]
     base = spread(0.6, 0.1, 40)
-    cand = [b - 0.05 + 0.03 * math.cos(i) for i, b in enumerate(base)]
+    cand = [b - 0.03 + 0.06 * math.cos(i) for i, b in enumerate(base)]
     res = paired_score_gate(base, cand, groups=groups, margin=0.01, alpha=0.1,
                             n_resamples=999, seed=2)
     d = np.asarray(cand) - np.asarray(base)
     totals, _ = cluster_totals(d, groups)
     assert (res.p_value, res.p_gain) == sign_flip_pvalues(totals, 999, 2)
+    assert 0.001 < res.p_value < 0.9  # the precondition: p-values that depend on the seed
+    default = paired_score_gate(base, cand, groups=groups)
+    assert (default.p_value, default.p_gain) == sign_flip_pvalues(totals, 9999, 0)
     assert (res.low, res.high) == mean_t_interval(d, groups, 0.8)
-    assert (res.margin, res.alpha, res.clusters) == (0.01, 0.1, 20)
-    assert res.regressed
-    assert not paired_score_gate(base, cand, groups=groups, margin=0.2).regressed
-    strict = paired_score_gate(base, cand, groups=groups, margin=0.01, strict=True)
-    assert strict.regressed == (strict.high < -0.01) and "strict" in strict.method
-    up = paired_score_gate(cand, base, groups=groups, margin=0.01)
-    assert up.improved and not up.regressed
+    assert (res.margin, res.alpha, res.clusters, res.n) == (0.01, 0.1, 20, 40)
+
+
+def test_clustered_score_gate_decisions():
+    groups = [f"g{i // 2}" for i in range(40)]
+    base = spread(0.6, 0.1, 40)
+    down = [b - 0.1 + 0.02 * math.cos(i) for i, b in enumerate(base)]
+    assert paired_score_gate(base, down, groups=groups).regressed
+    assert not paired_score_gate(base, down, groups=groups, margin=0.2).regressed
+    strict = paired_score_gate(base, down, groups=groups, strict=True)
+    assert strict.regressed and strict.method.startswith("cluster sign-flip over 20 clusters (strict")
+    up = paired_score_gate(down, base, groups=groups)
+    assert up.improved and not up.regressed and up.method.endswith("cluster-robust t interval")
+    strict_up = paired_score_gate(down, base, groups=groups, strict=True)
+    assert strict_up.improved and not strict_up.regressed
+    small = [b + 0.01 + 0.001 * math.cos(i) for i, b in enumerate(base)]
+    res = paired_score_gate(base, small, groups=groups)
+    assert res.p_gain < 0.05 and not res.improved  # significant, not beyond the margin
+    res = paired_score_gate(base, small, groups=groups, strict=True)
+    assert res.low < 0.02 and not res.improved
+    noisy = [b + 0.08 * (1 if i % 4 < 2 else -1) + 0.03 for i, b in enumerate(base)]
+    res = paired_score_gate(base, noisy, groups=groups)
+    assert res.delta > 0.02 and res.p_gain >= 0.05 and not res.improved
 
 
 # ---------------------------------------------------------------- evaluate_suites
@@ -390,6 +442,9 @@ def test_point_mode_verdicts_use_the_estimate():
     (row,) = evaluate_suites(ter, GatePolicy(mode="point"))
     assert row["verdict"] == "pass" and row["higher_is_better"] is False
     assert row["corpus"]["n"] == 4 and "ter.corpus" in row["corpus"]
+    for r in ter:
+        r["value"] += 0.1  # mean 0.4, above the ceiling
+    assert evaluate_suites(ter, GatePolicy(mode="point"))[0]["verdict"] == "fail"
 
 
 def test_shortfall_p_of_a_clustered_suite_is_clustered():
@@ -413,6 +468,21 @@ def test_shortfall_p_of_a_clustered_ceiling_is_clustered():
                                               groups=groups)
     flat = [rec(f"c{i}", None, v, **common) for i, v in enumerate(values)]
     assert evaluate_suites(flat)[0]["p_value"] != row["p_value"]
+
+
+def test_ceilings_with_unmeasured_cases():
+    ter = [rec(f"c{i}", None, v, binary=False, status="scored", metric="sim.x",
+               higher_is_better=False, gate={"min_score": 0.5}) for i, v in enumerate(
+                   [0.1, 0.2, 0.15, 0.12])]
+    ter.append(rec("u", None, None, binary=False, status="unmeasured", metric="sim.x",
+                   higher_is_better=False))
+    (row,) = evaluate_suites(ter)
+    assert row["unmeasured"] == 1 and row["verdict"] == "pass"
+    assert row["p_value"] == threshold_pvalue([-0.1, -0.2, -0.15, -0.12], -0.5, binary=False)
+    rate = [rec(f"c{i}", i == 0, higher_is_better=False, gate={"min_pass_rate": 0.5})
+            for i in range(10)] + [rec("u", None, higher_is_better=False)]
+    (row,) = evaluate_suites(rate)
+    assert row["p_value"] == threshold_pvalue([1.0] * 9 + [0.0], 0.5, binary=True)
 
 
 def test_pass_rate_ceiling_with_groups():
@@ -463,6 +533,15 @@ def test_comparison_uses_the_policy_margin_and_alpha():
     for policy, regressed in ((POLICY, True), (GatePolicy(margin=0.1), False)):
         comp = compare_pairs("s", "m", "suite", False, scores_ref, scores_cur, policy)
         assert comp.regressed is regressed and comp.gate["alpha"] == policy.alpha
+
+
+def test_score_comparison_uses_the_policy_alpha_and_groups():
+    ref = {f"c{i}": rec(f"c{i}", None, v, binary=False, group=f"q{i // 4}")
+           for i, v in enumerate(spread(0.6, 0.1, 40))}
+    cur = {c: rec(c, None, r["value"] - 0.05 + 0.04 * math.sin(i), binary=False)
+           for i, (c, r) in enumerate(ref.items())}
+    comp = compare_pairs("s", "m", "suite", False, ref, cur, GatePolicy(alpha=0.01))
+    assert comp.gate["alpha"] == 0.01 and comp.gate["clusters"] == 10
 
 
 def test_lower_is_better_comparison_is_the_default_off():
@@ -572,3 +651,39 @@ def test_comparison_notes():
                                "Holm adjustment over 3 decisions")
     status, notes = exit_status([], [_comp(0.03, True), _comp(0.04, True)], POLICY, 0)
     assert status == 0 and notes[0].startswith("s [m]: a drop")
+
+
+def test_baseline_comparison_goes_on_past_a_suite_without_a_baseline():
+    recs = [rec(f"c{i}", i % 5 != 0, suite=suite) for suite in ("a", "b") for i in range(40)]
+    baseline = {"suites": {"b::exact.match": {"cases": _cases([True] * 40)}}}
+    (comp,) = compare_to_baseline(recs, baseline, POLICY)
+    assert comp.suite == "b" and comp.regressed
+    assert compare_to_baseline(recs, {}, POLICY) == []
+
+
+def test_model_comparison_goes_on_past_a_suite_without_base_outcomes():
+    recs = [rec(f"c{i}", i % 5 != 0, suite="a") for i in range(40)]
+    recs += [rec(f"c{i}", i % 5 != 0, suite="b", base=rec(f"c{i}", True)) for i in range(40)]
+    (comp,) = compare_models(recs, POLICY)
+    assert comp.suite == "b" and comp.regressed
+
+
+@pytest.mark.parametrize("higher", [True, False])
+def test_score_suites_are_compared_as_scores_in_the_right_direction(higher):
+    values = spread(0.4, 0.1, 30)
+    common = dict(binary=False, status="scored", metric="sim.x", higher_is_better=higher,
+                  tags=["t"])
+    ref = {f"c{i}": rec(f"c{i}", None, v, **common) for i, v in enumerate(values)}
+    recs = [rec(f"c{i}", None, v + 0.1, base=ref[f"c{i}"], **common) for i, v in enumerate(values)]
+    baseline = {"suites": {"s::sim.x": {"cases": ref}}}
+    for comps in (compare_to_baseline(recs, baseline, POLICY), compare_models(recs, POLICY)):
+        for comp in comps:
+            assert "sign-flip" in comp.gate["method"]
+            assert comp.regressed is not higher and comp.improved is higher
+    for r in recs:
+        del r["binary"], r["base"]["binary"]
+        r["passed"] = r["base"]["passed"] = True
+    for r in ref.values():
+        r.pop("binary", None)
+    for comps in (compare_to_baseline(recs, baseline, POLICY), compare_models(recs, POLICY)):
+        assert all(c.gate["method"].startswith("mcnemar") for c in comps)
