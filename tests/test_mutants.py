@@ -687,3 +687,33 @@ def test_score_suites_are_compared_as_scores_in_the_right_direction(higher):
         r.pop("binary", None)
     for comps in (compare_to_baseline(recs, baseline, POLICY), compare_models(recs, POLICY)):
         assert all(c.gate["method"].startswith("mcnemar") for c in comps)
+
+
+def test_a_suite_without_a_threshold_has_every_row_field():
+    (row,) = evaluate_suites([rec("a", True), rec("b", False), rec("c", True)])
+    assert row["n"] == 3 and row["threshold"] is None
+    for key in ("verdict", "interval_verdict", "p_value", "p_level", "p_adjusted", "family_size"):
+        assert row[key] is None
+    assert exit_status([row], [], POLICY, 0) == (0, [])
+
+
+def test_records_without_a_direction_are_higher_is_better():
+    values = spread(0.4, 0.1, 30)
+    ref = {f"c{i}": rec(f"c{i}", None, v, binary=False) for i, v in enumerate(values)}
+    recs = [rec(f"c{i}", None, v - 0.1, binary=False, base=ref[f"c{i}"])
+            for i, v in enumerate(values)]
+    baseline = {"suites": {"s::exact.match": {"cases": ref}}}
+    for comps in (compare_to_baseline(recs, baseline, POLICY), compare_models(recs, POLICY)):
+        assert comps[0].regressed and comps[0].gate["delta"] == pytest.approx(-0.1)
+
+
+def test_sign_flip_monte_carlo_counts_the_observed_pattern_and_ties():
+    # 20 non-zero differences: beyond exact enumeration, so a seeded sample of sign patterns
+    drop, gain = sign_flip_pvalues([-1.0] * 20, n_resamples=9999, seed=0)
+    assert (drop, gain) == (1 / 10000, 1.0)  # (count + 1) / (n_resamples + 1): never 0
+    drop, gain = sign_flip_pvalues([1.0] * 20, n_resamples=9999, seed=0)
+    assert (drop, gain) == (1.0, 1 / 10000)
+    # +-1 differences tie often: ties count against the alternative, as in the exact test
+    drop, gain = sign_flip_pvalues([-1.0] * 10 + [1.0] * 10, n_resamples=9999, seed=0)
+    exact = sps.binom.cdf(10, 20, 0.5)  # P(sum <= 0) = P(at most 10 of 20 signs positive)
+    assert drop == pytest.approx(exact, abs=0.02) and gain == pytest.approx(exact, abs=0.02)
