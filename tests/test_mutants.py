@@ -708,6 +708,7 @@ def test_records_without_a_direction_are_higher_is_better():
 
 
 def test_sign_flip_monte_carlo_counts_the_observed_pattern_and_ties():
+    assert sign_flip_pvalues([0.0, 0.0]) == (1.0, 1.0)  # no change: no evidence either way
     # 20 non-zero differences: beyond exact enumeration, so a seeded sample of sign patterns
     drop, gain = sign_flip_pvalues([-1.0] * 20, n_resamples=9999, seed=0)
     assert (drop, gain) == (1 / 10000, 1.0)  # (count + 1) / (n_resamples + 1): never 0
