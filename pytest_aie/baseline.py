@@ -36,7 +36,7 @@ def baseline_path(directory: str | Path, name: str) -> Path:
 
 
 def make_baseline(name: str, header: dict[str, Any], records: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    from pytest_aie.gates import record_status
+    from pytest_aie.records import status_of
 
     suites: dict[str, dict[str, Any]] = {}
     for rec in records:
@@ -46,7 +46,7 @@ def make_baseline(name: str, header: dict[str, Any], records: Iterable[dict[str,
             "suite": rec["suite"], "metric": rec["metric"], "binary": rec.get("binary", True),
             "cases": {}})
         entry["cases"][rec["case_id"]] = {"passed": rec.get("passed"), "value": rec.get("value"),
-                                          "status": record_status(rec),
+                                          "status": status_of(rec),
                                           "group": None if rec.get("group") in (None, "")
                                           else str(rec["group"]),
                                           "tags": list(rec.get("tags") or ())}

@@ -41,11 +41,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from pytest_aie.records import status_of
+
 __all__ = ["GatePolicy", "Comparison", "adjust", "compare_models", "compare_pairs",
-           "compare_to_baseline", "evaluate_suites", "exit_status", "record_status"]
+           "compare_to_baseline", "evaluate_suites", "exit_status"]
 
 VERDICTS = ("pass", "fail", "inconclusive")
-STATUSES = ("passed", "failed", "scored", "unmeasured")
 
 
 @dataclass(frozen=True)
@@ -69,16 +70,6 @@ def _group_records(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], l
         if rec.get("type") == "case":
             groups[_key(rec)].append(rec)
     return dict(sorted(groups.items()))
-
-
-def record_status(rec: dict[str, Any]) -> str:
-    """A record's status; records written before ``status`` existed derive it from
-    ``passed`` (True: passed, False: failed, None: unmeasured)."""
-    status = rec.get("status")
-    if status in STATUSES:
-        return str(status)
-    passed = rec.get("passed")
-    return "passed" if passed is True else "failed" if passed is False else "unmeasured"
 
 
 def _cluster(rec: dict[str, Any]) -> str | None:
@@ -118,7 +109,7 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
     rows = []
     for (suite, metric), recs in _group_records(records).items():
         binary = all(r.get("binary", True) for r in recs)
-        statuses = [record_status(r) for r in recs]
+        statuses = [status_of(r) for r in recs]
         passed, failed = statuses.count("passed"), statuses.count("failed")
         values, groups = _gate_values(recs, binary)
         has_groups = any(g is not None for g in groups)

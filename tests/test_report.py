@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from pytest_aie import report
-from pytest_aie.report import ResultsError, ResultsWarning, basic_summary, load_results, render_html
+from pytest_aie.records import ResultsError, ResultsWarning, basic_summary, load_results
+from pytest_aie.report import render_html
 
 try:  # `python -m pytest` puts the repo root on sys.path; plain `pytest` puts tests/ there
     from tests.browser import chromium_or_skip, open_page
