@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -31,9 +29,9 @@ from pytest_aie.files import file_lock
 from pytest_aie.model import Model, Progress, stderr_progress
 from pytest_aie.results import ResultsLog, reference_fields
 from pytest_aie.scorers.base import Sample, Score
+from pytest_aie.scoring import SharedScores, combine, evidence_problems
 from pytest_aie.settings import Settings
 from pytest_aie.suite import Eval, SuiteSpec
-from pytest_aie.text import oneline
 
 __all__ = ["AieSession", "CaseRun"]
 
@@ -80,6 +78,10 @@ class AieSession:
     def defaults(self) -> Sampling:
         s = self.settings
         return Sampling(temperature=s.temperature, max_tokens=s.max_tokens, seed=s.seed)
+
+    @property
+    def _shared(self) -> SharedScores:
+        return SharedScores(self.run_dir)
 
     def stores(self) -> list[GenerationCache]:
         if self._stores is None:
@@ -248,11 +250,11 @@ class AieSession:
             for e, ev in enumerate(self.suites[suite].evals):
                 kind = f"{side}:{e}:{ev.scorer.metric}"
                 with self._shared_lock(f"score:{kind}:{suite}"):
-                    shared = self._shared_scores(kind, suite)
+                    shared = self._shared.read(kind, suite)
                     missing = [n for n in ids if n not in shared]
                     if missing:
                         self._score_suite(ev.scorer, missing, outputs, shared)
-                        self._share_scores(kind, suite, shared)
+                        self._shared.write(kind, suite, shared)
                 per_eval.append(shared)
             for n in ids:
                 scores[n] = [shared[n] for shared in per_eval]
@@ -271,30 +273,6 @@ class AieSession:
             self._score_suite(ev.scorer, [nodeid], self.outputs, got)
             per_eval.append(got[nodeid])
         self.scores[nodeid] = per_eval
-
-    def _shared_path(self, kind: str, suite: str) -> Path | None:
-        if self.run_dir is None:
-            return None
-        digest = hashlib.sha256(f"{kind}\x00{suite}".encode()).hexdigest()[:16]
-        return self.run_dir / f"scores-{digest}.json"
-
-    def _shared_scores(self, kind: str, suite: str) -> dict[str, list[Score]]:
-        """Scores another xdist worker of this run already computed for this suite: each
-        suite is scored once per run, whatever ``-n`` is."""
-        path = self._shared_path(kind, suite)
-        if path is None or not path.is_file():
-            return {}
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return {n: [Score(**s) for s in samples] for n, samples in data.items()}
-
-    def _share_scores(self, kind: str, suite: str, scores: dict[str, list[Score]]) -> None:
-        path = self._shared_path(kind, suite)
-        if path is None:
-            return
-        data = {n: [s.to_dict() for s in samples] for n, samples in scores.items()}
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
-        os.replace(tmp, path)
 
     def _score_suite(self, scorer: Any, ids: list[str], outputs: dict[str, list[Generation]],
                      scores: dict[str, list[Score]]) -> None:
@@ -317,26 +295,6 @@ class AieSession:
             scores[n] = [results[(n, i)] for i in range(len(outputs[n]))]
 
     # --- results ------------------------------------------------------------------------
-    @staticmethod
-    def _combine(scores: list[Score]) -> tuple[float | None, bool | None, str]:
-        """One case outcome from its samples: mean value; a pass needs a strict majority of
-        the measured samples (an even split is a failure); samples without a per-case
-        pass/fail (scored) give a scored case."""
-        if len(scores) == 1:
-            return scores[0].value, scores[0].passed, scores[0].reason
-        measured = [s for s in scores if s.measured]
-        if not measured:
-            return None, None, scores[0].reason
-        value = sum(float(s.value) for s in measured) / len(measured)  # type: ignore[arg-type]
-        judged = [s for s in measured if s.passed is not None]
-        if not judged:
-            return value, None, f"mean of {len(measured)} samples; first: {measured[0].reason}"
-        wins = sum(1 for s in judged if s.passed)
-        tie = " (an even split is not a majority)" if wins * 2 == len(judged) else ""
-        first = next((s for s in judged if not s.passed), judged[0])
-        return value, wins * 2 > len(judged), \
-            f"{wins}/{len(judged)} samples passed{tie}; first {first.status}: {first.reason}"
-
     def gate(self, ev: Eval) -> dict[str, float]:
         """An eval's gate: its marker's thresholds, else the run's ``--aie-min-*`` defaults."""
         gate = {k: v for k, v in ev.gate.items() if v is not None}
@@ -359,7 +317,7 @@ class AieSession:
         ev = run.spec.evals[e]
         gens, scores = self.outputs[nodeid], self.scores[nodeid][e]
         gen = gens[0]
-        value, passed, reason = self._combine(scores)
+        value, passed, reason = combine(scores)
         if failure is not None and gen.error is None:  # the test body's own assertion failed
             passed, reason = False, failure
         request = self._requests(nodeid)[0]
@@ -396,7 +354,7 @@ class AieSession:
                 {"seed": r.sampling.seed, "output": g.text, "passed": sc.passed, "value": sc.value,
                  "reason": sc.reason} for r, g, sc in zip(self._requests(nodeid), gens, scores)]
         if nodeid in self.base_outputs:
-            bvalue, bpassed, breason = self._combine(self.base_scores[nodeid][e])
+            bvalue, bpassed, breason = combine(self.base_scores[nodeid][e])
             record["base"] = {"passed": bpassed, "value": bvalue, "reason": breason,
                               "output": self.base_outputs[nodeid][0].text,
                               "model": self.base_outputs[nodeid][0].model}
@@ -451,31 +409,6 @@ class AieSession:
             store.close()
         if self.log is not None:
             self.log.close()
-
-
-def evidence_problems(records: list[dict[str, Any]]) -> list[str]:
-    """Suites whose verdict would rest on nothing: cases the engine could not generate (an
-    infrastructure failure, not a model failure) or no measured case at all. Each is a
-    harness problem (exit 10): a run never passes on zero measured cases."""
-    by_suite: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for rec in records:
-        if rec.get("type") == "case":
-            by_suite.setdefault((rec["suite"], rec["metric"]), []).append(rec)
-    out = []
-    for (suite, metric), recs in by_suite.items():
-        errors = [r for r in recs if r.get("error")]
-        measured = [r for r in recs if r.get("status", "passed" if r.get("passed") else
-                                             "failed" if r.get("passed") is False else
-                                             "unmeasured") != "unmeasured"]
-        if errors:
-            out.append(f"pytest-aie: {suite} [{metric}]: the engine failed on {len(errors)} of "
-                       f"{len(recs)} cases ({oneline(errors[0]['error'], 300)}). Fix: check the engine or "
-                       f"server and rerun; no verdict is given on cases that were not generated")
-        elif not measured:
-            out.append(f"pytest-aie: {suite} [{metric}]: none of {len(recs)} cases was measured "
-                       f"({oneline(recs[0].get('reason'), 300)}). Fix: make the scorer able to score (see the "
-                       f"reason); a suite never passes on zero measured cases")
-    return out
 
 
 def case_seed(seed: int, case_id: str, sample: int = 0) -> int:

@@ -14,7 +14,8 @@ from test_engine_openai import fake  # noqa: F401, F811  (the scripted OpenAI-co
 from pytest_aie.engines.base import Engine
 from pytest_aie.errors import EXIT_HARNESS_ERROR, EXIT_REGRESSION
 from pytest_aie.scorers.base import Score
-from pytest_aie.session import AieSession, case_seed
+from pytest_aie.scoring import combine
+from pytest_aie.session import case_seed
 
 RED = "\x1b[31m"
 
@@ -184,13 +185,13 @@ def _score(passed: bool | None, value: float | None = None) -> Score:
 
 
 def test_an_even_split_of_samples_is_not_a_pass() -> None:
-    value, passed, reason = AieSession._combine([_score(True), _score(False)])
+    value, passed, reason = combine([_score(True), _score(False)])
     assert passed is False and "even split" in reason
-    assert AieSession._combine([_score(True), _score(True), _score(False)])[1] is True
+    assert combine([_score(True), _score(True), _score(False)])[1] is True
     # an unmeasured sample does not vote
-    assert AieSession._combine([_score(True), _score(None), _score(False)])[1] is False
+    assert combine([_score(True), _score(None), _score(False)])[1] is False
     # samples without per-case pass/fail stay scored
-    value, passed, _ = AieSession._combine([_score(None, 0.2), _score(None, 0.4)])
+    value, passed, _ = combine([_score(None, 0.2), _score(None, 0.4)])
     assert passed is None and value == pytest.approx(0.3)
 
 

@@ -1,0 +1,90 @@
+"""Scores into case outcomes: combining a case's samples, sharing a suite's scores between the
+xdist workers of one run, and telling a run that measured nothing.
+
+:class:`~pytest_aie.session.AieSession` decides *when* to score (whole suites, once per run);
+this module holds *what* the outcome of those scores is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pytest_aie.files import write_atomic
+from pytest_aie.records import status_of
+from pytest_aie.scorers.base import Score
+from pytest_aie.text import oneline
+
+__all__ = ["SharedScores", "combine", "evidence_problems"]
+
+
+def combine(scores: list[Score]) -> tuple[float | None, bool | None, str]:
+    """One case outcome from its samples: mean value; a pass needs a strict majority of the
+    measured samples (an even split is a failure); samples without a per-case pass/fail
+    (scored) give a scored case."""
+    if len(scores) == 1:
+        return scores[0].value, scores[0].passed, scores[0].reason
+    measured = [s for s in scores if s.measured]
+    if not measured:
+        return None, None, scores[0].reason
+    value = sum(float(s.value) for s in measured) / len(measured)  # type: ignore[arg-type]
+    judged = [s for s in measured if s.passed is not None]
+    if not judged:
+        return value, None, f"mean of {len(measured)} samples; first: {measured[0].reason}"
+    wins = sum(1 for s in judged if s.passed)
+    tie = " (an even split is not a majority)" if wins * 2 == len(judged) else ""
+    first = next((s for s in judged if not s.passed), judged[0])
+    return value, wins * 2 > len(judged), \
+        f"{wins}/{len(judged)} samples passed{tie}; first {first.status}: {first.reason}"
+
+
+class SharedScores:
+    """A suite's scores in the run store shared by one run's xdist workers, so each suite is
+    scored once per run whatever ``-n`` is (no store, no sharing: a run without workers)."""
+
+    def __init__(self, run_dir: Path | None) -> None:
+        self.run_dir = run_dir
+
+    def _path(self, kind: str, suite: str) -> Path | None:
+        if self.run_dir is None:
+            return None
+        digest = hashlib.sha256(f"{kind}\x00{suite}".encode()).hexdigest()[:16]
+        return self.run_dir / f"scores-{digest}.json"
+
+    def read(self, kind: str, suite: str) -> dict[str, list[Score]]:
+        """The scores another worker already computed (item node id -> per-sample scores)."""
+        path = self._path(kind, suite)
+        if path is None or not path.is_file():
+            return {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {n: [Score(**s) for s in samples] for n, samples in data.items()}
+
+    def write(self, kind: str, suite: str, scores: dict[str, list[Score]]) -> None:
+        path = self._path(kind, suite)
+        if path is not None:
+            data = {n: [s.to_dict() for s in samples] for n, samples in scores.items()}
+            write_atomic(path, json.dumps(data, default=str))
+
+
+def evidence_problems(records: list[dict[str, Any]]) -> list[str]:
+    """Suites whose verdict would rest on nothing: cases the engine could not generate (an
+    infrastructure failure, not a model failure) or no measured case at all. Each is a
+    harness problem (exit 10): a run never passes on zero measured cases."""
+    from pytest_aie.gates import _group_records
+
+    out = []
+    for (suite, metric), recs in _group_records(records).items():
+        errors = [r for r in recs if r.get("error")]
+        measured = [r for r in recs if status_of(r) != "unmeasured"]
+        if errors:
+            out.append(f"pytest-aie: {suite} [{metric}]: the engine failed on {len(errors)} of "
+                       f"{len(recs)} cases ({oneline(errors[0]['error'], 300)}). Fix: check the "
+                       f"engine or server and rerun; no verdict is given on cases that were not "
+                       f"generated")
+        elif not measured:
+            out.append(f"pytest-aie: {suite} [{metric}]: none of {len(recs)} cases was measured "
+                       f"({oneline(recs[0].get('reason'), 300)}). Fix: make the scorer able to "
+                       f"score (see the reason); a suite never passes on zero measured cases")
+    return out
