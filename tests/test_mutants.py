@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from scipy import stats as sps
+from test_gates import POLICY, rec, spread  # the record and spread helpers of the gate tests
 
 from pytest_aie.errors import UsageError
 from pytest_aie.gates import (
@@ -48,22 +49,6 @@ from pytest_aie.stats import (
     verdict,
 )
 from pytest_aie.stats.means import cluster_totals, sign_flip_pvalues
-
-POLICY = GatePolicy()
-
-
-def rec(case_id: str, passed: bool | None = None, value: float | None = None, *,
-        suite: str = "s", metric: str = "exact.match", **extra: Any) -> dict[str, Any]:
-    out = {"type": "case", "suite": suite, "metric": metric, "case_id": case_id,
-           "passed": passed, "value": value if value is not None else
-           (None if passed is None else float(passed)), "binary": True, "tags": []}
-    out.update(extra)
-    return out
-
-
-def spread(mean: float, sd: float, n: int) -> list[float]:
-    return list(mean + sd * sps.norm.ppf((np.arange(n) + 0.5) / n))
-
 
 # ---------------------------------------------------------------- usage errors
 
