@@ -113,15 +113,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
              if m.name in EVAL_MARKERS]
     aie = _aie(metafunc.config)
     name = metafunc.function.__name__
-    typo = _misspelt_marker(metafunc)
-    if typo is not None:
-        aie.harness_errors.append(typo.line())
-        aie.shown_errors.add(typo.line())
-        raise pytest.Collector.CollectError(typo.line()) from None
     if marker is None and not evals:
+        typo = _misspelt_marker(metafunc)
+        if typo is not None:
+            _collection_error(aie, typo)
         return
     suite = metafunc.definition.nodeid
     try:
+        typo = _misspelt_marker(metafunc)
+        if typo is not None:
+            raise typo
         if marker is None:
             raise UsageError(f"@pytest.mark.{evals[0][0]} needs cases",
                              fix=f'add @pytest.mark.dataset("cases.jsonl") to {name}')
@@ -138,11 +139,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                              fix="take `output` to evaluate the model, or `evaluate` to hand "
                                  "over what the test body computed")
     except AieError as exc:
-        aie.harness_errors.append(exc.line())
-        aie.shown_errors.add(exc.line())  # pytest prints collection errors itself
-        raise pytest.Collector.CollectError(exc.line()) from None
+        _collection_error(aie, exc)
     aie.suites[suite] = spec
     metafunc.parametrize("case", spec.cases, ids=[c.id for c in spec.cases])
+
+
+def _collection_error(aie: AieSession, exc: AieError) -> None:
+    """Stop collecting this test with one line; the run exits 10 (pytest prints the line
+    itself, so the summary does not repeat it)."""
+    aie.harness_errors.append(exc.line())
+    aie.shown_errors.add(exc.line())
+    raise pytest.Collector.CollectError(exc.line()) from None
 
 
 def _registered_markers(config: pytest.Config) -> set[str]:
@@ -270,6 +277,16 @@ def models(request: pytest.FixtureRequest) -> Models:
     return Models(aie.model, aie.model_names)
 
 
+def _failing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r["status"] in ("failed", "unmeasured")]
+
+
+def _failure_line(bad: list[dict[str, Any]], reason_chars: int, output_chars: int) -> str:
+    """One line for a failing case: each failing metric's reason, then the output."""
+    return "; ".join(f"{r['metric']} {r['status']}: {oneline(r['reason'], reason_chars)}"
+                     for r in bad) + f"; output: {show(bad[0]['output'], output_chars)}"
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Run the body, then score the case on every eval marker: its records ride on the
@@ -297,10 +314,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         raise
     records = aie.case_records(item.nodeid)
     item.stash[_RECORD_KEY] = records
-    bad = [r for r in records if r["status"] in ("failed", "unmeasured")]
+    bad = _failing(records)
     if bad:
-        message = "; ".join(f"{r['metric']} {r['status']}: {oneline(r['reason'], 300)}"
-                            for r in bad) + f"; output: {show(bad[0]['output'], 160)}"
+        message = _failure_line(bad, 300, 160)
         if all(r["gate"] and not r["must_pass"] for r in bad):
             # The suite's statistical gate decides; the case shows as xfailed, not as a failure.
             gate = ", ".join(f"{k}={v:g}" for k, v in bad[0]["gate"].items())
@@ -382,9 +398,8 @@ def _case_lines(config: pytest.Config) -> list[tuple[str, dict[str, bool]]]:
     out = [(f"failing eval cases ({len(hidden)}):", {"red": True})]
     for rep in hidden[:limit]:
         records = getattr(rep, _RECORD_ATTR)
-        bad = [r for r in records if r["status"] in ("failed", "unmeasured")] or records
-        why = "; ".join(f"{r['metric']} {r['status']}: {oneline(r['reason'], 200)}" for r in bad)
-        out.append((f"FAILED {rep.nodeid} - {why}; output: {show(bad[0]['output'], 100)}", {}))
+        out.append((f"FAILED {rep.nodeid} - {_failure_line(_failing(records) or records, 200, 100)}",
+                    {}))
     if limit is not None and len(hidden) > limit:
         out.append((f"... and {len(hidden) - limit} more failing cases (all of them: the report "
                     f"and the results log below; -vv lists them here)", {"red": True}))
