@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable
 
 from pytest_aie.errors import EngineError, MissingDependency
@@ -122,8 +123,9 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     sidecar = _sidecar(path)
     with contextlib.suppress(OSError, ValueError):
         data = json.loads(sidecar.read_text())
-        if all(data.get(k) == v for k, v in stamp.items()) and isinstance(data.get("sha256"), str):
-            return data["sha256"]
+        known = data.get("sha256")
+        if all(data.get(k) == v for k, v in stamp.items()) and isinstance(known, str):
+            return known
     digest = _hash_file(path)
     with contextlib.suppress(OSError):  # a read-only cache only costs a re-hash next time
         _write_json_atomic(sidecar, {**stamp, "sha256": digest})
@@ -251,7 +253,7 @@ def _convert(gguf: Path, out: Path) -> None:
     del model, state, tensors
 
 
-def _require(module: str, purpose: str):  # type: ignore[no-untyped-def]
+def _require(module: str, purpose: str) -> ModuleType:
     from pytest_aie.errors import require
 
     return require(module, "hf", purpose)

@@ -18,6 +18,8 @@ Exit codes (they compose with pytest's own 0-5):
 
 from __future__ import annotations
 
+from types import ModuleType
+
 __all__ = [
     "EXIT_HARNESS_ERROR",
     "EXIT_REGRESSION",
@@ -73,7 +75,7 @@ class MissingDependency(EngineError):
         self.extra = extra
 
 
-def require(module: str, extra: str, purpose: str):  # type: ignore[no-untyped-def]
+def require(module: str, extra: str, purpose: str) -> ModuleType:
     """Import an optional dependency, or raise :class:`MissingDependency`."""
     import importlib
 

@@ -67,4 +67,5 @@ def create_engine(name: str, **options: Any) -> Engine:
     import importlib
 
     module, cls = ENGINES[name]
-    return getattr(importlib.import_module(module), cls)(**options)
+    engine: Engine = getattr(importlib.import_module(module), cls)(**options)
+    return engine

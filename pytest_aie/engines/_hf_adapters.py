@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Iterator
 
 from pytest_aie.errors import EngineError, require
@@ -27,7 +28,7 @@ FIX_ADAPTER = (
 _PINNED = re.compile(r"^(?P<path>.+)@(?P<rev>[0-9a-f]{64})$")
 
 
-def _peft():  # type: ignore[no-untyped-def]
+def _peft() -> ModuleType:
     return require("peft", "hf", "LoRA adapters")
 
 

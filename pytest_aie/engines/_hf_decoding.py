@@ -148,7 +148,7 @@ class RowStopper:
                             device=input_ids.device)
 
     def _cut(self, r: int) -> str:
-        text = self.tokenizer.decode(self.tokens[r], skip_special_tokens=True)
+        text: str = self.tokenizer.decode(self.tokens[r], skip_special_tokens=True)
         hits = [text.find(x) for x in self.samplings[r].stop if x and x in text]
         return text[:min(hits)] if hits else text
 

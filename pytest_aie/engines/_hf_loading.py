@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from pytest_aie.errors import EngineError, require
@@ -26,12 +27,12 @@ DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16":
           "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
 
 
-def torch_module():  # type: ignore[no-untyped-def]
+def torch_module() -> ModuleType:
     """``torch``, or a :class:`~pytest_aie.errors.MissingDependency` naming the ``hf`` extra."""
     return require("torch", "hf", "the hf engine")
 
 
-def transformers_module():  # type: ignore[no-untyped-def]
+def transformers_module() -> ModuleType:
     """``transformers``, or a :class:`~pytest_aie.errors.MissingDependency` naming the ``hf`` extra."""
     return require("transformers", "hf", "the hf engine")
 

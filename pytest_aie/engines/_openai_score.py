@@ -138,8 +138,10 @@ def _score_one(engine: OpenAIEngine, context: str, text: str, what: str) -> list
     n = len(values)
     if max_tokens > 0:  # drop the generated token(s) after the prompt
         prompt_tokens = getattr(response.usage, "prompt_tokens", None)
-        known = isinstance(prompt_tokens, int) and 0 < prompt_tokens <= n
-        n = prompt_tokens if known else n - 1
+        if isinstance(prompt_tokens, int) and 0 < prompt_tokens <= n:
+            n = prompt_tokens
+        else:
+            n -= 1
         values = values[:n]
     tokens = getattr(lp, "tokens", None)
     offsets = getattr(lp, "text_offset", None)
@@ -147,13 +149,14 @@ def _score_one(engine: OpenAIEngine, context: str, text: str, what: str) -> list
     offsets = list(offsets[:n]) if offsets is not None and len(offsets) >= n else None
     first = 0
     if context:
-        first = _first_text_token(context, text, tokens, offsets)
-        if first is None:
+        found = _first_text_token(context, text, tokens, offsets)
+        if found is None:
             raise EngineError(
                 f"server at {engine.base_url} returned neither text_offset nor tokens with its "
                 "prompt log-probabilities, so the text cannot be told from its context",
                 fix="score without a context (drop context='prompt'), or use the hf engine",
             )
+        first = found
     out: list[float] = []
     for i in range(first, n):
         v = values[i]

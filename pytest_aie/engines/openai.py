@@ -196,7 +196,7 @@ class OpenAIEngine(Engine):
     def _only_served_model(self) -> str:
         """The one model ``/models`` lists, or an :class:`EngineError`."""
         try:
-            ids = [m.id for m in self._client.models.list()]
+            ids: list[str] = [m.id for m in self._client.models.list()]
         except self._openai.APIConnectionError as exc:  # includes timeouts
             raise self._unreachable(exc) from None
         except (self._openai.AuthenticationError, self._openai.PermissionDeniedError) as exc:
