@@ -219,11 +219,10 @@ class Settings:
         if not 0 <= temperature <= 2:
             raise UsageError(f"--aie-temperature must be in [0, 2], got {temperature}",
                              fix="pass --aie-temperature 0 for greedy decoding")
-        fractions = {}
+        fractions: dict[str, float] = {}  # the default thresholds are left out when unset
         for n in ("min-pass-rate", "min-score", "confidence", "regression-margin", "alpha"):
-            if raw[n] == "":
-                fractions[n] = None
-                continue
+            if raw[n] == "" and n in ("min-pass-rate", "min-score"):
+                continue  # no default threshold; the others must be numbers
             if n == "min-score":  # on the metric's own scale (perplexity, milliseconds...)
                 value = _parse(by_name[n], raw[n], float, "a number")
                 if not math.isfinite(value):
@@ -275,18 +274,18 @@ class Settings:
             results=str(root / results) if results and results != "none" else "",
             report=str(root / report) if report and report != "none" else "",
             samples=ints["samples"],
-            min_pass_rate=fractions["min-pass-rate"],
-            min_score=fractions["min-score"],
+            min_pass_rate=fractions.get("min-pass-rate"),
+            min_score=fractions.get("min-score"),
             gate=raw["gate"],
             inconclusive=raw["inconclusive"],
-            confidence=fractions["confidence"],  # type: ignore[arg-type]
+            confidence=fractions["confidence"],
             candidate=candidate,
             candidate_adapter=str(root / raw["candidate-adapter"]) if raw["candidate-adapter"] else "",
             baseline=raw["baseline"],
             save_baseline=raw["save-baseline"],
             baseline_dir=str(root / raw["baseline-dir"]),
-            regression_margin=fractions["regression-margin"],  # type: ignore[arg-type]
-            alpha=fractions["alpha"],  # type: ignore[arg-type]
+            regression_margin=fractions["regression-margin"],
+            alpha=fractions["alpha"],
         )
 
     @property
