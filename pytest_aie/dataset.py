@@ -101,8 +101,8 @@ def _csv_rows(path: Path, text: str) -> list[tuple[int, Any]]:
     return rows
 
 
-def _rows(path: Path) -> list[tuple[int, Any]]:
-    """(line number, row) pairs; raises DatasetError on unreadable or empty files."""
+def _rows(path: Path) -> list[tuple[int | None, Any]]:
+    """(line number or None where unknown, row) pairs; raises DatasetError on unreadable or empty files."""
     if not path.is_file():
         raise _fail(path, None, "dataset file not found", "check the path given to "
                     "@pytest.mark.dataset (it is relative to the test file)")
@@ -111,7 +111,7 @@ def _rows(path: Path) -> list[tuple[int, Any]]:
         raise _fail(path, None, f"unsupported dataset format {suffix!r}",
                     "use a .jsonl, .csv, .yaml or .yml file")
     text = _read_text(path)
-    rows: list[tuple[int, Any]] = []
+    rows: list[tuple[int | None, Any]] = []
     if suffix in (".jsonl", ".ndjson"):
         # split on "\n" only: str.splitlines() also splits on U+2028, U+0085 and form feeds,
         # which JSON writers leave raw inside strings
@@ -127,7 +127,7 @@ def _rows(path: Path) -> list[tuple[int, Any]]:
                 raise _fail(path, no, "JSON is nested too deeply to load",
                             "flatten the case's fields") from None
     elif suffix == ".csv":
-        rows = _csv_rows(path, text)
+        rows = list(_csv_rows(path, text))
     else:
         data, lines = load_yaml(path, text)
         if isinstance(data, dict) and "cases" in data:
