@@ -98,11 +98,11 @@ class Model:
         unique: dict[str, int] = {}
         index = [unique.setdefault(r.key(), len(unique)) for r in requests]
         if len(unique) < len(requests):
-            firsts = {}
+            firsts: dict[int, Request] = {}
             for i, u in enumerate(index):
                 firsts.setdefault(u, requests[i])
-            done = self.generate_many([firsts[u] for u in range(len(unique))], label=label)
-            return [done[u] for u in index]
+            once = self.generate_many([firsts[u] for u in range(len(unique))], label=label)
+            return [once[u] for u in index]
         for req in requests:
             self.engine.check(req)
         results: list[Generation | None] = [None] * len(requests)
