@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 Verdict = Literal["pass", "fail", "inconclusive"]
+RateMethod = Literal["wilson", "exact"]
 _BOOT_METHODS = {"bca": "BCa", "percentile": "percentile", "basic": "basic"}
 
 
@@ -92,9 +93,7 @@ def pass_rate_interval(passes: int, n: int, confidence: float = 0.95,
     from scipy import stats
 
     _check_confidence(confidence)
-    if method not in ("wilson", "exact"):
-        raise UsageError(f"unknown pass-rate interval method {method!r}",
-                         fix="use method='wilson' or method='exact'")
+    method = _rate_method(method)  # callers without a type checker can pass anything
     if n <= 0 or not 0 <= passes <= n:
         raise UsageError(f"cannot form a pass rate from {passes} passes out of {n} cases",
                          fix="pass 0 <= passes <= n with n >= 1")
@@ -103,7 +102,23 @@ def pass_rate_interval(passes: int, n: int, confidence: float = 0.95,
     return Interval(passes / n, float(ci.low), float(ci.high), method, confidence)
 
 
-def _as_floats(values: Sequence[float], what: str) -> np.ndarray:
+def _rate_method(method: str) -> RateMethod:
+    if method == "wilson":
+        return "wilson"
+    if method == "exact":
+        return "exact"
+    raise UsageError(f"unknown pass-rate interval method {method!r}",
+                     fix="use method='wilson' or method='exact'")
+
+
+def _measured(values: Sequence[float | bool | None]) -> tuple[list[int], np.ndarray]:
+    """The positions of the measured values (not None, not NaN) and those values as floats."""
+    kept = [(i, float(v)) for i, v in enumerate(values)
+            if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return [i for i, _ in kept], np.asarray([v for _, v in kept], dtype=np.float64)
+
+
+def _as_floats(values: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
     arr = np.asarray(values, dtype=float)
     if arr.ndim != 1 or arr.size == 0:
         raise UsageError(f"{what} needs a non-empty list of numbers", fix="pass at least one value")
@@ -139,8 +154,9 @@ def _bootstrap(data: tuple[np.ndarray, ...], statistic: Any, *, confidence: floa
     return math.nan, math.nan, tried[-1]
 
 
-def mean_interval(values: Sequence[float], confidence: float = 0.95, method: str = "bca",
-                  n_resamples: int = 9999, seed: int | None = 0) -> Interval:
+def mean_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95,
+                  method: str = "bca", n_resamples: int = 9999,
+                  seed: int | None = 0) -> Interval:
     """Bootstrap interval for the mean of ``values`` (``scipy.stats.bootstrap``, BCa default).
 
     With fewer than two values, or all values equal, there is no spread to resample and the
@@ -163,14 +179,16 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95, method: str
 
 
 def _mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(x, axis=axis)
+    means: np.ndarray = np.mean(x, axis=axis)
+    return means
 
 
 def _pooled_mean(sums: np.ndarray, sizes: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.sum(sums, axis=axis) / np.sum(sizes, axis=axis)
+    pooled: np.ndarray = np.sum(sums, axis=axis) / np.sum(sizes, axis=axis)
+    return pooled
 
 
-def clustered_interval(values: Sequence[float], groups: Sequence[str | None],
+def clustered_interval(values: Sequence[float] | np.ndarray, groups: Sequence[str | None],
                        confidence: float = 0.95, method: str = "bca",
                        n_resamples: int = 9999, seed: int | None = 0) -> Interval:
     """Cluster-bootstrap interval for the mean when cases share a group tag.
@@ -235,28 +253,25 @@ def aggregate(values: Sequence[float | bool | None], *, binary: bool,
     if groups is not None and len(groups) != n:
         raise UsageError(f"aggregate got {n} values but {len(groups)} groups",
                          fix="pass one group tag (or None) per value")
-    keep = [i for i, v in enumerate(values)
-            if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    keep, arr = _measured(values)
     measured = len(keep)
     if measured == 0:
         return Aggregate(n, 0, n, None, None, None, "none measured", confidence)
-    arr = np.asarray([float(values[i]) for i in keep], dtype=float)  # type: ignore[arg-type]
     if binary:
         if not np.all((arr == 0.0) | (arr == 1.0)):
             raise UsageError("aggregate(binary=True) got a value that is not pass/fail",
                              fix="pass bools (or 0/1), or use binary=False for scores")
         iid = pass_rate_interval(int(arr.sum()), measured, confidence,
-                                 method=method or "wilson")  # type: ignore[arg-type]
+                                 method=_rate_method(method or "wilson"))
     else:
         iid = mean_interval(arr, confidence, method or "bca", n_resamples, seed)
     kept_groups = [groups[i] for i in keep] if groups is not None else None
-    shared = kept_groups is not None and len({g for g in kept_groups if g is not None}) < sum(
-        g is not None for g in kept_groups)
-    if not shared:
+    named = [g for g in kept_groups or () if g is not None]
+    if kept_groups is None or len(set(named)) == len(named):  # no group shared by two cases
         return Aggregate(n, measured, n - measured, iid.estimate, iid.low, iid.high,
                          iid.method, confidence)
     boot = "bca" if binary or method is None else method
-    cl = clustered_interval(arr, kept_groups, confidence, boot, n_resamples, seed)  # type: ignore[arg-type]
+    cl = clustered_interval(arr, kept_groups, confidence, boot, n_resamples, seed)
     return Aggregate(n, measured, n - measured, iid.estimate, min(cl.low, iid.low),
                      max(cl.high, iid.high), f"{cl.method} + {iid.method} hull", confidence)
 
@@ -309,11 +324,9 @@ def threshold_pvalue(values: Sequence[float | bool | None], threshold: float, *,
 
     from pytest_aie.stats.means import mean_t_pvalue, robust_mean_se
 
-    keep = [i for i, v in enumerate(values)
-            if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    keep, arr = _measured(values)
     if not keep:
         return None
-    arr = np.asarray([float(values[i]) for i in keep], dtype=float)  # type: ignore[arg-type]
     kept_groups = [groups[i] for i in keep] if groups is not None else None
     named = [g for g in kept_groups or () if g is not None]
     if len(set(named)) == len(named):  # no group shared by two cases: not clustered

@@ -47,7 +47,7 @@ def _rate(u: np.ndarray, drop: float, discordance: float, base_rate: float, marg
             cache[key] = binary_gate_from_counts(k11, kb, kc, n - k11 - kb - kc, margin, alpha,
                                                  strict).regressed
         hits += cache[key]
-    return hits / u.shape[0]
+    return hits / len(u)
 
 
 def detection_rate(n: int, drop: float, discordance: float = 0.15, alpha: float = 0.05,
