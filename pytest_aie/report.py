@@ -58,6 +58,8 @@ from pytest_aie.results import FORMAT_VERSION
 from pytest_aie.text import visible
 
 if TYPE_CHECKING:
+    from importlib.abc import Traversable
+
     import jinja2
 
 __all__ = [
@@ -109,7 +111,7 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def _templates() -> Any:
+def _templates() -> Traversable:
     """The templates folder: the installed ``pytest_aie.templates`` package, or, when the
     package runs from a source checkout that was never installed, ``reports/templates``."""
     try:
@@ -201,10 +203,16 @@ def _expected(case: Mapping[str, Any]) -> tuple[Any, str | None]:
     return case.get("expected"), None
 
 
+def _engine(header: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The header's engine block (engine, model, revision, options), or an empty one."""
+    engine = header.get("engine")
+    return engine if isinstance(engine, Mapping) else {}
+
+
 def _case_blob(header: Mapping[str, Any], cases: Iterable[Mapping[str, Any]],
                max_text_chars: int | None) -> tuple[dict[str, Any], dict[str, int]]:
     """The compact case data the page's script renders, plus counts per status."""
-    engine = header.get("engine") if isinstance(header.get("engine"), Mapping) else {}
+    engine = _engine(header)
     run_engine, run_model = engine.get("engine"), engine.get("model")
     suites: list[str] = []
     suite_index: dict[str, int] = {}
@@ -306,7 +314,7 @@ def _metadata(header: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(label, value) pairs for the run metadata block, in display order, present values only
     (credentials scrubbed, even from a log written before pytest-aie scrubbed them)."""
     header = scrub(dict(header))
-    engine = header.get("engine") if isinstance(header.get("engine"), Mapping) else {}
+    engine = _engine(header)
     argv = header.get("argv")
     pairs: list[tuple[str, Any]] = [
         ("Started", header.get("started_at")),
@@ -363,7 +371,7 @@ def render_html(
     if summary is None:
         summary = tallies
     summary_rows, totals = _summary_rows(summary, {(t["suite"], t["metric"]): t for t in tallies})
-    engine = header.get("engine") if isinstance(header.get("engine"), Mapping) else {}
+    engine = _engine(header)
     script = _asset("report.js")
     context = {
         "title": _shown(title or " · ".join(
