@@ -150,7 +150,8 @@ def load_token_model(name: str | None = None, device: str | None = None) -> tupl
                                   fix="pass model= a transformers encoder model folder") \
                     from exc
             _CACHE[key] = (tok, model)
-        return _CACHE[key]
+        pair: tuple[Any, Any] = _CACHE[key]  # "tok" keys hold (tokenizer, model)
+        return pair
 
 
 def clear_model_cache() -> None:

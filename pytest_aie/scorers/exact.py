@@ -24,7 +24,7 @@ import re
 import string
 import unicodedata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import regex
 
@@ -219,7 +219,8 @@ class ExactScorer(Scorer):
             return Score.unmeasured(self.metric, f"case has no {self.field!r} field")
         if self.kind in ("match", "contains", "any_of"):
             return self._textual(text, expected)
-        return getattr(self, f"_{self.kind}")(text, expected)
+        check: Callable[[str, Any], Score] = getattr(self, f"_{self.kind}")
+        return check(text, expected)
 
     def _norm(self, value: Any) -> str:
         return normalize(str(value), self.norm)
@@ -244,7 +245,9 @@ class ExactScorer(Scorer):
             return Score.unmeasured(self.metric, f"expected {empty[0]!r} is empty" + (
                 f" after normalisation ({', '.join(self.norm)})" if str(empty[0]) else "")
                 + ": it would be found in any output")
-        return getattr(self, f"_{self.kind}")(self._norm(text), text, usable, expected)
+        compare: Callable[[str, str, list[tuple[Any, str]], Any], Score] = getattr(
+            self, f"_{self.kind}")
+        return compare(self._norm(text), text, usable, expected)
 
     def _match(self, got: str, text: str, usable: list[tuple[Any, str]], expected: Any) -> Score:
         for option, norm in usable:
@@ -299,6 +302,7 @@ class ExactScorer(Scorer):
         value, error = self._parse_json(text)
         if error:
             return self._result(False, error)
+        assert self.schema is not None  # __init__ refuses json_schema without a schema
         validator = jsonschema.validators.validator_for(self.schema)(self.schema)
         errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
         if errors:

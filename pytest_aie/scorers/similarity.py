@@ -145,7 +145,7 @@ class BleuScorer(_SacreScorer):
         self._metric = self._make()  # bad options fail at build time
 
     def _make(self) -> Any:
-        from sacrebleu.metrics import BLEU
+        from sacrebleu.metrics.bleu import BLEU
 
         try:
             return BLEU(tokenize=self.tokenize, lowercase=self.lowercase,
@@ -168,7 +168,7 @@ class ChrfScorer(_SacreScorer):
         self._metric = self._make()
 
     def _make(self) -> Any:
-        from sacrebleu.metrics import CHRF
+        from sacrebleu.metrics.chrf import CHRF
 
         return CHRF(word_order=self.word_order, lowercase=self.lowercase)
 
@@ -189,7 +189,7 @@ class TerScorer(_SacreScorer):
         self._metric = self._make()
 
     def _make(self) -> Any:
-        from sacrebleu.metrics import TER
+        from sacrebleu.metrics.ter import TER
 
         return TER(case_sensitive=self.case_sensitive)
 
