@@ -70,11 +70,11 @@ browser:
 lint: $(STAMP)
 	$(PY) -m ruff check pytest_aie tests benchmarks
 
-# mypy (configured in pyproject.toml). Not yet part of `make test`: the package is not clean yet.
+# mypy (strict, configured in pyproject.toml): runs in `make test` after ruff.
 typecheck: $(STAMP)
 	$(PY) -m mypy pytest_aie
 
-test: $(STAMP) lint browser
+test: $(STAMP) lint typecheck browser
 	$(PY) -m pytest tests -p no:randomly -ra
 
 bench: $(STAMP)

@@ -45,9 +45,11 @@ def _records(passed: np.ndarray, *, groups: list[str | None] | None = None,
                                "status": "passed" if p else "failed", "binary": True,
                                "group": groups[i] if groups else None,
                                "tags": tags[i] if tags else []}
-        if base is not None:
+        if base is not None:  # the base model's record of the same case
             b = bool(base[i])
-            rec["base"] = {"passed": b, "value": float(b)}
+            out.append({**rec, "passed": b, "value": float(b), "status": "passed" if b else "failed",
+                        "model": "default", "gated": False})
+            rec["model"] = "candidate"
         out.append(rec)
     return out
 

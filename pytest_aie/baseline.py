@@ -36,20 +36,23 @@ def baseline_path(directory: str | Path, name: str) -> Path:
 
 
 def make_baseline(name: str, header: dict[str, Any], records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """A baseline from a run's records: each gated model's cases per suite and metric (a
+    suite's reference model is not saved: it is compared against within the run)."""
+    from pytest_aie.gates import _group_records, baseline_key, several_models
     from pytest_aie.records import status_of
 
     suites: dict[str, dict[str, Any]] = {}
-    for rec in records:
-        if rec.get("type") != "case":
-            continue
-        entry = suites.setdefault(f"{rec['suite']}::{rec['metric']}", {
-            "suite": rec["suite"], "metric": rec["metric"], "binary": rec.get("binary", True),
-            "cases": {}})
-        entry["cases"][rec["case_id"]] = {"passed": rec.get("passed"), "value": rec.get("value"),
-                                          "status": status_of(rec),
-                                          "group": None if rec.get("group") in (None, "")
-                                          else str(rec["group"]),
-                                          "tags": list(rec.get("tags") or ())}
+    groups = _group_records(records)
+    several = several_models(groups)
+    for (suite, metric, model), recs in groups.items():
+        key = baseline_key(suite, metric, model, (suite, metric) in several)
+        entry = suites.setdefault(key, {"suite": suite, "metric": metric,
+                                        "binary": recs[0].get("binary", True), "cases": {}})
+        for rec in recs:
+            entry["cases"][rec["case_id"]] = {
+                "passed": rec.get("passed"), "value": rec.get("value"), "status": status_of(rec),
+                "group": None if rec.get("group") in (None, "") else str(rec["group"]),
+                "tags": list(rec.get("tags") or ())}
     return {
         "format_version": BASELINE_FORMAT,
         "name": name,

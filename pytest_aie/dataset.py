@@ -43,6 +43,7 @@ class Case:
     source: str = ""  # "path:line"
     tags: tuple[str, ...] = ()
     suite: str = ""  # set by the plugin: the test function's node id without parameters
+    model: str = ""  # set by the plugin: the model this test item evaluates (several-model suites)
 
     @property
     def expected(self) -> Any:

@@ -39,12 +39,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 from pytest_aie.records import status_of
 
-__all__ = ["GatePolicy", "Comparison", "adjust", "compare_models", "compare_pairs",
-           "compare_to_baseline", "evaluate_suites", "exit_status"]
+__all__ = ["GatePolicy", "Comparison", "adjust", "baseline_key", "compare_models",
+           "compare_pairs", "compare_to_baseline", "evaluate_suites", "exit_status", "row_name",
+           "several_models"]
 
 VERDICTS = ("pass", "fail", "inconclusive")
 
@@ -53,23 +54,44 @@ VERDICTS = ("pass", "fail", "inconclusive")
 class GatePolicy:
     """Run-wide gate settings (options ``--aie-gate``, ``--aie-inconclusive``, ...)."""
 
-    mode: str = "interval"  # "interval" (three-way) or "point" (point estimate vs threshold)
+    mode: Literal["interval", "point"] = "interval"  # three-way, or the point estimate
     inconclusive: str = "warn"  # what an inconclusive verdict does: fail, pass, warn
     confidence: float = 0.95
     margin: float = 0.02
     alpha: float = 0.05
 
 
-def _key(rec: dict[str, Any]) -> tuple[str, str]:
-    return rec["suite"], rec["metric"]
+Key = tuple[str, str, str]  # suite, metric, model
 
 
-def _group_records(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+def _model(rec: dict[str, Any]) -> str:
+    return str(rec.get("model") or "default")
+
+
+def _group_records(records: Iterable[dict[str, Any]], *, gated: bool | None = True
+                   ) -> dict[Key, list[dict[str, Any]]]:
+    """Case records by suite, metric and model (``gated``: only gated records, only a
+    suite's reference model's, or both with None)."""
+    groups: dict[Key, list[dict[str, Any]]] = defaultdict(list)
     for rec in records:
-        if rec.get("type") == "case":
-            groups[_key(rec)].append(rec)
+        if rec.get("type") == "case" and (gated is None or rec.get("gated", True) is gated):
+            groups[(rec["suite"], rec["metric"], _model(rec))].append(rec)
     return dict(sorted(groups.items()))
+
+
+def several_models(keys: Iterable[Key]) -> set[tuple[str, str]]:
+    """The (suite, metric) pairs gated on more than one model: their names say the model."""
+    seen: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for suite, metric, model in keys:
+        seen[(suite, metric)].add(model)
+    return {k for k, v in seen.items() if len(v) > 1}
+
+
+def row_name(row: dict[str, Any]) -> str:
+    """A suite row's display name: ``suite [metric]``, plus ``on MODEL`` in a suite that
+    gates several models."""
+    name = f"{row['suite']} [{row['metric']}]"
+    return name + (f" on {row['model']}" if row.get("several_models") else "")
 
 
 def _cluster(rec: dict[str, Any]) -> str | None:
@@ -107,7 +129,9 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
     from pytest_aie.stats import aggregate, sampling_summary, sampling_table, verdict
 
     rows = []
-    for (suite, metric), recs in _group_records(records).items():
+    by_key = _group_records(records)
+    several = several_models(by_key)
+    for (suite, metric, model), recs in by_key.items():
         binary = all(r.get("binary", True) for r in recs)
         statuses = [status_of(r) for r in recs]
         passed, failed = statuses.count("passed"), statuses.count("failed")
@@ -120,7 +144,8 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
         if threshold is None:
             threshold = gate.get("min_score") if binary else gate.get("min_pass_rate")
         row: dict[str, Any] = {
-            "suite": suite, "metric": metric, "binary": binary, "n": len(recs),
+            "suite": suite, "metric": metric, "model": model,
+            "several_models": (suite, metric) in several, "binary": binary, "n": len(recs),
             "passed": passed, "failed": failed, "scored": statuses.count("scored"),
             "unmeasured": statuses.count("unmeasured"),
             "pass_rate": passed / (passed + failed) if passed + failed else None,
@@ -224,9 +249,18 @@ class Comparison:
     p_adjusted: float | None = None
     confirmatory: bool = False
     family_size: int | None = None
+    #: between two models of one run: (the reference side, the compared side); None
+    #: against a stored baseline
+    models: tuple[str, str] | None = None
+    model: str | None = None  # the model of a multi-model suite compared with a baseline
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
+
+    @property
+    def title(self) -> str:
+        """What was compared: ``candidate vs default``, or ``baseline`` (set by the caller)."""
+        return f"{self.models[1]} vs {self.models[0]}" if self.models else "baseline"
 
     def line(self) -> str:
         g = self.gate or {}
@@ -238,8 +272,13 @@ class Comparison:
         if g.get("clusters"):
             p += f", {g['clusters']} clusters"
         state = "REGRESSION" if self.regressed else "improved" if self.improved else "no significant change"
+        if self.models and not self.confirmatory:
+            state = "significantly worse" if g.get("regressed") else state
         where = self.suite + (f" ({self.scope})" if self.scope != "suite" else "")
-        text = (f"{where} [{self.metric}]: {state}: delta "
+        where += f" [{self.metric}]" + (f" on {self.model}" if self.model else "")
+        if self.models and not self.confirmatory:
+            state += " (exploratory: not gated)"
+        text = (f"{where}: {state}: delta "
                 f"{'n/a' if delta is None else f'{delta:+.3f}'}{ci}{p} on {self.shared} shared cases")
         if self.added or self.removed:
             text += f" ({self.added} added, {self.removed} removed since the reference)"
@@ -282,43 +321,83 @@ def compare_pairs(suite: str, metric: str, scope: str, binary: bool,
                       confirmatory=res.p_value is not None)
 
 
+def baseline_key(suite: str, metric: str, model: str, several: bool) -> str:
+    """A suite's key in a baseline file: ``suite::metric``, plus ``::model`` in a suite that
+    gates several models."""
+    return f"{suite}::{metric}" + (f"::{model}" if several else "")
+
+
 def compare_to_baseline(records: Iterable[dict[str, Any]], baseline: dict[str, Any],
                         policy: GatePolicy) -> list[Comparison]:
-    """Each suite of this run against the same suite in a stored baseline."""
+    """Each suite (each gated model of it) of this run against the same in a stored baseline."""
     out = []
     suites = baseline.get("suites", {})
-    for (suite, metric), recs in _group_records(records).items():
-        ref = suites.get(f"{suite}::{metric}")
+    groups = _group_records(records)
+    several = several_models(groups)
+    for (suite, metric, model), recs in groups.items():
+        ref = suites.get(baseline_key(suite, metric, model, (suite, metric) in several))
         if ref is None:
             continue
         binary = all(r.get("binary", True) for r in recs)
         higher = all(r.get("higher_is_better", True) for r in recs)
         current = {r["case_id"]: r for r in recs}
-        out.append(compare_pairs(suite, metric, "suite", binary, ref["cases"], current, policy,
-                                 higher))
+        comp = compare_pairs(suite, metric, "suite", binary, ref["cases"], current, policy, higher)
+        comp.model = model if (suite, metric) in several else None
+        out.append(comp)
     adjust([], out, policy)
     return out
 
 
 def compare_models(records: Iterable[dict[str, Any]], policy: GatePolicy) -> list[Comparison]:
-    """Base vs candidate in one run (records with a ``base`` outcome): per suite and per tag."""
+    """Paired comparisons between the models of each suite, on the cases they share.
+
+    Each gated model against the suite's reference model (``reference=``, or the base in a
+    finetune check) is confirmatory, per suite and per tag: a significant drop is a
+    regression (exit 11). Every other pair of a suite's models is compared the same way,
+    per suite, as exploratory figures (shown, never failing the run)."""
+    groups = _group_records(records, gated=None)
+    by_suite: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = defaultdict(dict)
+    references: dict[tuple[str, str], str] = {}
+    for (suite, metric, model), recs in groups.items():
+        by_suite[(suite, metric)][model] = recs
+        if not recs[0].get("gated", True):
+            references[(suite, metric)] = model
     out = []
-    for (suite, metric), recs in _group_records(records).items():
-        paired = [r for r in recs if r.get("base") is not None]
-        if not paired:
-            continue
-        binary = all(r.get("binary", True) for r in paired)
-        higher = all(r.get("higher_is_better", True) for r in paired)
-        ref = {r["case_id"]: r["base"] for r in paired}
-        cur = {r["case_id"]: r for r in paired}
-        out.append(compare_pairs(suite, metric, "suite", binary, ref, cur, policy, higher))
-        tags = sorted({t for r in paired for t in r.get("tags") or ()})
-        for tag in tags:
-            ids = {r["case_id"] for r in paired if tag in (r.get("tags") or ())}
-            out.append(compare_pairs(suite, metric, f"tag:{tag}", binary,
-                                     {c: ref[c] for c in ids}, {c: cur[c] for c in ids}, policy,
-                                     higher))
+    for (suite, metric), models in sorted(by_suite.items()):
+        ref_model = references.get((suite, metric))
+        names = sorted(models, key=lambda m: (m != ref_model, m))
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                if a != ref_model and ref_model is not None and b == ref_model:
+                    continue  # pragma: no cover - the reference sorts first
+                confirm = a == ref_model
+                out.extend(_compare_two(suite, metric, a, b, models[a], models[b], policy,
+                                        tags=confirm, confirmatory=confirm))
     adjust([], out, policy)
+    return out
+
+
+def _compare_two(suite: str, metric: str, a: str, b: str, ref_recs: list[dict[str, Any]],
+                 cur_recs: list[dict[str, Any]], policy: GatePolicy, *, tags: bool,
+                 confirmatory: bool) -> list[Comparison]:
+    binary = all(r.get("binary", True) for r in cur_recs)
+    higher = all(r.get("higher_is_better", True) for r in cur_recs)
+    ref = {r["case_id"]: r for r in ref_recs}
+    cur = {r["case_id"]: r for r in cur_recs}
+    scopes: list[tuple[str, set[str] | None]] = [("suite", None)]
+    if tags:
+        for tag in sorted({t for r in cur_recs if r["case_id"] in ref for t in r.get("tags") or ()}):
+            scopes.append((f"tag:{tag}", {r["case_id"] for r in cur_recs
+                                          if tag in (r.get("tags") or ())}))
+    out = []
+    for scope, ids in scopes:
+        comp = compare_pairs(suite, metric, scope, binary,
+                             ref if ids is None else {c: ref[c] for c in ids if c in ref},
+                             cur if ids is None else {c: cur[c] for c in ids}, policy, higher)
+        comp.models = (a, b)
+        if not confirmatory:  # figures only: never a regression of the run
+            comp.confirmatory, comp.regressed = False, False
+        out.append(comp)
     return out
 
 
@@ -370,7 +449,7 @@ def exit_status(rows: list[dict[str, Any]], comparisons: list[Comparison], polic
     notes: list[str] = []
     failed = False
     for row in rows:
-        name = f"{row['suite']} [{row['metric']}]"
+        name = row_name(row)
         held_back = row["verdict"] == "inconclusive" and row.get("interval_verdict") == "fail"
         if row["verdict"] == "fail":
             failed = True
@@ -391,7 +470,7 @@ def exit_status(rows: list[dict[str, Any]], comparisons: list[Comparison], polic
         if row.get("must_pass_failed"):
             failed = True
     for comp in comparisons:
-        if comp.gate and comp.gate.get("regressed") and not comp.regressed:
+        if comp.confirmatory and comp.gate and comp.gate.get("regressed") and not comp.regressed:
             where = comp.suite + (f" ({comp.scope})" if comp.scope != "suite" else "")
             notes.append(f"{where} [{comp.metric}]: a drop with p={comp.p_value:.3g}, not "
                          f"significant after the Holm adjustment over {m} decisions "

@@ -33,7 +33,9 @@ from pytest_aie.suite import EVAL_MARKERS, MARKER_HELP, build_suite
 from pytest_aie.text import oneline, show
 
 SESSION_KEY = pytest.StashKey[AieSession]()
-_SELECTED_KEY = pytest.StashKey[list]()
+_SELECTED_KEY = pytest.StashKey[list[str]]()
+_RUN_DIR_KEY = pytest.StashKey[str]()  # xdist controller: the run store's folder
+_REPORT_KEY = pytest.StashKey[str]()  # the HTML report written
 _RECORD_ATTR = "aie_cases"  # the case's records (one per eval marker) on its call report
 _HARNESS_PROP = "aie_harness_error"
 _RECORD_KEY = pytest.StashKey[Any]()
@@ -99,10 +101,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_configure_node(node: Any) -> None:
     """xdist controller: give the workers a folder for the run's shared generation store."""
     config = node.config
-    run_dir = getattr(config, "_aie_run_dir", None)
+    run_dir = config.stash.get(_RUN_DIR_KEY, None)
     if run_dir is None:
-        run_dir = tempfile.mkdtemp(prefix="pytest-aie-run-")
-        config._aie_run_dir = run_dir
+        run_dir = config.stash[_RUN_DIR_KEY] = tempfile.mkdtemp(prefix="pytest-aie-run-")
     node.workerinput["aie_run_dir"] = run_dir
 
 
@@ -131,17 +132,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                              fix="add `case` to its parameters")
         spec = build_suite(suite, (marker.args, marker.kwargs), evals,
                            Path(str(metafunc.definition.path)).parent,
-                           engine=lambda name: aie.model(name or aie.primary_model_name()).engine,
+                           engine=lambda name: aie.model(
+                               name or ("candidate" if aie.settings.has_candidate else None)).engine,
                            body="evaluate" in metafunc.fixturenames)
         if spec.body and "output" in metafunc.fixturenames:
             raise UsageError(f"{name} takes both `output` (the model's generation) and "
                              "`evaluate` (its own output)",
                              fix="take `output` to evaluate the model, or `evaluate` to hand "
                                  "over what the test body computed")
+        items = aie.add_suite(spec)
     except AieError as exc:
         _collection_error(aie, exc)
-    aie.suites[suite] = spec
-    metafunc.parametrize("case", spec.cases, ids=[c.id for c in spec.cases])
+    metafunc.parametrize("case", [c for c, _ in items], ids=[i for _, i in items])
 
 
 def _collection_error(aie: AieSession, exc: AieError) -> None:
@@ -179,9 +181,7 @@ def _misspelt_marker(metafunc: pytest.Metafunc) -> UsageError | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Map each case item to its suite and case."""
-    from pytest_aie.session import CaseRun
-
+    """Map each case item to its suite, case and model."""
     aie = _aie(config)
     for item in items:
         callspec = getattr(item, "callspec", None)
@@ -189,7 +189,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         case = callspec.params["case"]
         if case.suite in aie.suites:
-            aie.runs[item.nodeid] = CaseRun(aie.suites[case.suite], case)
+            aie.add_run(item.nodeid, case)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -240,7 +240,7 @@ def _ensure(item: pytest.Item) -> AieSession:
 def output(request: pytest.FixtureRequest, case: Case) -> Generation:
     """The model's generation for this test's ``case`` (from the whole-suite batched pass):
     ``output.text``, token counts, finish reason, timings, ``output.cached``."""
-    return _ensure(request.node).outputs[request.node.nodeid][0]
+    return _ensure(request.node).output(request.node.nodeid)
 
 
 @pytest.fixture
@@ -355,14 +355,16 @@ class _Collector:
         for record in getattr(report, _RECORD_ATTR, None) or ():
             self.aie.add_record(record)
         for name, value in report.user_properties:
-            if name == _HARNESS_PROP and value not in self.aie.harness_errors:
-                self.aie.harness_errors.append(value)
-            if name == _HARNESS_PROP:
-                self.aie.shown_errors.add(value)  # pytest prints the test's error itself
+            if name != _HARNESS_PROP:
+                continue
+            line = str(value)
+            if line not in self.aie.harness_errors:
+                self.aie.harness_errors.append(line)
+            self.aie.shown_errors.add(line)  # pytest prints the test's error itself
 
 
 _CASE_LINES = 25  # failing eval cases listed one line each (all with -vv)
-_HIDDEN_KEY = pytest.StashKey[list]()
+_HIDDEN_KEY = pytest.StashKey[list[pytest.TestReport]]()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -416,8 +418,8 @@ def _summary(terminalreporter: Any, config: pytest.Config) -> None:
         return
     tw = terminalreporter
     lines = suite_lines(aie.rows)
-    lines += comparison_lines("baseline " + aie.settings.baseline, aie.baseline_comparisons)
-    lines += comparison_lines("candidate vs base", aie.model_comparisons)
+    lines += comparison_lines(aie.baseline_comparisons, "baseline " + aie.settings.baseline)
+    lines += comparison_lines(aie.model_comparisons)
     lines += _case_lines(config)
     if lines:
         tw.write_sep("=", "pytest-aie summary")
@@ -430,7 +432,7 @@ def _summary(terminalreporter: Any, config: pytest.Config) -> None:
             tw.write_line(line, red=True)
     if aie.log is not None and aie.records:
         tw.write_line(f"pytest-aie results: {aie.log.path}")
-    report = getattr(config, "_aie_report_path", None)
+    report = config.stash.get(_REPORT_KEY, None)
     if report:
         tw.write_line(f"pytest-aie report: {report}")
     if aie.saved_baseline:
@@ -454,10 +456,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 from pytest_aie.report import render_html
 
                 path = render_html(aie.log.header, aie.records, aie.rows, Path(aie.settings.report))
-                config._aie_report_path = str(path)
+                config.stash[_REPORT_KEY] = str(path)
     finally:
         aie.close()
-        run_dir = getattr(config, "_aie_run_dir", None)
+        run_dir = config.stash.get(_RUN_DIR_KEY, None)
         if run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
     if aie.harness_errors and not aie.is_worker:
@@ -474,8 +476,9 @@ def _final_words(session: pytest.Session, aie: AieSession) -> None:
     from pytest_aie.errors import EXIT_REGRESSION
 
     status = int(session.exitstatus)
-    gates = [f"{r['suite']} [{r['metric']}]" for r in aie.rows
-             if r.get("verdict") == "fail" or r.get("must_pass_failed")]
+    from pytest_aie.gates import row_name
+
+    gates = [row_name(r) for r in aie.rows if r.get("verdict") == "fail" or r.get("must_pass_failed")]
     if status == EXIT_REGRESSION:
         regressed = [c for c in aie.baseline_comparisons + aie.model_comparisons
                      if getattr(c, "regressed", False)]

@@ -1,8 +1,13 @@
-"""Reading a run's case records back: the results log, a record's status, and per-suite counts.
+"""Case records: their one typed definition (:class:`CaseRecord`, schema version
+:data:`FORMAT_VERSION`), reading them back from a results log, a record's status, and
+per-suite counts.
 
-Shared by the report, the gates and the baseline: one definition of what a record's status is
-(``passed``, ``failed``, ``scored``, ``unmeasured``; records written before ``status`` existed
-derive it from ``passed``) and of how a results log is read, tolerating a truncated last line.
+One definition feeds every consumer: the session builds a :class:`CaseRecord` per case, model
+and metric; its :meth:`~CaseRecord.to_dict` is what travels on the test report (xdist), what
+the results log stores, and what the gates, the baseline, the terminal summary and the
+report read. The README's "Results log schema" table lists the same fields (a test checks it).
+A record's status is ``passed``, ``failed``, ``scored`` or ``unmeasured``; records written
+before ``status`` existed derive it from ``passed``.
 """
 
 from __future__ import annotations
@@ -11,17 +16,95 @@ import json
 import math
 import os
 import warnings
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from pytest_aie.errors import AieError
-from pytest_aie.results import FORMAT_VERSION
 
-__all__ = ["STATUSES", "ResultsError", "ResultsWarning", "basic_summary", "load_results",
-           "status_of"]
+__all__ = ["FORMAT_VERSION", "STATUSES", "CaseRecord", "ResultsError", "ResultsWarning",
+           "basic_summary", "load_results", "status_of"]
+
+#: The results log's schema version (its run header's ``format_version``). 2: records carry
+#: the run's model name (``model``; the engine's model is ``model_id``) and ``gated``, one
+#: record per case, model and metric (version 1 had one model and a ``base`` sub-record).
+FORMAT_VERSION = 2
 
 #: Record statuses, and the status of an old record without one.
 STATUSES = ("passed", "failed", "scored", "unmeasured")
+
+
+def _f(doc: str, default: Any = None, *, optional: bool = False) -> Any:
+    """A record field with its documentation (``optional``: left out of the log when None)."""
+    meta = {"doc": doc, "optional": optional}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=type(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class CaseRecord:
+    """One case's outcome on one metric for one model: a line of the results log."""
+
+    suite: str = _f("the test function's node id (`file.py::test_name`)")
+    case_id: str = _f("the case's id (its `id` field, else its line number)")
+    nodeid: str = _f("the pytest item that ran it")
+    metric: str = _f("the metric, e.g. `exact.match`, `similarity.rougeL`")
+    model: str = _f("the model's name in the run: `default`, `candidate`, an `--aie-models` "
+                    "name, `target:module.function`, `test-body`")
+    gated: bool = _f("False for a suite's `reference=` model: compared against, never gated", True)
+    status: str = _f("`passed`, `failed`, `scored` (a value, no per-case threshold) or "
+                     "`unmeasured` (no value: the reason says why)")
+    value: float | None = _f("the score (the mean over samples); null when unmeasured")
+    passed: bool | None = _f("the per-case verdict; null when scored or unmeasured")
+    reason: str = _f("the scorer's one-line reason", "")
+    error: str | None = _f("the engine's or target's error, when generation failed")
+    binary: bool = _f("a pass/fail metric (the suite figure is a pass rate) or a score (a mean)",
+                      True)
+    higher_is_better: bool = _f("False for TER, perplexity, latency: thresholds are ceilings",
+                                True)
+    output: str = _f("the output scored (the first sample's)", "")
+    expected: Any = _f("the case's `expected` field")
+    prompt: str = _f("the prompt sent (chat messages as `[role] content` lines)", "")
+    tags: list[str] = _f("the case's tags", [])
+    group: str | None = _f("the case's cluster for intervals (`group` field or `group:` tag)")
+    must_pass: bool = _f("the case fails its test even when a suite gate decides", False)
+    gate: dict[str, float] | None = _f("the metric's gate: `min_pass_rate` / `min_score`")
+    source: str = _f("where the case is defined (`path:line`)", "")
+    engine: str = _f("the engine that generated it (`hf`, `openai`, `scripted`, `target`)", "")
+    model_id: str = _f("the engine's model (a hub id, folder, served name or target label)", "")
+    adapter: str | None = _f("the LoRA adapter applied, if any")
+    cached: bool = _f("served from the generation cache", False)
+    finish_reason: str | None = _f("`stop`, `length` (cut by max_tokens), `error`")
+    prompt_tokens: int | None = _f("prompt tokens of the first sample")
+    completion_tokens: int = _f("generated tokens over all samples", 0)
+    timings: dict[str, Any] = _f("the first sample's timings (seconds: `total`, `ttft`, ...)", {})
+    details: dict[str, Any] = _f("the scorer's details for the first sample", {})
+    references: Any = _f("the case's `references` list, when it has one", optional=True)
+    reference_field: str | None = _f("the case field the scorer compared with, when not "
+                                     "`expected`", optional=True)
+    reference: Any = _f("that field's value", optional=True)
+    consistency: float | None = _f("repeated sampling: the share of samples agreeing with "
+                                   "the majority", optional=True)
+    samples: list[dict[str, Any]] | None = _f("repeated sampling: each sample's `seed`, "
+                                              "`output`, `passed`, `value`, `reason`",
+                                              optional=True)
+    type: str = _f("always `case` (the run header's is `run`)", "case")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as the results log stores it (optional fields only when set)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.metadata.get("optional"):
+                continue
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def schema(cls) -> list[tuple[str, str]]:
+        """``(field, documentation)`` for every field: the README's schema table."""
+        return [(f.name, f.metadata["doc"]) for f in fields(cls)]
 
 
 class ResultsError(AieError):
@@ -97,19 +180,22 @@ def status_of(case: Mapping[str, Any]) -> str:
 
 
 def basic_summary(cases: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per-(suite, metric) counts, pass rate and mean score, without intervals or verdicts.
+    """Per-(suite, metric, model) counts, pass rate and mean score, without intervals or
+    verdicts.
 
     Used when no summary is given (the plugin computes a fuller one with statistical gates).
     The pass rate counts passes and failures only (``None`` when there are none: a suite of
     scored cases has a mean score, not a pass rate); the mean score averages every value.
     """
-    groups: dict[tuple[str, str], dict[str, Any]] = {}
-    sums: dict[tuple[str, str], list[float]] = {}
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    sums: dict[tuple[str, str, str], list[float]] = {}
     for case in cases:
-        key = (str(case.get("suite", "")), str(case.get("metric", "")))
+        key = (str(case.get("suite", "")), str(case.get("metric", "")),
+               str(case.get("model") or "default"))
         row = groups.get(key)
         if row is None:
-            row = groups[key] = {"suite": key[0], "metric": key[1], "n": 0, "passed": 0,
+            row = groups[key] = {"suite": key[0], "metric": key[1], "model": key[2], "n": 0,
+                                 "passed": 0,
                                  "failed": 0, "scored": 0, "unmeasured": 0, "pass_rate": None,
                                  "mean_score": None, "verdict": None, "interval": None}
             sums[key] = [0.0, 0]

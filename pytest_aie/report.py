@@ -255,8 +255,13 @@ def _case_blob(header: Mapping[str, Any], cases: Iterable[Mapping[str, Any]],
         }
         if case.get("engine") not in (None, run_engine):
             row["engine"] = name(case.get("engine"))
-        if case.get("model") not in (None, run_model):
-            row["model"] = name(case.get("model"))
+        # format 2: the run's model name and the engine's model; format 1: the engine's only
+        model_id = case.get("model_id", case.get("model"))
+        run_name = case.get("model") if "model_id" in case else None
+        shown = [str(m) for m in (run_name if run_name != "default" else None,
+                                  model_id if model_id != run_model else None) if m is not None]
+        if shown:
+            row["model"] = name(" · ".join(shown))
         rows.append({k: v for k, v in row.items() if v is not None and v != []})
     return {"suites": suites, "cases": rows}, counts
 
@@ -275,7 +280,7 @@ _COUNTS = ("n", "passed", "failed", "scored", "unmeasured")
 
 
 def _summary_rows(summary: Sequence[Mapping[str, Any]],
-                  tallies: Mapping[tuple[str, str], Mapping[str, Any]] | None = None
+                  tallies: Mapping[tuple[str, str, str], Mapping[str, Any]] | None = None
                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Display rows for the suite table, and the totals. ``tallies`` (from
     :func:`basic_summary` of the cases shown) supplies the counts and pass rate, so the table
@@ -283,9 +288,20 @@ def _summary_rows(summary: Sequence[Mapping[str, Any]],
     scores come from ``summary``."""
     rows = []
     totals: dict[str, Any] = {k: 0 for k in _COUNTS}
+    models: dict[tuple[str, str], set[str]] = {}
+    for item in summary:
+        models.setdefault((str(item.get("suite", "")), str(item.get("metric") or "")),
+                          set()).add(str(item.get("model") or "default"))
     for item in summary:
         suite, metric = str(item.get("suite", "")), str(item.get("metric") or "")
-        counted = (tallies or {}).get((suite, metric)) or item
+        model = str(item.get("model") or "default")
+        counted = (tallies or {}).get((suite, metric, model))
+        if counted is None and "model" not in item:  # a summary that does not name models
+            same = [t for k, t in (tallies or {}).items() if k[:2] == (suite, metric)]
+            counted = same[0] if len(same) == 1 else None
+        counted = counted or item
+        if len(models[(suite, metric)]) > 1:  # a suite gated on several models: one row each
+            metric = f"{metric} · {model}"
         interval = item.get("interval")
         interval_text = ""
         if isinstance(interval, (list, tuple)) and len(interval) == 2:
@@ -370,7 +386,8 @@ def render_html(
     tallies = basic_summary(cases)
     if summary is None:
         summary = tallies
-    summary_rows, totals = _summary_rows(summary, {(t["suite"], t["metric"]): t for t in tallies})
+    summary_rows, totals = _summary_rows(summary, {(t["suite"], t["metric"], t["model"]): t
+                                                   for t in tallies})
     engine = _engine(header)
     script = _asset("report.js")
     context = {

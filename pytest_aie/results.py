@@ -35,12 +35,12 @@ from typing import IO, Any
 
 from pytest_aie.errors import UsageError
 from pytest_aie.files import HeldLock, try_lock, write_atomic
+from pytest_aie.records import FORMAT_VERSION
 from pytest_aie.redact import scrub, scrub_argv
 
 __all__ = ["FORMAT_VERSION", "KEEP_LOGS", "MAX_FIELD_CHARS", "ResultsLog", "check_output_paths",
            "check_writable", "claim_outputs", "dumps", "reference_fields", "run_header"]
 
-FORMAT_VERSION = 1
 #: Earlier logs kept next to the current one: results.1.jsonl (the previous run) ... results.3.jsonl.
 KEEP_LOGS = 3
 #: Longest field (its JSON text, in characters) written to the log; longer ones are cut.

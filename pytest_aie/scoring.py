@@ -29,7 +29,7 @@ def combine(scores: list[Score]) -> tuple[float | None, bool | None, str]:
     measured = [s for s in scores if s.measured]
     if not measured:
         return None, None, scores[0].reason
-    value = sum(float(s.value) for s in measured) / len(measured)  # type: ignore[arg-type]
+    value = sum(float(s.value) for s in measured if s.value is not None) / len(measured)
     judged = [s for s in measured if s.passed is not None]
     if not judged:
         return value, None, f"mean of {len(measured)} samples; first: {measured[0].reason}"
@@ -72,19 +72,22 @@ def evidence_problems(records: list[dict[str, Any]]) -> list[str]:
     """Suites whose verdict would rest on nothing: cases the engine could not generate (an
     infrastructure failure, not a model failure) or no measured case at all. Each is a
     harness problem (exit 10): a run never passes on zero measured cases."""
-    from pytest_aie.gates import _group_records
+    from pytest_aie.gates import _group_records, several_models
 
     out = []
-    for (suite, metric), recs in _group_records(records).items():
+    groups = _group_records(records, gated=None)
+    several = several_models(groups)
+    for (suite, metric, model), recs in groups.items():
+        where = f"{suite} [{metric}]" + (f" on {model}" if (suite, metric) in several else "")
         errors = [r for r in recs if r.get("error")]
         measured = [r for r in recs if status_of(r) != "unmeasured"]
         if errors:
-            out.append(f"pytest-aie: {suite} [{metric}]: the engine failed on {len(errors)} of "
+            out.append(f"pytest-aie: {where}: the engine failed on {len(errors)} of "
                        f"{len(recs)} cases ({oneline(errors[0]['error'], 300)}). Fix: check the "
                        f"engine or server and rerun; no verdict is given on cases that were not "
                        f"generated")
         elif not measured:
-            out.append(f"pytest-aie: {suite} [{metric}]: none of {len(recs)} cases was measured "
+            out.append(f"pytest-aie: {where}: none of {len(recs)} cases was measured "
                        f"({oneline(recs[0].get('reason'), 300)}). Fix: make the scorer able to "
                        f"score (see the reason); a suite never passes on zero measured cases")
     return out

@@ -61,6 +61,9 @@ OPTIONS: tuple[Option, ...] = (
            "MODEL"),
     Option("models", "extra named models, comma-separated NAME=[ENGINE:]MODEL, for the `models` "
            "fixture", "", "SPECS"),
+    Option("judge", "the model that model-calling scorers (judges) use by default: "
+           "[ENGINE:]MODEL, or the NAME of an --aie-models entry; empty = the embedded "
+           "SmolLM2-135M-Instruct on the hf engine", "", "MODEL"),
     Option("base-url", "OpenAI-compatible server URL for the openai engine "
            "(default: $OPENAI_BASE_URL)", "", "URL"),
     Option("engine-options", "extra engine options, comma-separated KEY=VALUE (JSON values: "
@@ -194,6 +197,7 @@ class Settings:
     confidence: float = 0.95
     candidate: tuple[str, str] | None = None
     candidate_adapter: str = ""
+    judge: str = ""  # raw: an --aie-models name or [ENGINE:]MODEL (see judge_model)
     baseline: str = ""
     save_baseline: str = ""
     baseline_dir: str = "aie-baselines"
@@ -281,12 +285,24 @@ class Settings:
             confidence=fractions["confidence"],
             candidate=candidate,
             candidate_adapter=str(root / raw["candidate-adapter"]) if raw["candidate-adapter"] else "",
+            judge=raw["judge"],
             baseline=raw["baseline"],
             save_baseline=raw["save-baseline"],
             baseline_dir=str(root / raw["baseline-dir"]),
             regression_margin=fractions["regression-margin"],
             alpha=fractions["alpha"],
         )
+
+    def judge_model(self, spec: str | None = None) -> tuple[str, str]:
+        """``(engine, model)`` of a judge: ``spec`` (a marker's ``judge_model=``), else
+        ``--aie-judge``, else the embedded model on the hf engine. A name defined with
+        ``--aie-models`` means that model; anything else is ``[ENGINE:]MODEL``."""
+        raw = spec if spec is not None else self.judge
+        if not raw or raw == "embedded":
+            return "hf", ""
+        if raw in self.models:
+            return self.models[raw]
+        return parse_models(f"judge={raw}", "hf")["judge"]
 
     @property
     def has_candidate(self) -> bool:

@@ -8,11 +8,12 @@ is a :class:`~pytest_aie.errors.UsageError` naming the valid ones.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Mapping
 
 from pytest_aie.dataset import Case, build_request, load_cases, template_fields
 from pytest_aie.engines.base import Request, Sampling
@@ -23,7 +24,8 @@ __all__ = ["EVAL_MARKERS", "MARKER_HELP", "Eval", "SuiteSpec", "build_suite", "r
 
 _SAMPLING_ARGS = ("max_tokens", "temperature", "top_p", "stop", "seed")
 _TARGET_ARGS = ("target", "target_batch", "target_concurrency", "target_cache", "target_id")
-_DATASET_ARGS = ("prompt", "system", "chat", "model", *_SAMPLING_ARGS, *_TARGET_ARGS)
+_DATASET_ARGS = ("prompt", "system", "chat", "model", "models", "reference", *_SAMPLING_ARGS,
+                 *_TARGET_ARGS)
 #: Accepted by every eval marker: the suite's statistical gate and repeated sampling.
 GATE_ARGS = ("min_pass_rate", "min_score", "must_pass", "samples")
 
@@ -94,13 +96,17 @@ class UnavailableScorer(Scorer):
 EVAL_MARKERS: dict[str, Callable[..., Scorer]] = {"exact": _exact, "similarity": _similarity}
 
 MARKER_HELP = {
-    "dataset": "dataset(path, *, prompt=None, system=None, chat=True, model=None, max_tokens=None, "
+    "dataset": "dataset(path, *, prompt=None, system=None, chat=True, model=None, models=None, "
+               "reference=None, max_tokens=None, "
                "temperature=None, top_p=None, stop=None, seed=None, target=None, "
                "target_batch=False, target_concurrency=8, target_cache=True, target_id=None): "
                "parametrize the test's `case` argument with the cases in a JSONL, CSV or YAML "
                "file next to the test file; each case's request is generated for the whole suite "
                "in one batched pass. target=your_function evaluates your application instead of "
-               "the bare model; a test that takes the `evaluate` fixture computes its own output.",
+               "the bare model; a test that takes the `evaluate` fixture computes its own output. "
+               "models=['a', 'b', ...]: every case for each model (one test per case and model, "
+               "paired comparisons between them); reference='a': that model is compared "
+               "against, not gated.",
     "similarity": "similarity(metric='cosine', *, threshold=None, min_score=None, references=None, "
                   "aggregate='max', samples=None, **metric_options): score each case's output "
                   "against its reference(s) (case.expected, or a `references` list). metric: "
@@ -145,6 +151,8 @@ class SuiteSpec:
     system: str | None = None
     chat: bool = True
     model: str | None = None  # a name from the `models` fixture; None = the session model
+    models: list[str] = field(default_factory=list)  # several models: each case for each
+    reference: str | None = None  # one of `models`: compared against, not gated
     sampling: dict[str, Any] = field(default_factory=dict)  # overrides of the run defaults
     evals: list[Eval] = field(default_factory=list)  # one per eval marker, each its own metric
     samples: int = 0  # 0: the run's --aie-samples
@@ -184,7 +192,7 @@ def _sampling_dict(s: Sampling) -> dict[str, Any]:
             "stop": s.stop, "seed": s.seed, "logprobs": s.logprobs}
 
 
-def _check_kwargs(marker: str, kwargs: dict[str, Any], allowed: tuple[str, ...]) -> None:
+def _check_kwargs(marker: str, kwargs: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
     unknown = [k for k in kwargs if k not in allowed]
     if unknown:
         raise UsageError(f"@pytest.mark.{marker} got unknown argument {unknown[0]!r}",
@@ -208,8 +216,8 @@ def _factory_kwargs(factory: Callable[..., Scorer]) -> tuple[str, ...] | None:
                  and p.name not in ("base_dir", "engine"))
 
 
-def build_suite(suite: str, dataset: tuple[tuple[Any, ...], dict[str, Any]],
-                evals: list[tuple[str, tuple[Any, ...], dict[str, Any]]],
+def build_suite(suite: str, dataset: tuple[tuple[Any, ...], Mapping[str, Any]],
+                evals: list[tuple[str, tuple[Any, ...], Mapping[str, Any]]],
                 test_dir: Path, engine: Callable[[str | None], Any] | None = None,
                 body: bool = False) -> SuiteSpec:
     """Build and validate a suite from its ``dataset`` marker and eval markers. ``body``: the
@@ -231,8 +239,12 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], dict[str, Any]],
         if allowed is not None:
             _check_kwargs(marker, ekwargs, allowed + GATE_ARGS)
         try:
-            model_name = kwargs.get("model")
-            get_engine = (lambda m=model_name: engine(m)) if engine is not None else _no_engine
+            listed = kwargs.get("models")
+            model_name = kwargs.get("model") or (listed[0] if isinstance(listed, (list, tuple))
+                                                 and listed else None)
+            get_engine: Callable[[], Any] = _no_engine
+            if engine is not None:
+                get_engine = functools.partial(engine, model_name)
             scorer = factory(*eargs, base_dir=test_dir, engine=get_engine, **ekwargs)
         except TypeError as exc:
             raise UsageError(f"bad arguments to @pytest.mark.{marker}: {exc}",
@@ -262,6 +274,7 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], dict[str, Any]],
     if isinstance(conc, bool) or not isinstance(conc, int) or conc < 1:
         raise UsageError(f"@pytest.mark.dataset(target_concurrency={conc!r}) must be a whole "
                          "number >= 1", fix="write e.g. target_concurrency=8")
+    models, reference = _models_args(kwargs, target, body)
     if prompt is None and target is None and not body:
         required.append("prompt")
     for ev in built:
@@ -285,9 +298,42 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], dict[str, Any]],
                              f"{unknown[0]!r}", fix=f"use case ids from {path.name}")
     return SuiteSpec(suite=suite, cases=cases, prompt=prompt, system=kwargs.get("system"),
                      chat=bool(kwargs.get("chat", True)), model=kwargs.get("model"),
+                     models=models, reference=reference,
                      sampling=sampling, evals=built, samples=samples, target=target,
                      target_options={k: kwargs[k] for k in _TARGET_ARGS[1:] if k in kwargs},
                      body=body)
+
+
+def _models_args(kwargs: Mapping[str, Any], target: Any, body: bool) -> tuple[list[str], str | None]:
+    """Validate ``models=`` and ``reference=`` of the dataset marker."""
+    models = kwargs.get("models")
+    reference = kwargs.get("reference")
+    if models is None:
+        if reference is not None:
+            raise UsageError("@pytest.mark.dataset(reference=...) needs models=",
+                             fix="write models=['base', 'candidate'], reference='base'")
+        return [], None
+    if isinstance(models, str) or not isinstance(models, (list, tuple)) or not models \
+            or not all(isinstance(m, str) and m for m in models):
+        raise UsageError(f"@pytest.mark.dataset(models={models!r}) must be a list of model "
+                         "names", fix="write e.g. models=['base', 'candidate']")
+    dupes = sorted({m for m in models if list(models).count(m) > 1})
+    if dupes:
+        raise UsageError(f"@pytest.mark.dataset(models=...) names {dupes[0]!r} twice",
+                         fix="name each model once")
+    for other in ("model", "target"):
+        if kwargs.get(other) is not None:
+            raise UsageError(f"@pytest.mark.dataset takes {other}= or models=, not both",
+                             fix=f"put the model in models=[...] and drop {other}="
+                             if other == "model" else "evaluate a target in its own test")
+    if body:
+        raise UsageError("@pytest.mark.dataset(models=...) on a test that computes its own "
+                         "output (`evaluate`)", fix="drop models=, or take `output` instead")
+    if reference is not None and (reference not in models or len(models) < 2):
+        raise UsageError(f"@pytest.mark.dataset(reference={reference!r}) must be one of "
+                         f"models={list(models)!r}, with at least one other model",
+                         fix="name the model the others are compared against")
+    return list(models), reference
 
 
 def _no_engine() -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_aie.gates import Comparison
+from pytest_aie.gates import Comparison, row_name
 
 __all__ = ["suite_lines", "comparison_lines"]
 
@@ -24,7 +24,7 @@ def _pct(x: float | None) -> str:
 def suite_lines(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, bool]]]:
     out: list[tuple[str, dict[str, bool]]] = []
     for row in rows:
-        name = f"{row['suite']} [{row['metric']}]"
+        name = row_name(row)
         scored = row.get("scored", 0)
         if scored and not row["passed"] and not row["failed"]:
             counts = f"{scored}/{row['n']} scored, {row['unmeasured']} unmeasured"
@@ -79,11 +79,13 @@ def suite_lines(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, bool]]]
     return out
 
 
-def comparison_lines(title: str, comparisons: list[Comparison]) -> list[tuple[str, dict[str, bool]]]:
+def comparison_lines(comparisons: list[Comparison], title: str | None = None
+                     ) -> list[tuple[str, dict[str, bool]]]:
+    """One line per comparison, headed by ``title`` (default: which models were compared)."""
     out: list[tuple[str, dict[str, bool]]] = []
     for comp in comparisons:
-        style = {"red": comp.regressed, "green": comp.improved}
-        out.append((f"{title}: {comp.line()}", style))
+        style = {"red": comp.regressed, "green": comp.improved and comp.confirmatory}
+        out.append((f"{title or comp.title}: {comp.line()}", style))
         if comp.scope == "suite":
             if comp.newly_failing:
                 out.append((f"  newly failing ({len(comp.newly_failing)}): {_ids(comp.newly_failing)}",

@@ -35,6 +35,23 @@ def rec(case_id: str, passed: bool | None = None, value: float | None = None, *,
     return out
 
 
+def split_base(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records written with a ``base`` outcome (shorthand in these tests) as the run writes
+    them: the candidate's record, and the reference model's record of the same case."""
+    out = []
+    for r in recs:
+        base = r.get("base")
+        cand = {k: v for k, v in r.items() if k != "base"}
+        if base is None:
+            out.append(cand)
+            continue
+        out.append({**cand, "model": "candidate"})
+        outcome = {k: v for k, v in base.items() if k not in ("suite", "metric", "case_id")}
+        out.append({**cand, "passed": None, "value": None, "status": None, **outcome,
+                    "model": "default", "gated": False})
+    return out
+
+
 def spread(mean: float, sd: float, n: int) -> list[float]:
     """n deterministic values with the given mean and about the given spread."""
     return list(mean + sd * sps.norm.ppf((np.arange(n) + 0.5) / n))
@@ -170,7 +187,7 @@ def test_version_1_baselines_still_load(tmp_path):
 def test_candidate_comparison_uses_the_records_groups():
     base, cur = _clustered_runs()
     recs = [{**c, "base": {"passed": b["passed"], "value": b["value"]}} for b, c in zip(base, cur)]
-    (comp,) = compare_models(recs, POLICY)
+    (comp,) = compare_models(split_base(recs), POLICY)
     assert comp.gate["clusters"] == 10 and not comp.regressed
 
 
@@ -192,7 +209,7 @@ def _tagged_run(drop_in_t0: tuple[int, int]) -> list[dict[str, Any]]:
 
 
 def test_one_tag_at_p_0_03_among_eleven_decisions_does_not_fail_the_run():
-    comps = compare_models(_tagged_run((9, 2)), POLICY)
+    comps = compare_models(split_base(_tagged_run((9, 2))), POLICY)
     assert len(comps) == 11
     t0 = next(c for c in comps if c.scope == "tag:t0")
     # alone this would be a regression: McNemar p = P(X >= 9 | 11, 1/2) = 0.0327, delta -7 pts
@@ -206,7 +223,7 @@ def test_one_tag_at_p_0_03_among_eleven_decisions_does_not_fail_the_run():
 
 
 def test_a_clear_tag_regression_survives_the_adjustment():
-    comps = compare_models(_tagged_run((20, 0)), POLICY)
+    comps = compare_models(split_base(_tagged_run((20, 0))), POLICY)
     t0 = next(c for c in comps if c.scope == "tag:t0")
     assert t0.regressed and t0.p_adjusted < 0.05
     assert exit_status([], comps, POLICY, 0)[0] == EXIT_REGRESSION

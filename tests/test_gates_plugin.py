@@ -179,17 +179,19 @@ def test_candidate_regression_per_suite_and_tag(pytester: pytest.Pytester) -> No
     result = pytester.runpytest("--aie-candidate", "scripted:candidate.jsonl")
     assert result.ret == EXIT_REGRESSION
     result.stdout.fnmatch_lines([
-        "candidate vs base: test_suite.py::test_gate [[]exact.match[]]: REGRESSION: delta -0.100*",
+        "candidate vs default: test_suite.py::test_gate [[]exact.match[]]: REGRESSION: delta -0.100*",
         "  newly failing (30): c1, c3*",
-        "candidate vs base: test_suite.py::test_gate (tag:even) [[]exact.match[]]: no significant change*",
-        "candidate vs base: test_suite.py::test_gate (tag:odd) [[]exact.match[]]: REGRESSION: delta -0.200*"])
-    rec = next(r for r in records(pytester) if r["case_id"] == "c1")
-    assert rec["passed"] is False and rec["base"]["passed"] is True
+        "candidate vs default: test_suite.py::test_gate (tag:even) [[]exact.match[]]: no significant change*",
+        "candidate vs default: test_suite.py::test_gate (tag:odd) [[]exact.match[]]: REGRESSION: delta -0.200*"])
+    # one record per case and model: the candidate's is gated, the base's is the reference
+    recs = {r["model"]: r for r in records(pytester) if r["case_id"] == "c1"}
+    assert recs["candidate"]["passed"] is False and recs["candidate"]["gated"] is True
+    assert recs["default"]["passed"] is True and recs["default"]["gated"] is False
 
     write_answers(pytester, 300, set(range(0, 300, 3)), name="answers")  # base is worse
     improved = pytester.runpytest("--aie-candidate", "scripted:candidate.jsonl")
     assert improved.ret == 0
-    improved.stdout.fnmatch_lines(["candidate vs base: test_suite.py::test_gate [[]exact.match[]]: improved*"])
+    improved.stdout.fnmatch_lines(["candidate vs default: test_suite.py::test_gate [[]exact.match[]]: improved*"])
 
 
 def test_candidate_adapter_shares_the_base_engine(pytester: pytest.Pytester) -> None:
@@ -219,10 +221,11 @@ def test_candidate_adapter_shares_the_base_engine(pytester: pytest.Pytester) -> 
     """)
     result = pytester.runpytest("-s", "--aie-engine", "adapterable", "--aie-candidate-adapter", "lora")
     assert result.ret == EXIT_REGRESSION
-    result.stdout.fnmatch_lines(["*candidate vs base: *REGRESSION: delta -0.250*"])
+    result.stdout.fnmatch_lines(["*candidate vs default: *REGRESSION: delta -0.250*"])
     result.stdout.fnmatch_lines(["*ENGINES CREATED 1*"])  # base and candidate share one engine
-    rec = next(r for r in records(pytester) if r["case_id"] == "c4")
-    assert rec["adapter"].endswith("lora") and rec["passed"] is False and rec["base"]["passed"] is True
+    recs = {r["model"]: r for r in records(pytester) if r["case_id"] == "c4"}
+    assert recs["candidate"]["adapter"].endswith("lora") and recs["candidate"]["passed"] is False
+    assert recs["default"]["adapter"] is None and recs["default"]["passed"] is True
 
 
 def test_candidate_adapter_needs_adapter_support(pytester: pytest.Pytester) -> None:
@@ -252,7 +255,7 @@ def test_family_wise_control_over_suite_and_tags(pytester: pytest.Pytester) -> N
     result = pytester.runpytest("--aie-candidate", "scripted:candidate.jsonl")
     assert result.ret == 0
     result.stdout.fnmatch_lines([
-        "candidate vs base: test_suite.py::test_gate (tag:t0) [[]exact.match[]]: no significant "
+        "candidate vs default: test_suite.py::test_gate (tag:t0) [[]exact.match[]]: no significant "
         "change: delta -0.120*p=0.0156 (Holm-adjusted 0.188 over 12 decisions)*",
         "*(tag:t0) [[]exact.match[]]: a drop with p=0.0156, not significant after the Holm "
         "adjustment over 12 decisions (adjusted p=0.188): not a regression"])

@@ -16,7 +16,12 @@ from typing import Any
 import numpy as np
 import pytest
 from scipy import stats as sps
-from test_gates import POLICY, rec, spread  # the record and spread helpers of the gate tests
+from test_gates import (  # the record and spread helpers of the gate tests
+    POLICY,
+    rec,
+    split_base,
+    spread,
+)
 
 from pytest_aie.errors import UsageError
 from pytest_aie.gates import (
@@ -552,7 +557,7 @@ def test_comparison_clusters_from_either_side():
 def test_baseline_and_model_comparisons_keep_suite_and_metric():
     recs = [rec(f"c{i}", i % 5 != 0, base=rec(f"c{i}", True), tags=["t"]) for i in range(40)]
     baseline = {"suites": {"s::exact.match": {"cases": _cases([True] * 40)}}}
-    for comps in (compare_to_baseline(recs, baseline, POLICY), compare_models(recs, POLICY)):
+    for comps in (compare_to_baseline(recs, baseline, POLICY), compare_models(split_base(recs), POLICY)):
         assert all((c.suite, c.metric) == ("s", "exact.match") for c in comps)
         assert all(c.family_size == len(comps) for c in comps)
         assert comps[0].scope == "suite" and comps[0].regressed
@@ -649,7 +654,7 @@ def test_baseline_comparison_goes_on_past_a_suite_without_a_baseline():
 def test_model_comparison_goes_on_past_a_suite_without_base_outcomes():
     recs = [rec(f"c{i}", i % 5 != 0, suite="a") for i in range(40)]
     recs += [rec(f"c{i}", i % 5 != 0, suite="b", base=rec(f"c{i}", True)) for i in range(40)]
-    (comp,) = compare_models(recs, POLICY)
+    (comp,) = compare_models(split_base(recs), POLICY)
     assert comp.suite == "b" and comp.regressed
 
 
@@ -661,7 +666,7 @@ def test_score_suites_are_compared_as_scores_in_the_right_direction(higher):
     ref = {f"c{i}": rec(f"c{i}", None, v, **common) for i, v in enumerate(values)}
     recs = [rec(f"c{i}", None, v + 0.1, base=ref[f"c{i}"], **common) for i, v in enumerate(values)]
     baseline = {"suites": {"s::sim.x": {"cases": ref}}}
-    for comps in (compare_to_baseline(recs, baseline, POLICY), compare_models(recs, POLICY)):
+    for comps in (compare_to_baseline(recs, baseline, POLICY), compare_models(split_base(recs), POLICY)):
         for comp in comps:
             assert "sign-flip" in comp.gate["method"]
             assert comp.regressed is not higher and comp.improved is higher
@@ -670,7 +675,7 @@ def test_score_suites_are_compared_as_scores_in_the_right_direction(higher):
         r["passed"] = r["base"]["passed"] = True
     for r in ref.values():
         r.pop("binary", None)
-    for comps in (compare_to_baseline(recs, baseline, POLICY), compare_models(recs, POLICY)):
+    for comps in (compare_to_baseline(recs, baseline, POLICY), compare_models(split_base(recs), POLICY)):
         assert all(c.gate["method"].startswith("mcnemar") for c in comps)
 
 
@@ -688,7 +693,7 @@ def test_records_without_a_direction_are_higher_is_better():
     recs = [rec(f"c{i}", None, v - 0.1, binary=False, base=ref[f"c{i}"])
             for i, v in enumerate(values)]
     baseline = {"suites": {"s::exact.match": {"cases": ref}}}
-    for comps in (compare_to_baseline(recs, baseline, POLICY), compare_models(recs, POLICY)):
+    for comps in (compare_to_baseline(recs, baseline, POLICY), compare_models(split_base(recs), POLICY)):
         assert comps[0].regressed and comps[0].gate["delta"] == pytest.approx(-0.1)
 
 

@@ -10,6 +10,7 @@ import pytest
 from scripted_suite import write_scripted_suite
 
 from pytest_aie.errors import EXIT_HARNESS_ERROR
+from pytest_aie.records import FORMAT_VERSION
 
 CASES = [
     {"id": "add", "prompt": "2+2?", "expected": "4", "tags": ["math"]},
@@ -59,7 +60,7 @@ def test_passing_suite_writes_results_and_report(pytester: pytest.Pytester) -> N
     result.stdout.fnmatch_lines(["*pytest-aie summary*",
                                  "test_suite.py::test_qa [[]exact.match[]]: 3/3 passed, 0 failed*"])
     header, records = read_results(pytester)
-    assert header["type"] == "run" and header["format_version"] == 1
+    assert header["type"] == "run" and header["format_version"] == FORMAT_VERSION
     assert header["engine"]["engine"] == "scripted"
     assert {r["case_id"] for r in records} == {"add", "capital", "sky"}
     assert all(r["passed"] is True and r["reason"] for r in records)

@@ -54,7 +54,7 @@ def test_embedded_model_end_to_end(real_suite: pytest.Pytester) -> None:
     assert set(recs) == {c["id"] for c in CASES}
     assert sum(r["passed"] is True for r in recs.values()) >= 3  # it knows Paris and Tokyo
     for rec in recs.values():
-        assert rec["engine"] == "hf" and "SmolLM2-135M-Instruct" in rec["model"]
+        assert rec["engine"] == "hf" and "SmolLM2-135M-Instruct" in rec["model_id"] and rec["model"] == "default"
         assert rec["completion_tokens"] and rec["completion_tokens"] <= 8
         assert rec["timings"]["batch_size"] >= 1 and rec["timings"]["e2e_s"] > 0
         assert rec["cached"] is False

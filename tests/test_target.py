@@ -61,7 +61,8 @@ def test_app(case, output):
     result.assert_outcomes(passed=16, xfailed=4)
     result.stdout.fnmatch_lines(["*test_app [[]exact.match[]]: 16/20 passed, 4 failed*-> PASS*"])
     recs = records(pytester)
-    assert {r["model"] for r in recs} == {f"test_suite.{target}"}
+    assert {r["model_id"] for r in recs} == {f"test_suite.{target}"}
+    assert {r["model"] for r in recs} == {f"target:test_suite.{target}"}
     assert sorted(r["case_id"] for r in recs if r["status"] == "failed") == ["c0", "c10", "c15", "c5"]
     report = (pytester.path / "aie-results" / "report.html").read_text()
     assert "test_app" in report and "c15" in report

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from pytest_aie.dataset import Case
     from pytest_aie.engines.base import Generation, Request
 
-__all__ = ["Sample", "Score", "Scorer"]
+__all__ = ["ModelScorer", "Sample", "Score", "Scorer"]
 
 
 @dataclass
@@ -121,3 +121,41 @@ class Scorer(abc.ABC):
     def score_batch(self, outputs: Sequence[str], cases: Sequence[Case]) -> list[Score]:
         """Score a whole suite; the default scores one by one."""
         return [self.score(o, c) for o, c in zip(outputs, cases)]
+
+
+class ModelScorer(Scorer):
+    """A scorer that calls a model (a judge, a grader) for a whole suite at once, in two
+    steps the harness drives:
+
+    1. :meth:`plan` gets every sample of the suite and returns, per sample, the requests it
+       needs: a :class:`~pytest_aie.engines.base.Request` goes to the scorer's own model
+       (:attr:`model_name`), a ``(model name, Request)`` pair to any model of the run.
+    2. The harness generates all of them per model through the same engines, de-duplication,
+       cache, batching and progress lines as the main pass (and once per run under xdist).
+    3. :meth:`score_results` gets the samples again with, per sample, the generations in the
+       order planned, and returns one :class:`Score` per sample.
+
+    The scorer's model is ``judge_model=`` when given (an ``--aie-models`` name or
+    ``[ENGINE:]MODEL``), else ``--aie-judge``, else the embedded model.
+    """
+
+    binary: ClassVar[bool] = False
+    #: the run's name of the model that plain requests from :meth:`plan` go to
+    model_name: str = "judge"
+
+    def __init__(self, judge_model: str | None = None) -> None:
+        self.model_name = "judge" if judge_model is None else f"judge:{judge_model}"
+
+    @abc.abstractmethod
+    def plan(self, samples: Sequence[Sample]) -> list[list[Request | tuple[str, Request]]]:
+        """The requests each sample needs."""
+
+    @abc.abstractmethod
+    def score_results(self, samples: Sequence[Sample],
+                      results: Sequence[Sequence[Generation]]) -> list[Score]:
+        """Scores from the planned requests' generations (``results[i]``: sample ``i``'s,
+        in the order planned)."""
+
+    def score(self, output: str, case: Case) -> Score:
+        raise TypeError(f"{type(self).__name__} calls a model: the harness scores it through "
+                        "plan() and score_results(), not score()")
