@@ -117,10 +117,11 @@ def _gate_values(recs: list[dict[str, Any]], binary: bool) -> tuple[list[Any], l
     return values, groups
 
 
-def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = GatePolicy()
-                    ) -> list[dict[str, Any]]:
+def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = GatePolicy(),
+                    aggregates: dict[Key, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """One summary row per suite and metric: counts, estimate with interval, threshold,
-    verdict, and repeated-sampling figures where cases were sampled more than once.
+    verdict, and repeated-sampling figures where cases were sampled more than once;
+    ``aggregates``: scorers' own suite figures (corpus BLEU) by suite, metric and model.
 
     ``passed``/``failed``/``unmeasured`` count real outcomes only; ``scored`` counts cases
     with a score and no per-case threshold, and ``pass_rate`` is over passed and failed
@@ -173,8 +174,8 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
                                               threshold, binary, higher)
                 row["p_level"] = (1 - policy.confidence) / 2
                 row["confirmatory"] = row["p_value"] is not None
-        if metric.rsplit(".", 1)[-1] in ("bleu", "chrf", "ter"):
-            row["corpus"] = _corpus(recs)
+        if (suite, metric, model) in (aggregates or {}):  # the scorer's own suite figure
+            row["corpus"] = (aggregates or {})[(suite, metric, model)]
         sampled = {r["case_id"]: [s.get("passed") for s in r["samples"]]
                    for r in recs if r.get("samples")}
         if sampled and binary:
@@ -208,17 +209,6 @@ def _negated(agg: Any) -> Any:
     if agg.estimate is None:
         return agg
     return replace(agg, estimate=-agg.estimate, low=-agg.high, high=-agg.low)
-
-
-def _corpus(recs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Corpus-level BLEU/chrF/TER of the suite (not the mean of sentence scores)."""
-    from pytest_aie.scorers.similarity import corpus_scores
-
-    outputs = [r.get("output") for r in recs]
-    refs = [r.get("references") if r.get("references") is not None else r.get("expected")
-            for r in recs]
-    result = corpus_scores(outputs, refs)  # type: ignore[arg-type]
-    return {k: v for k, v in result.items() if k != "signatures"}
 
 
 def _mean(values: list[Any]) -> float | None:

@@ -19,7 +19,7 @@ import contextlib
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from pytest_aie.dataset import Case
 from pytest_aie.engines.base import Generation, Request
@@ -47,6 +47,8 @@ class Pipeline:
     has_candidate: bool = False
     outputs: dict[Unit, list[Generation]] = field(default_factory=dict)  # one per sample
     scores: dict[Unit, list[list[Score]]] = field(default_factory=dict)  # per eval, per sample
+    #: scorers' suite aggregates (corpus BLEU...), by (suite, metric, model)
+    aggregates: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     _cases: dict[tuple[str, str], Case] = field(default_factory=dict)
     _request_memo: dict[tuple[str, str], list[Request]] = field(default_factory=dict)
     _failed_models: dict[str, AieError] = field(default_factory=dict)
@@ -173,9 +175,24 @@ class Pipeline:
                         got = self._score_units(ev.scorer, missing)
                         done.update({_key(u): s for u, s in got.items()})
                         shared.write(kind, suite, done)
+                        self._aggregate(ev.scorer, suite, shared)
                 per_eval.append(done)
             for u in todo:
                 self.scores[u] = [done[_key(u)] for done in per_eval]
+
+    def _aggregate(self, scorer: Scorer, suite: str, shared: SharedScores) -> None:
+        """The scorer's suite aggregate per model, over the first sample of every generated
+        case of the suite (computed by the process that scored, shared with the controller)."""
+        by_model: dict[str, list[Sample]] = {}
+        for u, gens in self.outputs.items():
+            if u[0] == suite and gens and gens[0].error is None:
+                by_model.setdefault(u[2], []).append(self._sample(u, 0))
+        for model, samples in by_model.items():
+            value = scorer.suite_aggregate(samples)
+            if value is not None:
+                key = (suite, scorer.metric, model)
+                self.aggregates[key] = value
+                shared.write_aggregate(key, value)
 
     def score_body(self, unit: Unit, output: str | Generation) -> None:
         """A suite whose test body computes each output (the ``evaluate`` fixture): score this

@@ -449,7 +449,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     try:
         if not aie.is_worker:
             try:
-                session.exitstatus = aie.conclude(int(session.exitstatus))
+                run_dir = config.stash.get(_RUN_DIR_KEY, None)  # the workers' shared store
+                session.exitstatus = aie.conclude(int(session.exitstatus),
+                                                  Path(run_dir) if run_dir else None)
             except AieError as exc:
                 aie.harness_errors.append(exc.line())
             if aie.settings.report and aie.log is not None and aie.records:

@@ -67,6 +67,23 @@ class SharedScores:
             data = {n: [s.to_dict() for s in samples] for n, samples in scores.items()}
             write_atomic(path, json.dumps(data, default=str))
 
+    def write_aggregate(self, key: tuple[str, str, str], value: dict[str, Any]) -> None:
+        """A scorer's suite aggregate for (suite, metric, model), for the controller."""
+        path = self._path("aggregate\x00" + "\x00".join(key[1:]), key[0])
+        if path is not None:
+            write_atomic(path.with_name("aggregate-" + path.name),
+                         json.dumps({"key": list(key), "value": value}, default=str))
+
+    def read_aggregates(self) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """Every suite aggregate the run's workers wrote."""
+        if self.run_dir is None or not self.run_dir.is_dir():
+            return {}
+        out = {}
+        for path in sorted(self.run_dir.glob("aggregate-scores-*.json")):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            out[(data["key"][0], data["key"][1], data["key"][2])] = data["value"]
+        return out
+
 
 def evidence_problems(records: list[dict[str, Any]]) -> list[str]:
     """Suites whose verdict would rest on nothing: cases the engine could not generate (an

@@ -180,7 +180,7 @@ class AieSession:
         return rec
 
     # --- conclusion ---------------------------------------------------------------------
-    def conclude(self, status: int) -> int:
+    def conclude(self, status: int, run_dir: Path | None = None) -> int:
         """Controller, at session end: suite verdicts, comparisons (baseline, base vs
         candidate), the baseline file if asked for; returns the exit status."""
         from pytest_aie.gates import (
@@ -195,7 +195,10 @@ class AieSession:
         policy = GatePolicy(mode="point" if s.gate == "point" else "interval",
                             inconclusive=s.inconclusive, confidence=s.confidence,
                             margin=s.regression_margin, alpha=s.alpha)
-        self.rows = evaluate_suites(self.records, policy)
+        from pytest_aie.scoring import SharedScores
+
+        aggregates = {**self.pipeline.aggregates, **SharedScores(run_dir).read_aggregates()}
+        self.rows = evaluate_suites(self.records, policy, aggregates)
         if s.baseline:
             from pytest_aie.baseline import baseline_path, load_baseline
 

@@ -78,6 +78,9 @@ def test_ter_is_a_ceiling_and_corpus_bleu_is_reported(pytester: pytest.Pytester)
     make(pytester, '"bleu"', answers)
     pytester.runpytest().stdout.fnmatch_lines(
         ["  corpus-level over 4 cases: bleu.corpus 0.*, bleu.sentence_mean 0.*"])
+    # under xdist the worker that scored the suite computes it and the controller shows it
+    pytester.runpytest_subprocess("-n", "2", "-p", "xdist").stdout.fnmatch_lines(
+        ["  corpus-level over 4 cases: bleu.corpus 0.*, bleu.sentence_mean 0.*"])
 
 
 def test_bad_reference_is_unmeasured_and_nothing_is_lost(pytester: pytest.Pytester) -> None:

@@ -104,6 +104,12 @@ class Scorer(abc.ABC):
         """Case fields every case must have for this scorer (checked when the dataset loads)."""
         return ()
 
+    def suite_aggregate(self, samples: Sequence[Sample]) -> dict[str, Any] | None:
+        """A suite-level figure that is not a mean of case scores (corpus BLEU pools n-gram
+        counts over the suite), from the first sample of every case of one model; shown
+        next to the suite's line. None: the scorer has none."""
+        return None
+
     def score_samples(self, samples: Sequence[Sample]) -> list[Score]:
         """Score a whole suite's samples at once; the default hands the texts and cases to
         :meth:`score_batch`."""

@@ -37,7 +37,7 @@ import statistics
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from pytest_aie.errors import UsageError, require
-from pytest_aie.scorers.base import Scorer
+from pytest_aie.scorers.base import Sample, Scorer
 from pytest_aie.scorers.reference import (
     AGGREGATES,
     ReferenceScorer,
@@ -115,6 +115,18 @@ class _SacreScorer(ReferenceScorer):
 
     def _make(self) -> Any:
         raise NotImplementedError
+
+    def suite_aggregate(self, samples: Sequence[Sample]) -> dict[str, Any] | None:
+        """Corpus-level BLEU, chrF and TER of the suite with their sentence means
+        (:func:`corpus_scores`); cases without usable references are left out."""
+        outputs, refs = [], []
+        for s in samples:
+            found = extract_references(s.case, self.references)
+            if found.problem is None:
+                outputs.append(s.text)
+                refs.append(list(found.texts))
+        result = corpus_scores(outputs, refs)
+        return {k: v for k, v in result.items() if k != "signatures"}
 
     def _pair_values(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[float, dict[str, Any]]]:
         if self._metric is None:
