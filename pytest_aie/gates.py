@@ -174,8 +174,13 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
                                               threshold, binary, higher)
                 row["p_level"] = (1 - policy.confidence) / 2
                 row["confirmatory"] = row["p_value"] is not None
-        if (suite, metric, model) in (aggregates or {}):  # the scorer's own suite figure
-            row["corpus"] = (aggregates or {})[(suite, metric, model)]
+        own = (aggregates or {}).get((suite, metric, model))
+        if own is not None:  # the scorer's own suite figures
+            budgets = own.get("latency")
+            if isinstance(budgets, dict):  # latency budgets, each with its own verdict
+                row["budgets"] = budgets
+            else:
+                row["corpus"] = own
         sampled = {r["case_id"]: [s.get("passed") for s in r["samples"]]
                    for r in recs if r.get("samples")}
         if sampled and binary:
@@ -459,6 +464,18 @@ def exit_status(rows: list[dict[str, Any]], comparisons: list[Comparison], polic
                              "add cases or samples to decide (--aie-inconclusive fail makes this fail)")
         if row.get("must_pass_failed"):
             failed = True
+        for budget, b in (row.get("budgets") or {}).items():
+            # a budget's verdict is its bootstrap interval against the budget (three-way);
+            # not a p-value test, so outside the Holm family, like point verdicts
+            if b.get("verdict") == "fail":
+                failed = True
+            elif b.get("verdict") == "inconclusive" and policy.inconclusive == "fail":
+                failed = True
+                notes.append(f"{name}: latency budget {budget} inconclusive, counted as a "
+                             "failure (--aie-inconclusive fail)")
+            elif b.get("verdict") == "inconclusive" and policy.inconclusive == "warn":
+                notes.append(f"WARNING {name}: latency budget {budget} inconclusive: the "
+                             "interval straddles the budget; measure more requests to decide")
     for comp in comparisons:
         if comp.confirmatory and comp.gate and comp.gate.get("regressed") and not comp.regressed:
             where = comp.suite + (f" ({comp.scope})" if comp.scope != "suite" else "")

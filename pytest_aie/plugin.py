@@ -480,7 +480,8 @@ def _final_words(session: pytest.Session, aie: AieSession) -> None:
     status = int(session.exitstatus)
     from pytest_aie.gates import row_name
 
-    gates = [row_name(r) for r in aie.rows if r.get("verdict") == "fail" or r.get("must_pass_failed")]
+    gates = [row_name(r) for r in aie.rows if r.get("verdict") == "fail" or r.get("must_pass_failed")
+             or any(b.get("verdict") == "fail" for b in (r.get("budgets") or {}).values())]
     if status == EXIT_REGRESSION:
         regressed = [c for c in aie.baseline_comparisons + aie.model_comparisons
                      if getattr(c, "regressed", False)]

@@ -54,6 +54,14 @@ def suite_lines(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, bool]]]
             parts = [f"{k} {corpus[k]:.3f}" for k in (f"{family}.corpus", f"{family}.sentence_mean")
                      if corpus.get(k) is not None]
             out.append((f"  corpus-level over {corpus['n']} cases: {', '.join(parts)}", {}))
+        for budget, b in (row.get("budgets") or {}).items():
+            low, high = b.get("low"), b.get("high")
+            ci = "" if low is None or high is None else f" [{low:.3g}, {high:.3g}]"
+            verdict = str(b.get("verdict") or "n/a")
+            out.append((f"  {budget}: {b.get('estimate', float('nan')):.3g}{ci} vs budget "
+                        f"{b.get('budget')} over {b.get('n')} requests -> {verdict.upper()}",
+                        {"green": verdict == "pass", "red": verdict == "fail",
+                         "yellow": verdict == "inconclusive"}))
         if row.get("must_pass_failed"):
             out.append((f"  must-pass cases failed: {_ids(row['must_pass_failed'])}", {"red": True}))
         sampling = row.get("sampling")

@@ -27,3 +27,9 @@ except ImportError:  # pragma: no cover
 # in-process runs drop modules first imported inside them: import them once up front.
 import numpy  # noqa: E402,F401
 import scipy.stats  # noqa: E402,F401
+
+# tests/vllm run in their own environment with vllm installed (`make test-vllm`); elsewhere
+# they are not collected at all (rather than skipped).
+import importlib.util  # noqa: E402
+
+collect_ignore = [] if importlib.util.find_spec("vllm") else ["vllm"]

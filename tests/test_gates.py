@@ -275,3 +275,24 @@ def test_rows_report_pass_at_every_k():
     assert sampling["pass_at"][3] == pytest.approx((0.75 + 1.0 + 0.0) / 3)  # b counts at k=3
     assert sampling["skipped_at"][4] == 1 and sampling["k"] == 4
     assert sampling["pass_at_k"] == sampling["pass_at"][4]
+
+
+def test_latency_budgets_from_the_scorers_aggregate_decide_the_exit_status():
+    recs = [rec(f"c{i}", None, 100.0 + i, status="scored", binary=False, metric="latency.e2e_ms",
+                higher_is_better=False) for i in range(10)]
+
+    def budgets(verdict: str) -> dict:
+        return {("s", "latency.e2e_ms", "default"): {"latency": {"ttft_p95_ms": {
+            "estimate": 80.0, "low": 70.0, "high": 90.0, "budget": 50.0, "verdict": verdict,
+            "n": 10}}}}
+
+    (row,) = evaluate_suites(recs, POLICY, budgets("fail"))
+    assert row["budgets"]["ttft_p95_ms"]["verdict"] == "fail" and "corpus" not in row
+    assert exit_status([row], [], POLICY, 0)[0] == 1
+    (row,) = evaluate_suites(recs, POLICY, budgets("pass"))
+    assert exit_status([row], [], POLICY, 0) == (0, [])
+    (row,) = evaluate_suites(recs, POLICY, budgets("inconclusive"))
+    status, notes = exit_status([row], [], POLICY, 0)
+    assert status == 0 and any("ttft_p95_ms inconclusive" in n for n in notes)
+    strict = GatePolicy(inconclusive="fail")
+    assert exit_status([row], [], strict, 0)[0] == 1

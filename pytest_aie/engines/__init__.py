@@ -25,6 +25,7 @@ ENGINES: dict[str, tuple[str, str]] = {
     "hf": ("pytest_aie.engines.hf", "HFEngine"),
     "openai": ("pytest_aie.engines.openai", "OpenAIEngine"),
     "scripted": ("pytest_aie.engines.scripted", "ScriptedEngine"),
+    "vllm": ("pytest_aie.engines.vllm", "VLLMEngine"),
 }
 
 _FACTORIES: dict[str, Callable[..., Engine]] = {}

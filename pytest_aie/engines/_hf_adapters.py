@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 from pytest_aie.errors import EngineError, require
 
-__all__ = ["FIX_ADAPTER", "AdapterMixin", "split_adapter"]
+__all__ = ["FIX_ADAPTER", "AdapterMixin", "adapter_revision", "split_adapter"]
 
 FIX_ADAPTER = (
     "give the request's adapter as the folder of a PEFT LoRA adapter trained on this base model "
@@ -38,6 +38,20 @@ def split_adapter(ref: str) -> tuple[str, str | None]:
     return (pinned["path"], pinned["rev"]) if pinned else (ref, None)
 
 
+def adapter_revision(path: str | os.PathLike[str]) -> str:
+    """The sha256 content hash of a PEFT LoRA adapter folder (every non-hidden file by name
+    and contents; file hashes are cached by size and mtime). Does not load any model."""
+    from pytest_aie.embedded import folder_revision
+
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise EngineError(f"LoRA adapter folder {str(path)!r} does not exist", fix=FIX_ADAPTER)
+    if not (folder / "adapter_config.json").is_file():
+        raise EngineError(f"LoRA adapter folder {str(path)!r} has no adapter_config.json",
+                          fix=FIX_ADAPTER)
+    return folder_revision(folder)
+
+
 class AdapterMixin:
     """The adapter half of :class:`~pytest_aie.engines.hf.HFEngine`. It uses the engine's
     ``model_ref``, ``_device``, ``_model``/``_tokenizer`` (dropped when a first adapter fails
@@ -52,17 +66,7 @@ class AdapterMixin:
     _adapters: dict[str, str]
 
     def adapter_revision(self, path: str | os.PathLike[str]) -> str:
-        """The sha256 content hash of an adapter folder (every non-hidden file by name and
-        contents; file hashes are cached by size and mtime). Does not load the model."""
-        from pytest_aie.embedded import folder_revision
-
-        folder = Path(path).expanduser()
-        if not folder.is_dir():
-            raise EngineError(f"LoRA adapter folder {str(path)!r} does not exist", fix=FIX_ADAPTER)
-        if not (folder / "adapter_config.json").is_file():
-            raise EngineError(f"LoRA adapter folder {str(path)!r} has no adapter_config.json",
-                              fix=FIX_ADAPTER)
-        return folder_revision(folder)
+        return adapter_revision(path)
 
     def resolve_adapter(self, ref: str) -> str:
         """``"path@<sha256 of the folder now>"``, for ``Request.adapter``: the cache key then
