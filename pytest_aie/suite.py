@@ -365,3 +365,6 @@ def _gate_args(marker: str, kwargs: dict[str, Any]) -> tuple[dict[str, float], t
         raise UsageError(f"@pytest.mark.{marker}(samples={samples!r}) must be a whole number >= 1",
                          fix="write e.g. samples=5")
     return gate, tuple(str(c) for c in must_pass), samples
+
+
+from pytest_aie import latency as _latency  # noqa: E402,F401  (registers the latency eval marker)

@@ -102,8 +102,11 @@ def plain(engine: OpenAIEngine, request: Request) -> Generation:
     )  # fmt: skip
 
 
-def streamed(engine: OpenAIEngine, request: Request) -> Generation:
-    """One streamed call, with ``ttft_s`` and ``tpot_s = (e2e - ttft) / (tokens - 1)``."""
+def streamed(engine: OpenAIEngine, request: Request,
+             chunk_times: list[float] | None = None) -> Generation:
+    """One streamed call, with ``ttft_s`` and ``tpot_s = (e2e - ttft) / (tokens - 1)``;
+    ``chunk_times`` gets the ``time.perf_counter()`` arrival of each chunk with content (the
+    latency probe's inter-token latencies)."""
     start = time.perf_counter()
     if engine._no_stream_options:
         stream = _call(engine, request, stream=True)
@@ -132,8 +135,11 @@ def streamed(engine: OpenAIEngine, request: Request) -> Generation:
                     continue
                 piece = (choice.delta.content if chat else choice.text) or ""
                 if piece:
+                    now = time.perf_counter()
+                    if chunk_times is not None:
+                        chunk_times.append(now)
                     if ttft is None:
-                        ttft = time.perf_counter() - start
+                        ttft = now - start
                     pieces.append(piece)
                     content_chunks += 1
                 lp = _logprobs(choice, chat=chat)

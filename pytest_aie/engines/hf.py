@@ -44,11 +44,13 @@ encoding and the per-row sampler and stopper in :mod:`._hf_decoding`, LoRA adapt
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Generator, Sequence
 
 from pytest_aie.engines._hf_adapters import AdapterMixin, split_adapter
 from pytest_aie.engines._hf_decoding import (
@@ -144,6 +146,7 @@ class HFEngine(AdapterMixin, Engine):
         self._closed = False
         self._peft_model: Any = None  # the PeftModel wrapping self._model, once an adapter is loaded
         self._adapters: dict[str, str] = {}  # Request.adapter reference -> peft adapter name
+        self._stream_lock = threading.Lock()  # stream_one with adapters: one at a time
 
     def supports(self, capability: str) -> bool:
         if capability == Capability.ADAPTERS:
@@ -250,8 +253,31 @@ class HFEngine(AdapterMixin, Engine):
 
     def _generate_batch(self, model: Any, tokenizer: Any, requests: list[Request],
                         prompts: list[list[int]]) -> list[Generation]:
-        torch, transformers = torch_module(), transformers_module()
+        torch = torch_module()
         started = time.perf_counter()
+        kwargs, sampler, stopper = self._generate_kwargs(model, tokenizer, requests, prompts)
+        with torch.inference_mode():
+            model.generate(**kwargs)
+        elapsed = time.perf_counter() - started
+        return [self._result(request, len(prompts[row]), sampler, stopper, row,
+                             Timings(e2e_s=elapsed, batch_size=len(requests)))
+                for row, request in enumerate(requests)]
+
+    def _result(self, request: Request, prompt_tokens: int, sampler: RowSampler,
+                stopper: RowStopper, row: int, timings: Timings) -> Generation:
+        tokens, reason, text = stopper.result(row)
+        logprobs = sampler.logprobs[row][:tokens] if request.sampling.logprobs else None
+        return Generation(
+            text=text, prompt_tokens=prompt_tokens, completion_tokens=tokens,
+            finish_reason=reason, engine=self.name, model=self.model_ref, adapter=request.adapter,
+            timings=timings, token_logprobs=logprobs,
+        )
+
+    def _generate_kwargs(self, model: Any, tokenizer: Any, requests: list[Request],
+                         prompts: list[list[int]]) -> tuple[dict[str, Any], RowSampler, RowStopper]:
+        """``model.generate``'s arguments for one left-padded micro-batch, with its per-row
+        sampler and stopper."""
+        transformers = transformers_module()
         device = self._device or "cpu"
         pad_id = int(tokenizer.pad_token_id)
         input_ids, attention, width = left_padded(prompts, pad_id)
@@ -264,24 +290,61 @@ class HFEngine(AdapterMixin, Engine):
             eos_token_id=sorted(eos) or None, pad_token_id=pad_id,
             bos_token_id=getattr(model.generation_config, "bos_token_id", None),
         )
-        with torch.inference_mode():
-            model.generate(
-                input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                generation_config=config,
-                logits_processor=transformers.LogitsProcessorList([sampler]),
-                stopping_criteria=transformers.StoppingCriteriaList([stopper]),
-            )
-        elapsed = time.perf_counter() - started
-        out: list[Generation] = []
-        for row, request in enumerate(requests):
-            tokens, reason, text = stopper.result(row)
-            logprobs = sampler.logprobs[row][:tokens] if request.sampling.logprobs else None
-            out.append(Generation(
-                text=text, prompt_tokens=len(prompts[row]), completion_tokens=tokens,
-                finish_reason=reason, engine=self.name, model=self.model_ref, adapter=request.adapter,
-                timings=Timings(e2e_s=elapsed, batch_size=len(requests)), token_logprobs=logprobs,
-            ))
-        return out
+        kwargs = {"input_ids": input_ids.to(device), "attention_mask": attention.to(device),
+                  "generation_config": config,
+                  "logits_processor": transformers.LogitsProcessorList([sampler]),
+                  "stopping_criteria": transformers.StoppingCriteriaList([stopper])}
+        return kwargs, sampler, stopper
+
+    def stream_one(self, request: Request) -> Generator[tuple[str, float], None, Generation]:
+        """Generate one request on its own, streamed through transformers'
+        ``TextIteratorStreamer`` (the latency probe's way in). Yields ``(text,
+        time.perf_counter())`` once per generated token as it leaves the model, the
+        end-of-sequence token included (``text``: what the streamer released then, ``""``
+        mid-word; what it holds back to the end is added to the last token's), and returns the
+        request's :class:`Generation`, sampled and stopped exactly as :meth:`generate` does it.
+        With LoRA adapters in play, streamed requests run one at a time (the active adapter
+        belongs to the model, not to a thread)."""
+        torch, transformers = torch_module(), transformers_module()
+        model, tokenizer = self._load()
+        self.check(request)
+        prompt = encode(tokenizer, request, self.model_ref)
+        kwargs, sampler, stopper = self._generate_kwargs(model, tokenizer, [request], [prompt])
+        streamer = transformers.TextIteratorStreamer(tokenizer, skip_prompt=True,
+                                                     skip_special_tokens=True)
+        lock = self._stream_lock if (request.adapter or self._peft_model is not None) \
+            else contextlib.nullcontext()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with lock, torch.inference_mode(), self._adapter_active(model, request.adapter or None):
+                    model.generate(**kwargs, streamer=streamer)
+            except BaseException as exc:  # handed to the caller, after ending the stream
+                failure.append(exc)
+                streamer.end()
+
+        started = time.perf_counter()
+        thread = threading.Thread(target=run, name="aie-hf-stream", daemon=True)
+        thread.start()
+        held: list[tuple[str, float]] = []  # the last two items: the very last is end()'s flush
+        try:
+            for text in streamer:
+                held.append((text, time.perf_counter()))
+                if len(held) > 2:
+                    yield held.pop(0)
+        finally:
+            thread.join()
+        if failure:
+            exc = failure[0]
+            if not isinstance(exc, (RuntimeError, ValueError, IndexError)):
+                raise exc
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return self._error(request, f"hf engine failed on this request: {message}")
+        if len(held) == 2:
+            yield held[0][0] + held[1][0], held[0][1]
+        return self._result(request, len(prompt), sampler, stopper, 0,
+                            Timings(e2e_s=time.perf_counter() - started, batch_size=1))
 
     # ------------------------------------------------------------------ scoring
 

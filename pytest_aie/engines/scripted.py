@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import types
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Generator, Mapping, Sequence
 
 from pytest_aie.engines.base import Capability, Engine, Generation, Request, Timings
 from pytest_aie.errors import EngineError
@@ -81,7 +82,11 @@ def _code_digest(fn: Callable[..., Any]) -> str:
 
 
 class ScriptedEngine(Engine):
-    """Answers from a script; counts tokens as whitespace-separated words."""
+    """Answers from a script; counts tokens as whitespace-separated words.
+
+    ``token_delay``: seconds that :meth:`stream_one` sleeps before each word, a simulated time
+    per output token for tests of latency measurement (``generate`` never sleeps).
+    """
 
     name = "scripted"
     capabilities = frozenset({Capability.CHAT, Capability.PROMPT, Capability.ADAPTERS,
@@ -95,8 +100,13 @@ class ScriptedEngine(Engine):
         model: str | None = None,
         default: str | None = "",
         strict: bool = False,
+        token_delay: float = 0.0,
         **_ignored: Any,
     ) -> None:
+        if not token_delay >= 0:
+            raise EngineError(f"scripted engine token_delay must be >= 0 seconds, got {token_delay!r}",
+                              fix="pass a delay such as token_delay=0.01")
+        self.token_delay = float(token_delay)
         source = script if script is not None else model
         self._fn: Callable[[Request], str] | None = None
         self._answers: dict[str, str] = {}
@@ -137,31 +147,40 @@ class ScriptedEngine(Engine):
 
     def generate(self, requests: Sequence[Request]) -> list[Generation]:
         self.calls.append(len(requests))
-        out: list[Generation] = []
-        for req in requests:
-            answer = self._answer(req)
-            if answer is None:
-                out.append(Generation(text="", finish_reason="error", engine=self.name,
-                                      model=self._label, adapter=req.adapter,
-                                      error=f"no scripted answer for {prompt_text(req)[:80]!r}"))
-                continue
-            words = answer.split()
-            finish = "stop"
-            if len(words) > req.sampling.max_tokens:
-                answer = " ".join(words[: req.sampling.max_tokens])
-                finish = "length"
-            for stop in req.sampling.stop:
-                if stop and stop in answer:
-                    answer = answer[: answer.index(stop)]
-                    finish = "stop"
-            out.append(Generation(
-                text=answer,
-                prompt_tokens=len(prompt_text(req).split()),
-                completion_tokens=len(answer.split()),
-                finish_reason=finish,
-                engine=self.name,
-                model=self._label,
-                adapter=req.adapter,
-                timings=Timings(batch_size=len(requests)),
-            ))
-        return out
+        return [self._generate_one(req, len(requests)) for req in requests]
+
+    def stream_one(self, request: Request) -> Generator[tuple[str, float], None, Generation]:
+        """One request streamed word by word (the latency probe's way in): before each word,
+        sleep ``token_delay`` seconds, then yield ``(word, time.perf_counter())``; return the
+        Generation that :meth:`generate` gives for it."""
+        gen = self._generate_one(request, 1)
+        for i, word in enumerate(gen.text.split()):
+            time.sleep(self.token_delay)
+            yield (word if i == 0 else " " + word), time.perf_counter()
+        return gen
+
+    def _generate_one(self, req: Request, batch_size: int) -> Generation:
+        answer = self._answer(req)
+        if answer is None:
+            return Generation(text="", finish_reason="error", engine=self.name,
+                              model=self._label, adapter=req.adapter,
+                              error=f"no scripted answer for {prompt_text(req)[:80]!r}")
+        words = answer.split()
+        finish = "stop"
+        if len(words) > req.sampling.max_tokens:
+            answer = " ".join(words[: req.sampling.max_tokens])
+            finish = "length"
+        for stop in req.sampling.stop:
+            if stop and stop in answer:
+                answer = answer[: answer.index(stop)]
+                finish = "stop"
+        return Generation(
+            text=answer,
+            prompt_tokens=len(prompt_text(req).split()),
+            completion_tokens=len(answer.split()),
+            finish_reason=finish,
+            engine=self.name,
+            model=self._label,
+            adapter=req.adapter,
+            timings=Timings(batch_size=batch_size),
+        )

@@ -1,0 +1,470 @@
+"""Latency budgets: the probe's figures (vLLM's serving-benchmark definitions), percentile
+bootstrap intervals, three-way budget verdicts, the ``latency`` marker through whole runs on
+the scripted engine, the hf engine (embedded model) and the openai engine against a real
+server on loopback, and the probe never reading the generation cache."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import threading
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from pytest_aie.dataset import Case
+from pytest_aie.engines.base import Capability, Engine, Generation, Request, Sampling, Timings
+from pytest_aie.engines.scripted import ScriptedEngine
+from pytest_aie.errors import EngineError, UsageError
+from pytest_aie.latency import (
+    LatencyScorer,
+    budget_verdict,
+    evaluate_budgets,
+    parse_budgets,
+    percentile_interval,
+)
+from pytest_aie.latency_probe import LatencySample, probe
+from pytest_aie.scorers.base import Sample
+from pytest_aie.suite import EVAL_MARKERS, build_suite
+
+try:  # run as part of a package (tests/__init__.py) or with tests/ on sys.path
+    from tests.serving import ServerInfo, openai_server_info  # noqa: F401
+except ImportError:  # pragma: no cover - depends on how pytest was started
+    from serving import ServerInfo, openai_server_info  # type: ignore[no-redef]  # noqa: F401
+
+
+def req(prompt: str, max_tokens: int = 16) -> Request:
+    return Request(prompt=prompt, sampling=Sampling(max_tokens=max_tokens))
+
+
+# ---------------------------------------------------------------------------- definitions
+
+def test_sample_figures_follow_vllms_definitions() -> None:
+    # sent at 0 s, chunks at 0.1/0.15/0.2/0.3 s, done at 0.3 s, 4 output tokens
+    s = LatencySample.from_times(0.0, [0.1, 0.15, 0.2, 0.3], 0.3, 4)
+    assert s.ttft_ms == pytest.approx(100) and s.e2e_ms == pytest.approx(300)
+    assert s.tpot_ms == pytest.approx((300 - 100) / 3)  # the first token is not a decode step
+    assert s.itl_ms == pytest.approx([50, 50, 100])
+    assert s.tokens_per_s == pytest.approx(4 / 0.3) and s.output_tokens == 4
+    # the server's token count wins over the chunk count (a chunk may carry several tokens)
+    assert LatencySample.from_times(0.0, [0.1, 0.3], 0.3, 5).tpot_ms == pytest.approx(50)
+    one = LatencySample.from_times(0.0, [0.1], 0.1, 1)
+    assert one.tpot_ms is None and one.itl_ms == [] and one.value("tpot") == []
+    nothing = LatencySample.from_times(0.0, [], 0.2, 0)
+    assert nothing.ttft_ms is None and nothing.tokens_per_s is None and nothing.e2e_ms == pytest.approx(200)
+
+
+# ---------------------------------------------------------------------------- statistics
+
+VALUES = [12.0, 15, 11, 30, 22, 18, 14, 16, 40, 13]
+
+
+@pytest.mark.parametrize("q", [50, 90, 95, 99])
+def test_percentile_interval_is_scipys_seeded_percentile_bootstrap(q: int) -> None:
+    est, low, high = percentile_interval([[v] for v in VALUES], q)
+    ref = stats.bootstrap((np.array(VALUES),), lambda x, axis: np.percentile(x, q, axis=axis),
+                          vectorized=True, method="percentile", n_resamples=1999,
+                          rng=np.random.default_rng(0))
+    assert est == pytest.approx(np.percentile(VALUES, q))
+    assert (low, high) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high))
+    assert percentile_interval([[v] for v in VALUES], q) == (est, low, high)  # seeded
+    assert low <= est <= high
+
+
+def test_itl_interval_resamples_whole_requests() -> None:
+    # two requests, 50 gaps each: one request is steadily 10 ms, the other 20 ms. Resampling
+    # requests, the median can be 10 or 20; resampling gaps as if independent would pin it at 15.
+    est, low, high = percentile_interval([[10.0] * 50, [20.0] * 50], 50)
+    assert est == pytest.approx(15) and (low, high) == pytest.approx((10, 20))
+    assert percentile_interval([[], [float("nan")]], 50) is None
+    assert percentile_interval([[7.0, 9.0]], 50) == (8.0, 8.0, 8.0)  # one request: no interval
+
+
+@pytest.mark.parametrize(("low", "high", "budget", "ceiling", "n", "expected"), [
+    (80, 90, 100, True, 10, "pass"),         # the whole interval under the ceiling
+    (80, 100, 100, True, 10, "pass"),        # touching it is not over it
+    (110, 120, 100, True, 10, "fail"),       # wholly over
+    (90, 110, 100, True, 10, "inconclusive"),  # straddles
+    (80, 90, 100, True, 1, "inconclusive"),  # one request never decides
+    (90, 90, 100, True, 10, "inconclusive"),  # zero width, as the quality gates
+    (25, 30, 20, False, 10, "pass"),         # a floor: the whole interval above it
+    (10, 15, 20, False, 10, "fail"),
+    (15, 25, 20, False, 10, "inconclusive"),
+])
+def test_budget_verdict_is_three_way(low: float, high: float, budget: float, ceiling: bool,
+                                     n: int, expected: str) -> None:
+    assert budget_verdict((low + high) / 2, low, high, budget, ceiling=ceiling, n=n) == expected
+
+
+def test_budget_verdict_without_measurements_is_inconclusive() -> None:
+    assert budget_verdict(None, None, None, 100, ceiling=True, n=0) == "inconclusive"
+
+
+def _sample(ttft: float, e2e: float, tokens: int, itl: list[float] | None = None) -> LatencySample:
+    return LatencySample.from_figures(ttft, e2e, tokens, itl)
+
+
+def test_evaluate_budgets_gives_each_budget_its_percentile_and_verdict() -> None:
+    samples = [_sample(100 + i, 1000 + 10 * i, 20, [40.0 + i] * 19) for i in range(10)]
+    samples.append(LatencySample.failed("boom", "stream"))  # failures are not measurements
+    out = evaluate_budgets(samples, {"ttft_p95_ms": 200, "ttft_p50_ms": 50, "itl_p99_ms": 60,
+                                     "min_output_tokens_per_s": 1000, "tpot_p50_ms": 47})
+    assert set(out) == {"ttft_p95_ms", "ttft_p50_ms", "itl_p99_ms", "min_output_tokens_per_s",
+                        "tpot_p50_ms"}
+    ttft = out["ttft_p95_ms"]
+    assert ttft["estimate"] == pytest.approx(np.percentile([100 + i for i in range(10)], 95))
+    assert ttft["n"] == 10 and ttft["budget"] == 200 and ttft["verdict"] == "pass"
+    assert ttft["low"] <= ttft["estimate"] <= ttft["high"] <= 109
+    assert out["ttft_p50_ms"]["verdict"] == "fail"
+    assert out["itl_p99_ms"]["verdict"] == "pass" and out["itl_p99_ms"]["high"] <= 49
+    rates = [20 / ((1000 + 10 * i) / 1000) for i in range(10)]  # tokens / e2e
+    floor = out["min_output_tokens_per_s"]
+    assert floor["estimate"] == pytest.approx(np.median(rates)) and floor["verdict"] == "fail"
+    tpots = [(1000 + 10 * i - 100 - i) / 19 for i in range(10)]  # 47.4 .. 51.2 ms
+    assert out["tpot_p50_ms"]["estimate"] == pytest.approx(np.median(tpots))
+    assert out["tpot_p50_ms"]["verdict"] == "fail"
+
+
+@pytest.mark.parametrize(("budgets", "message"), [
+    ({"ttft_p75_ms": 10}, "unknown argument 'ttft_p75_ms'"),
+    ({"latency_ms": 10}, "unknown argument"),
+    ({"e2e_p95_ms": 0}, "must be a positive number"),
+    ({"e2e_p95_ms": True}, "must be a positive number"),
+    ({"min_output_tokens_per_s": float("nan")}, "must be a positive number"),
+])
+def test_bad_budgets_are_usage_errors(budgets: dict[str, Any], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_budgets(budgets)
+
+
+# ---------------------------------------------------------------------------- the probe
+
+ANSWER = "one two three four five"
+
+
+class CountingScripted(ScriptedEngine):
+    """A scripted engine that counts its streamed requests and how many ran at once."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(lambda r: ANSWER, **kwargs)
+        self.streamed: list[str] = []
+        self.in_flight = self.most_in_flight = 0
+        self._count = threading.Lock()
+
+    def stream_one(self, request: Request):  # type: ignore[no-untyped-def]
+        with self._count:
+            self.streamed.append(str(request.prompt))
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return (yield from super().stream_one(request))
+        finally:
+            with self._count:
+                self.in_flight -= 1
+
+
+def test_probe_measures_the_simulated_delay_per_token() -> None:
+    engine = CountingScripted(token_delay=0.02)
+    samples = probe(engine, [req(f"q{i}") for i in range(3)], warmup=0)
+    assert [s.index for s in samples] == [0, 1, 2]
+    for s in samples:
+        assert s.error is None and s.method == "stream" and s.output_tokens == 5
+        assert 20 <= s.ttft_ms < 200  # sleeps are at least as long as asked; a loaded machine adds
+        assert len(s.itl_ms) == 4 and all(20 <= g < 200 for g in s.itl_ms)
+        assert s.tpot_ms == pytest.approx((s.e2e_ms - s.ttft_ms) / 4)
+        assert 20 <= s.tpot_ms < 200 and s.e2e_ms >= 100
+        assert s.tokens_per_s == pytest.approx(5 / (s.e2e_ms / 1000))
+    fast = probe(CountingScripted(token_delay=0.0), [req("q")], warmup=0)[0]
+    assert fast.ttft_ms < 20  # the delay is what is measured, not the probe
+
+
+def test_warmup_requests_run_first_and_are_not_measured() -> None:
+    engine = CountingScripted()
+    samples = probe(engine, [req("a"), req("b"), req("c")], warmup=2)
+    assert engine.streamed == ["a", "b", "a", "b", "c"]
+    assert len(samples) == 3
+    engine = CountingScripted()
+    probe(engine, [req("a")], warmup=3)  # fewer requests than warm-up: cycled
+    assert engine.streamed == ["a"] * 4
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_probe_keeps_concurrency_requests_in_flight(concurrency: int) -> None:
+    engine = CountingScripted(token_delay=0.01)
+    started = time.perf_counter()
+    samples = probe(engine, [req(f"q{i}") for i in range(6)], concurrency=concurrency, warmup=0)
+    wall = time.perf_counter() - started
+    assert engine.most_in_flight == concurrency
+    assert len(samples) == 6 and all(s.e2e_ms >= 50 for s in samples)
+    if concurrency == 3:  # six 50 ms requests, three at a time: about two rounds, not six
+        assert wall < 6 * 0.05 * 0.9
+
+
+class TimedEngine(Engine):
+    """An engine that reports its own per-request timings (as the vllm engine does)."""
+
+    name = "timed"
+    capabilities = frozenset({Capability.PROMPT, Capability.TIMINGS})
+
+    def __init__(self, ttft_s: float | None = 0.05) -> None:
+        self.ttft_s = ttft_s
+        self.calls: list[int] = []
+
+    def identity(self) -> dict[str, Any]:
+        return {"engine": self.name}
+
+    def generate(self, requests: Sequence[Request]) -> list[Generation]:
+        self.calls.append(len(requests))
+        return [Generation(text="a b c", completion_tokens=3, timings=Timings(
+            e2e_s=0.25, ttft_s=self.ttft_s, tpot_s=0.1, batch_size=len(requests)))
+            for _ in requests]
+
+
+def test_engines_with_their_own_timings_are_measured_from_them() -> None:
+    engine = TimedEngine()
+    samples = probe(engine, [req(f"q{i}") for i in range(5)], concurrency=2, warmup=1)
+    assert engine.calls == [1, 2, 2, 1]  # warm-up alone, then `concurrency` per call
+    s = samples[0]
+    assert s.method == "timings" and s.ttft_ms == pytest.approx(50) and s.e2e_ms == pytest.approx(250)
+    assert s.tpot_ms == pytest.approx((250 - 50) / 2) and s.itl_ms == []
+
+
+class NoTimings(TimedEngine):
+    capabilities = frozenset({Capability.PROMPT})
+
+
+def test_an_engine_that_cannot_be_timed_is_an_engine_error() -> None:
+    with pytest.raises(EngineError, match="cannot measure latency"):
+        probe(NoTimings(), [req("q")])
+    with pytest.raises(EngineError, match="cannot measure latency"):  # timings, but no TTFT
+        probe(TimedEngine(ttft_s=None), [req("q")], warmup=0)
+
+
+def test_probe_arguments_are_checked() -> None:
+    with pytest.raises(UsageError, match="concurrency=0"):
+        probe(CountingScripted(), [req("q")], concurrency=0)
+    with pytest.raises(UsageError, match="warmup=-1"):
+        probe(CountingScripted(), [req("q")], warmup=-1)
+    assert probe(CountingScripted(), []) == []
+
+
+# ---------------------------------------------------------------------------- the scorer
+
+def _samples(n: int, model: str = "default") -> list[Sample]:
+    out = []
+    for i in range(n):
+        r = req(f"q{i}")
+        out.append(Sample(case=Case(id=f"c{i}", fields={"prompt": f"q{i}"}), request=r,
+                          generation=Generation(text=ANSWER, cached=True), model=model))
+    return out
+
+
+def test_scorer_scores_every_case_with_its_latency_and_aggregates_the_budgets() -> None:
+    engine = CountingScripted(token_delay=0.005)
+    scorer = LatencyScorer(lambda: engine, {"e2e_p95_ms": 60_000, "ttft_p50_ms": 0.001},
+                           warmup=1)
+    assert (scorer.binary, scorer.higher_is_better, scorer.bounds) == (False, False, (0.0, None))
+    samples = _samples(4)
+    scores = scorer.score_samples(samples)
+    assert engine.streamed == ["q0", "q0", "q1", "q2", "q3"]  # fresh, though the outputs were cached
+    assert [s.metric for s in scores] == ["latency.e2e_ms"] * 4
+    for s in scores:
+        assert s.passed is None and s.value == s.details["e2e_ms"] >= 25
+        assert s.details["output_tokens"] == 5 and len(s.details["itl_ms"]) == 4
+        assert s.details["ttft_ms"] > 0 and s.details["concurrency"] == 1
+    agg = scorer.suite_aggregate(samples)
+    assert agg is not None
+    assert set(agg["latency"]) == {"e2e_p95_ms", "ttft_p50_ms"}
+    for budget in agg["latency"].values():
+        assert set(budget) >= {"estimate", "low", "high", "budget", "verdict", "n"} and budget["n"] == 4
+    assert agg["latency"]["e2e_p95_ms"]["verdict"] == "pass"
+    assert agg["latency"]["ttft_p50_ms"]["verdict"] == "fail"
+
+
+def test_scorer_cycles_the_requests_to_the_asked_number() -> None:
+    engine = CountingScripted()
+    scorer = LatencyScorer(lambda: engine, {}, warmup=0, requests=5)
+    scores = scorer.score_samples(_samples(2))
+    assert engine.streamed == ["q0", "q1", "q0", "q1", "q0"]
+    assert len(scores[0].details["repeats"]) == 2 and len(scores[1].details["repeats"]) == 1
+    few = LatencyScorer(lambda: CountingScripted(), {}, warmup=0, requests=1)
+    assert [s.status for s in few.score_samples(_samples(2))] == ["scored", "unmeasured"]
+
+
+def test_several_models_are_each_probed_on_their_own_engine() -> None:
+    import functools
+
+    engines = {"a": CountingScripted(), "b": CountingScripted()}
+    scorer = LatencyScorer(functools.partial(lambda name: engines[name], "a"), {"e2e_p50_ms": 1e6},
+                           warmup=0)
+    samples = _samples(2, "a") + _samples(3, "b")
+    scorer.score_samples(samples)
+    assert engines["a"].streamed == ["q0", "q1"] and engines["b"].streamed == ["q0", "q1", "q2"]
+    agg = scorer.suite_aggregate(samples[2:])
+    assert agg is not None and agg["latency"]["e2e_p50_ms"]["n"] == 3
+
+
+def test_marker_arguments_are_checked(tmp_path: Any) -> None:
+    (tmp_path / "cases.jsonl").write_text('{"id": "a", "prompt": "q"}\n')
+    assert "latency" in EVAL_MARKERS
+
+    def build(*args: Any, **kwargs: Any) -> Any:
+        return build_suite("s", (("cases.jsonl",), {}), [("latency", args, kwargs)], tmp_path)
+
+    spec = build(ttft_p95_ms=500, min_output_tokens_per_s=5, concurrency=2, warmup=0, requests=8)
+    scorer = spec.evals[0].scorer
+    assert isinstance(scorer, LatencyScorer) and scorer.metric == "latency.e2e_ms"
+    assert scorer.budgets == {"ttft_p95_ms": 500.0, "min_output_tokens_per_s": 5.0}
+    assert (scorer.concurrency, scorer.warmup, scorer.requests) == (2, 0, 8)
+    for args, kwargs, message in [((), {"ttft_p95": 1}, "unknown argument 'ttft_p95'"),
+                                  ((500,), {}, "keyword arguments only"),
+                                  ((), {"concurrency": 0}, "concurrency=0"),
+                                  ((), {"requests": 0}, "requests=0"),
+                                  ((), {"warmup": 1.5}, "warmup=1.5")]:
+        with pytest.raises(UsageError, match=message):
+            build(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------- whole runs
+
+ROWS_CONFTEST = """
+    import json
+    import pytest
+    from pytest_aie.plugin import SESSION_KEY
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(session):
+        aie = session.config.stash.get(SESSION_KEY, None)
+        if aie is not None and not aie.is_worker:
+            with open("rows.json", "w") as fh:
+                json.dump(aie.rows, fh, default=str)
+"""
+
+
+def _run_files(pytester: pytest.Pytester, cases: list[dict[str, Any]], test: str,
+               ini: str) -> None:
+    pytester.makefile(".jsonl", cases="\n".join(json.dumps(c) for c in cases))
+    pytester.makepyfile(test_latency_suite=textwrap.dedent(test))
+    pytester.makeconftest(textwrap.dedent(ROWS_CONFTEST))
+    pytester.makeini(textwrap.dedent(ini))
+
+
+def _records(pytester: pytest.Pytester) -> list[dict[str, Any]]:
+    lines = (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines[1:]]
+
+
+def _budgets(pytester: pytest.Pytester) -> dict[str, dict[str, Any]]:
+    rows = json.loads((pytester.path / "rows.json").read_text())
+    return {r["suite"].rsplit("::", 1)[-1]: r.get("budgets") for r in rows}
+
+
+TWO_SUITES = """
+    import pytest
+
+    @pytest.mark.dataset("cases.jsonl", max_tokens=8, {dataset})
+    @pytest.mark.latency(ttft_p95_ms=600000, e2e_p95_ms=600000, min_output_tokens_per_s=0.001,
+                         warmup=1)
+    def test_fast(case, output):
+        pass
+
+    @pytest.mark.dataset("cases.jsonl", max_tokens=8, {dataset})
+    @pytest.mark.latency(ttft_p50_ms=0.001, warmup=1)
+    def test_slow(case, output):
+        pass
+"""
+
+
+def _check_two_suites(pytester: pytest.Pytester, result: Any, engine: str) -> list[dict[str, Any]]:
+    out = result.stdout.str()
+    assert result.ret == 1, out  # test_slow's budget fails the run
+    budgets = _budgets(pytester)
+    assert {v["verdict"] for v in budgets["test_fast"].values()} == {"pass"}, budgets
+    slow = budgets["test_slow"]["ttft_p50_ms"]
+    assert slow["verdict"] == "fail" and slow["low"] > 0.001 and slow["n"] == 3, budgets
+    recs = _records(pytester)
+    assert len(recs) == 6
+    for rec in recs:
+        assert rec["metric"] == "latency.e2e_ms" and rec["engine"] == engine
+        assert rec["status"] == "scored" and rec["higher_is_better"] is False
+        d = rec["details"]
+        assert rec["value"] == d["e2e_ms"] > 0 and 0 < d["ttft_ms"] <= d["e2e_ms"]
+        assert 1 <= d["output_tokens"] <= 8 + 1 and d["error"] is None
+    return recs
+
+
+SCRIPTED_INI = """
+    [pytest]
+    aie_engine = scripted
+    aie_model = answers.jsonl
+    aie_engine_options = token_delay=0.01
+    aie_cache = on
+    aie_cache_dir = {cache}
+"""
+
+
+def test_scripted_run_gates_budgets_and_the_cache_never_serves_the_probe(
+        pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory) -> None:
+    cases = [{"id": f"c{i}", "prompt": f"q{i}"} for i in range(3)]
+    (pytester.path / "answers.jsonl").write_text(
+        "\n".join(json.dumps({"prompt": f"q{i}", "answer": ANSWER}) for i in range(3)))
+    _run_files(pytester, cases, TWO_SUITES.format(dataset="chat=False"),
+               SCRIPTED_INI.format(cache=tmp_path_factory.mktemp("cache")))
+    first = pytester.runpytest_inprocess("-p", "no:randomly", "-p", "no:cacheprovider")
+    recs = _check_two_suites(pytester, first, "scripted")
+    assert not any(r["cached"] for r in recs)
+    for rec in recs:  # 5 words, 10 ms each
+        assert rec["details"]["output_tokens"] == 5 and rec["details"]["e2e_ms"] >= 50
+    again = pytester.runpytest_inprocess("-p", "no:randomly", "-p", "no:cacheprovider")
+    cached = _check_two_suites(pytester, again, "scripted")
+    assert all(r["cached"] for r in cached)  # the outputs came from the cache...
+    for rec in cached:  # ...the latencies did not: measured again, 10 ms per word
+        assert rec["details"]["e2e_ms"] >= 50 and rec["timings"]["e2e_s"] is None
+
+
+CAPITALS = [{"id": c.lower(), "prompt": f"What is the capital of {c}? One word."}
+            for c in ("France", "Japan", "Italy")]
+
+
+@pytest.mark.slow
+def test_hf_run_passes_and_fails_budgets_and_measures_again_from_the_cache(
+        pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory) -> None:
+    ini = f"""
+        [pytest]
+        aie_engine = hf
+        aie_cache_dir = {tmp_path_factory.mktemp("cache")}
+    """
+    _run_files(pytester, CAPITALS, TWO_SUITES.format(dataset="chat=True"), ini)
+    first = pytester.runpytest_subprocess("-p", "no:randomly", "--aie-cache", "refresh")
+    recs = _check_two_suites(pytester, first, "hf")
+    for rec in recs:  # one chunk per generated token (the end-of-sequence token's included)
+        d = rec["details"]
+        assert len(d["itl_ms"]) in (d["output_tokens"] - 1, d["output_tokens"])
+        assert d["method"] == "stream" and not rec["cached"]
+    again = pytester.runpytest_subprocess("-p", "no:randomly")
+    cached = _check_two_suites(pytester, again, "hf")
+    assert all(r["cached"] for r in cached)
+    before = {(r["suite"], r["case_id"]): r["details"]["ttft_ms"] for r in recs}
+    after = {(r["suite"], r["case_id"]): r["details"]["ttft_ms"] for r in cached}
+    assert all(after[k] != before[k] for k in before)  # measured afresh, not replayed
+
+
+@pytest.mark.slow
+def test_openai_run_against_a_real_server_passes_and_fails_budgets(
+        pytester: pytest.Pytester, openai_server_info: ServerInfo) -> None:
+    ini = f"""
+        [pytest]
+        aie_engine = openai
+        aie_base_url = {openai_server_info.base_url}
+        aie_cache = off
+    """
+    _run_files(pytester, CAPITALS, TWO_SUITES.format(dataset="chat=True"), ini)
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    recs = _check_two_suites(pytester, result, "openai")
+    for rec in recs:
+        d = rec["details"]
+        assert d["method"] == "openai" and d["output_tokens"] == rec["completion_tokens"]
+        assert all(g >= 0 for g in d["itl_ms"])
