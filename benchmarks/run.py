@@ -17,6 +17,7 @@ BENCHMARKS = [
     "demo_time.py",             # demo_seconds_warm
     "gate_simulations.py",      # aa_rate_clustered, aa_rate_tags, aa_rate_score_n8, power_5pt_n1000
     "aa_embedded.py",           # aa_rate_embedded, aa_embedded_mean_pass_rate (about 20 minutes)
+    "latency_probe.py",         # hf_ttft_ms, hf_tpot_ms, probe_ttft_overhead_ratio
 ]
 
 
