@@ -435,6 +435,7 @@ def test_hf_run_passes_and_fails_budgets_and_measures_again_from_the_cache(
     ini = f"""
         [pytest]
         aie_engine = hf
+        aie_engine_options = threads=1
         aie_cache_dir = {tmp_path_factory.mktemp("cache")}
     """
     _run_files(pytester, CAPITALS, TWO_SUITES.format(dataset="chat=True"), ini)
