@@ -55,7 +55,7 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("engine", "engine: hf, openai or scripted", "hf", "NAME"),
+    Option("engine", "engine: hf, vllm, openai or scripted", "hf", "NAME"),
     Option("model", "model: a Hugging Face id or folder (hf), a served model name (openai), "
            "a JSONL answers file (scripted); empty = the embedded SmolLM2-135M-Instruct", "",
            "MODEL"),
