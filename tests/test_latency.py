@@ -469,3 +469,60 @@ def test_openai_run_against_a_real_server_passes_and_fails_budgets(
         d = rec["details"]
         assert d["method"] == "openai" and d["output_tokens"] == rec["completion_tokens"]
         assert all(g >= 0 for g in d["itl_ms"])
+
+
+# ---------------------------------------------------------------------------- hf streaming
+
+def _drain(stream: Any) -> tuple[list[tuple[str, float]], Generation]:
+    chunks = []
+    while True:
+        try:
+            chunks.append(next(stream))
+        except StopIteration as stop:
+            return chunks, stop.value
+
+
+@pytest.mark.slow
+def test_hf_stream_one_gives_generates_text_one_chunk_per_token(tmp_path: Any) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from pytest_aie.embedded import default_model_dir
+    from pytest_aie.engines.hf import HFEngine
+
+    torch.manual_seed(7)  # a LoRA adapter with random non-zero weights: different outputs
+    base = AutoModelForCausalLM.from_pretrained(default_model_dir(), dtype=torch.float32)
+    get_peft_model(base, LoraConfig(r=8, lora_alpha=64, target_modules=["q_proj", "v_proj"],
+                                    init_lora_weights=False, task_type="CAUSAL_LM")
+                   ).save_pretrained(tmp_path / "adapter")
+    engine = HFEngine(device="cpu", threads=1)
+    plain = Request(messages=({"role": "user", "content": "Write a short poem about the sea."},),
+                    sampling=Sampling(max_tokens=12))
+    adapted = Request(messages=plain.messages, sampling=Sampling(max_tokens=12, stop=("\n",)),
+                      adapter=str(tmp_path / "adapter"))
+    try:
+        wanted = engine.generate([plain, adapted])
+        for request, want in zip((plain, adapted), wanted):
+            started = time.perf_counter()
+            chunks, got = _drain(engine.stream_one(request))
+            assert (got.text, got.completion_tokens, got.finish_reason) == \
+                (want.text, want.completion_tokens, want.finish_reason)
+            # one chunk per generated token (an end-of-sequence token is one more, uncounted)
+            assert len(chunks) in (got.completion_tokens, got.completion_tokens + 1)
+            times = [t for _, t in chunks]
+            assert started < times[0] and times == sorted(times)
+            assert "".join(text for text, _ in chunks).startswith(got.text)  # stop strings cut
+        assert wanted[0].text != wanted[1].text  # the adapter was active while streaming
+        # streams at once with an adapter loaded run one after the other, each with its own
+        # adapter state (peft's active adapter belongs to the model, not to a thread)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(2) as pool:
+            got_texts = [g.text for _, g in pool.map(lambda r: _drain(engine.stream_one(r)),
+                                                     [plain, adapted] * 2)]
+        assert got_texts == [g.text for g in wanted] * 2
+        samples = probe(engine, [plain, adapted, plain], concurrency=2, warmup=0)
+        assert all(s.error is None and s.output_tokens for s in samples)
+    finally:
+        engine.close()
