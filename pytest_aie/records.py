@@ -93,18 +93,32 @@ class CaseRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """The record as the results log stores it (optional fields only when set)."""
-        out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None and f.metadata.get("optional"):
-                continue
-            out[f.name] = value
+        names, optional = _layout(type(self))
+        values = vars(self)
+        out = {name: values[name] for name in names}
+        for name in optional:
+            if out[name] is None:
+                del out[name]
         return out
 
     @classmethod
     def schema(cls) -> list[tuple[str, str]]:
         """``(field, documentation)`` for every field: the README's schema table."""
         return [(f.name, f.metadata["doc"]) for f in fields(cls)]
+
+
+_LAYOUTS: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def _layout(cls: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A record class's field names, in order, and its optional ones (``dataclasses.fields``
+    once per class, not once per record)."""
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        fs = fields(cls)
+        layout = _LAYOUTS[cls] = (tuple(f.name for f in fs),
+                                  tuple(f.name for f in fs if f.metadata.get("optional")))
+    return layout
 
 
 class ResultsError(AieError):

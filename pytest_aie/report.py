@@ -158,6 +158,8 @@ def _shown(value: Any, limit: int | None) -> Any:
     structure (an expected dict or list) keeps its shape, unless its JSON text is longer
     than ``limit``, when it becomes that text, cut."""
     if isinstance(value, str):
+        if (limit is None or len(value) <= limit) and not _MAY_NEED_MARKS.search(value):
+            return value  # the common case, without two more calls per field of each case
         return _clip(_visible(value), limit)
     if isinstance(value, (dict, list, tuple)):
         if limit is not None:

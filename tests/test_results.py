@@ -248,6 +248,24 @@ def test_log_cuts_huge_fields_and_says_so(tmp_path: Path) -> None:
     assert (tmp_path / "r.jsonl").stat().st_size < 3 * MAX_FIELD_CHARS
 
 
+def test_log_cuts_per_field_not_per_line(tmp_path: Path) -> None:
+    """A line longer than the limit whose fields are each within it is stored whole; a field
+    of exactly the limit is kept, one character more is cut; other text stays readable."""
+    at_limit = "a" * MAX_FIELD_CHARS
+    rec_long_line = record(0, expected=at_limit, output="b" * (MAX_FIELD_CHARS - 10),
+                           reason="naïve – ok")
+    rec_over = record(1, expected=at_limit + "a")
+    log = ResultsLog(tmp_path / "r.jsonl", header())
+    log.append(rec_long_line)
+    log.append(rec_over)
+    log.close()
+    _, (first, second) = load_results(tmp_path / "r.jsonl")
+    assert "cut" not in first and first["expected"] == at_limit and first["output"] == rec_long_line["output"]
+    assert first["reason"] == "naïve – ok"
+    assert "naïve – ok" in (tmp_path / "r.jsonl").read_text(encoding="utf-8")  # not \\u-escaped
+    assert second["cut"] == {"expected": MAX_FIELD_CHARS + 1}
+
+
 # --------------------------------------------------------------------------- writable outputs
 
 
