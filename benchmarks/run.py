@@ -13,6 +13,7 @@ FIGURE = re.compile(r"^[a-z][a-z0-9_]*: -?[0-9.]+(e-?[0-9]+)?$")
 BENCHMARKS = [
     "suite_throughput.py",      # suite_throughput_ratio
     "plugin_overhead.py",       # plugin_overhead_ratio
+    "multi_model_overhead.py",  # multi_model_overhead_ratio
     "embedding_throughput.py",  # embedding_throughput_ratio
     "demo_time.py",             # demo_seconds_warm
     "gate_simulations.py",      # aa_rate_clustered, aa_rate_tags, aa_rate_score_n8, power_5pt_n1000
