@@ -101,7 +101,7 @@ test: $(STAMP) lint typecheck browser
 	$(PY) -m pytest tests -p no:randomly -ra --ignore=tests/vllm
 	$(MAKE) test-vllm
 
-bench: $(STAMP)
+bench: $(STAMP) $(VSTAMP)
 	@$(PY) benchmarks/run.py
 
 clean:

@@ -19,14 +19,22 @@ BENCHMARKS = [
     "gate_simulations.py",      # aa_rate_clustered, aa_rate_tags, aa_rate_score_n8, power_5pt_n1000
     "aa_embedded.py",           # aa_rate_embedded, aa_embedded_mean_pass_rate (about 20 minutes)
     "latency_probe.py",         # hf_ttft_ms, hf_tpot_ms, probe_ttft_overhead_ratio
+    "vllm_throughput.py",       # vllm_suite_throughput_ratio, vllm_vs_hf_throughput (.venv-vllm)
 ]
+#: benchmarks that run in vLLM's own environment (`make install-vllm`)
+VLLM_PYTHON = HERE.parent / ".venv-vllm" / "bin" / "python"
 
 
 def main() -> int:
     failed = 0
     for name in BENCHMARKS:
         print(f"bench: running {name}", file=sys.stderr, flush=True)
-        proc = subprocess.run([sys.executable, str(HERE / name)], stdout=subprocess.PIPE, text=True)
+        python = str(VLLM_PYTHON) if name.startswith("vllm_") else sys.executable
+        if name.startswith("vllm_") and not VLLM_PYTHON.exists():
+            failed += 1
+            print(f"bench: {name} needs {VLLM_PYTHON} (make install-vllm)", file=sys.stderr)
+            continue
+        proc = subprocess.run([python, str(HERE / name)], stdout=subprocess.PIPE, text=True)
         for line in proc.stdout.splitlines():
             if FIGURE.match(line):
                 print(line, flush=True)

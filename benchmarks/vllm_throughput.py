@@ -1,0 +1,103 @@
+"""vllm_suite_throughput_ratio and vllm_vs_hf_throughput (runs in .venv-vllm: `make install-vllm`).
+
+* ``vllm_suite_throughput_ratio``: generated tokens per second through the harness for a 64-case
+  suite on the vllm engine, divided by raw ``LLM.chat`` on the same prompts (greedy, 32 new
+  tokens), same process, same loaded engine, alternated and repeated; medians.
+* ``vllm_vs_hf_throughput``: the vllm engine's tokens per second through the harness divided by
+  the hf engine's on the same suite, same run (each engine loaded once, outside the timing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from raw_generate import short_prompts  # noqa: E402
+
+N_CASES, MAX_TOKENS = 64, 32
+
+TEST = f'''
+import pytest
+
+@pytest.mark.dataset("cases.jsonl", max_tokens={MAX_TOKENS})
+@pytest.mark.exact("regex", pattern=r"\\w")
+def test_suite(case, output):
+    pass
+'''
+
+
+def _log(msg: str) -> None:
+    print(f"vllm_throughput: {msg}", file=sys.stderr, flush=True)
+
+
+def _harness(folder: Path, engine: str) -> float:
+    import pytest
+
+    results = folder / f"results-{engine}.jsonl"
+    args = [str(folder), "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--aie-engine",
+            engine, "--aie-cache", "off", "--aie-batch-size", str(N_CASES), "--aie-results",
+            str(results), "--aie-report", str(folder / "report.html"), "--rootdir", str(folder)]
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the figures
+        code = pytest.main(args)
+    took = time.perf_counter() - started
+    if code != 0:
+        raise RuntimeError(f"harness run on {engine} failed with exit code {code}")
+    records = [json.loads(line) for line in results.read_text().splitlines()[1:]]
+    return sum(r["completion_tokens"] or 0 for r in records) / took
+
+
+def main(repeats: int = 3) -> None:
+    from vllm import SamplingParams
+
+    from pytest_aie.engines import register_engine
+    from pytest_aie.engines.hf import HFEngine
+    from pytest_aie.engines.vllm import VLLMEngine
+
+    class WarmVLLM(VLLMEngine):
+        def close(self) -> None:  # kept loaded across the repeated runs
+            pass
+
+    class WarmHF(HFEngine):
+        def close(self) -> None:
+            pass
+
+    vllm_engine = WarmVLLM(device="cpu")
+    llm: Any = vllm_engine._load()
+    hf_engine = WarmHF(device="cpu", dtype="float32", batch_size=16)
+    hf_engine._load()
+    register_engine("bench-vllm", lambda **kw: vllm_engine)
+    register_engine("bench-hf", lambda **kw: hf_engine)
+    prompts = short_prompts(N_CASES)
+    params = SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        with (folder / "cases.jsonl").open("w") as fh:
+            for i, msgs in enumerate(prompts):
+                fh.write(json.dumps({"id": f"p{i}", "messages": msgs}) + "\n")
+        (folder / "test_suite.py").write_text(TEST)
+        (folder / "pytest.ini").write_text("[pytest]\n")
+        raw, through, hf = [], [], []
+        for i in range(repeats):
+            started = time.perf_counter()
+            outs = llm.chat([list(m) for m in prompts], params, use_tqdm=False)
+            took = time.perf_counter() - started
+            raw.append(sum(len(o.outputs[0].token_ids) for o in outs) / took)
+            through.append(_harness(folder, "bench-vllm"))
+            hf.append(_harness(folder, "bench-hf"))
+            _log(f"round {i + 1}/{repeats}: raw LLM.chat {raw[-1]:.1f} tok/s, harness on vllm "
+                 f"{through[-1]:.1f} tok/s, harness on hf {hf[-1]:.1f} tok/s")
+    print(f"vllm_suite_throughput_ratio: {statistics.median(through) / statistics.median(raw):.3f}")
+    print(f"vllm_vs_hf_throughput: {statistics.median(through) / statistics.median(hf):.3f}")
+
+
+if __name__ == "__main__":
+    main()
