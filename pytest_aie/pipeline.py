@@ -183,6 +183,8 @@ class Pipeline:
     def _aggregate(self, scorer: Scorer, suite: str, shared: SharedScores) -> None:
         """The scorer's suite aggregate per model, over the first sample of every generated
         case of the suite (computed by the process that scored, shared with the controller)."""
+        if type(scorer).suite_aggregate is Scorer.suite_aggregate:
+            return  # the scorer has none
         by_model: dict[str, list[Sample]] = {}
         for u, gens in self.outputs.items():
             if u[0] == suite and gens and gens[0].error is None:

@@ -108,8 +108,10 @@ class AieSession:
     def ensure_generated(self, nodeid: str, selected: list[str]) -> None:
         """Generate (whole-suite batched, every model of the suites) and score this item's
         case and every other selected one, unless already done."""
-        self.pipeline.ensure(self.runs[nodeid].unit,
-                             [self.runs[n].unit for n in selected if n in self.runs])
+        unit = self.runs[nodeid].unit
+        if unit in self.pipeline.outputs:  # the common case: done by an earlier item's pass
+            return
+        self.pipeline.ensure(unit, [self.runs[n].unit for n in selected if n in self.runs])
 
     def score_body(self, nodeid: str, output: str | Generation) -> None:
         self.pipeline.score_body(self.runs[nodeid].unit, output)

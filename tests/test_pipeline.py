@@ -238,3 +238,40 @@ def test_record_to_dict_leaves_out_unset_optional_fields() -> None:
     assert json.loads(json.dumps(data))["status"] == "passed"
     rec.samples = [{"seed": 1}]
     assert rec.to_dict()["samples"] == [{"seed": 1}]
+def test_generation_is_triggered_once_not_once_per_item(pytester: pytest.Pytester) -> None:
+    """The first item generates and scores the whole selection; every later item finds its
+    output done without going over the selection again (that was O(items) per item, O(n^2)
+    per run: 100 s of a 10,000-case suite)."""
+    n = 50
+    write_jsonl(pytester, "cases", ({"id": f"c{i}", "prompt": f"q{i}", "expected": f"a{i}"}
+                                    for i in range(n)))
+    for name in ("a", "b"):
+        write_answers(pytester, {f"q{i}": f"a{i}" for i in range(n)}, name)
+    pytester.makeini("[pytest]\naie_engine = scripted\naie_model = a.jsonl\naie_cache = off\n"
+                     "aie_models = a=scripted:a.jsonl,b=scripted:b.jsonl\n")
+    pytester.makeconftest(textwrap.dedent("""
+        from pytest_aie.pipeline import Pipeline
+
+        calls = []
+        _ensure = Pipeline.ensure
+
+        def ensure(self, unit, selected):
+            calls.append(len(selected))
+            return _ensure(self, unit, selected)
+
+        Pipeline.ensure = ensure
+
+        def pytest_sessionfinish(session):
+            print(f"\\nensure calls: {len(calls)}")
+    """))
+    pytester.makepyfile(test_suite=textwrap.dedent("""
+        import pytest
+
+        @pytest.mark.dataset("cases.jsonl", models=["a", "b"])
+        @pytest.mark.exact()
+        def test_models(case, output):
+            pass
+    """))
+    result = pytester.runpytest_subprocess("-s")
+    result.assert_outcomes(passed=2 * n)
+    result.stdout.fnmatch_lines(["*ensure calls: 1"])
