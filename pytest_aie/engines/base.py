@@ -24,6 +24,7 @@ __all__ = [
     "Request",
     "Sampling",
     "Timings",
+    "scoring_rows",
 ]
 
 
@@ -238,3 +239,21 @@ class Engine(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def scoring_rows(tokenizer: Any, texts: Sequence[str], contexts: Sequence[str] | None
+                 ) -> list[tuple[list[int], int]]:
+    """The one perplexity convention of every engine that scores text in process: per text,
+    ``(token ids, index of the first scored token)``. The text is scored after its context
+    (tokenized separately and joined), else after the tokenizer's BOS token when it has one,
+    so every token of the text is scored; without either its first token is left out."""
+    rows = []
+    for i, text in enumerate(texts):
+        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        prefix: list[int] = []
+        if contexts is not None and contexts[i]:
+            prefix = list(tokenizer(contexts[i], add_special_tokens=False)["input_ids"])
+        elif tokenizer.bos_token_id is not None:
+            prefix = [int(tokenizer.bos_token_id)]
+        rows.append((prefix + ids, max(len(prefix), 1)))
+    return rows

@@ -69,7 +69,14 @@ from pytest_aie.engines._hf_loading import (
     torch_module,
     transformers_module,
 )
-from pytest_aie.engines.base import Capability, Engine, Generation, Request, Timings
+from pytest_aie.engines.base import (
+    Capability,
+    Engine,
+    Generation,
+    Request,
+    Timings,
+    scoring_rows,
+)
 from pytest_aie.errors import EngineError
 
 __all__ = ["HFEngine", "split_adapter"]
@@ -364,16 +371,7 @@ class HFEngine(AdapterMixin, Engine):
             raise ValueError(f"score_text got {len(texts)} texts but {len(contexts)} contexts")
         model, tokenizer = self._load()
         torch = torch_module()
-        rows: list[tuple[list[int], int]] = []  # (ids, index of the first scored token)
-        for i, text in enumerate(texts):
-            ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-            prefix: list[int] = []
-            if contexts is not None and contexts[i]:
-                prefix = list(tokenizer(contexts[i], add_special_tokens=False)["input_ids"])
-            elif tokenizer.bos_token_id is not None:
-                prefix = [int(tokenizer.bos_token_id)]
-            start = max(len(prefix), 1)
-            rows.append((prefix + ids, start))
+        rows = scoring_rows(tokenizer, texts, contexts)
         results: list[list[float]] = [[] for _ in texts]
         order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
         pad_id = int(tokenizer.pad_token_id)

@@ -25,7 +25,14 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from pytest_aie.engines.base import Capability, Engine, Generation, Request, Timings
+from pytest_aie.engines.base import (
+    Capability,
+    Engine,
+    Generation,
+    Request,
+    Timings,
+    scoring_rows,
+)
 from pytest_aie.errors import EngineError
 
 __all__ = ["VLLMEngine"]
@@ -229,15 +236,7 @@ class VLLMEngine(Engine):
             raise ValueError(f"score_text got {len(texts)} texts but {len(contexts)} contexts")
         llm = self._load()
         tokenizer = llm.get_tokenizer()
-        rows: list[tuple[list[int], int]] = []
-        for i, text in enumerate(texts):
-            ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-            prefix: list[int] = []
-            if contexts is not None and contexts[i]:
-                prefix = list(tokenizer(contexts[i], add_special_tokens=False)["input_ids"])
-            elif tokenizer.bos_token_id is not None:
-                prefix = [int(tokenizer.bos_token_id)]
-            rows.append((prefix + ids, max(len(prefix), 1)))
+        rows = scoring_rows(tokenizer, texts, contexts)
         results: list[list[float]] = [[] for _ in texts]
         todo = [i for i, (ids, first) in enumerate(rows) if first < len(ids)]
         if not todo:
