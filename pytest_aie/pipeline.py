@@ -16,6 +16,7 @@ request is generated once and each suite scored once per run whatever ``-n`` is.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +38,24 @@ Unit = tuple[str, str, str]
 #: The model name of a suite whose test body computes the outputs (the ``evaluate`` fixture).
 BODY_MODEL = "test-body"
 
+
+@contextlib.contextmanager
+def bulk_allocations() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a whole-suite pass allocates its objects.
+
+    A pass over 10,000 cases makes ~100,000 objects that all stay alive (generations, scores,
+    records); each one counts toward the collector's thresholds, so it ran dozens of full
+    collections over every live object of the session for nothing (a tenth of the plugin's
+    overhead at 10k cases). Reference counting still frees everything as usual; the collector
+    is switched back on (if it was on) afterwards, also on error.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 @dataclass
 class Pipeline:
@@ -122,6 +141,10 @@ class Pipeline:
         for every model of their suites (the whole selection in one batched pass per model)."""
         if unit in self.outputs:
             return
+        with bulk_allocations():
+            self._ensure(unit, selected)
+
+    def _ensure(self, unit: Unit, selected: Sequence[Unit]) -> None:
         cases: dict[tuple[str, str], None] = {}
         for u in (*selected, unit):
             if u not in self.outputs and not self.suites[u[0]].body:

@@ -275,3 +275,23 @@ def test_generation_is_triggered_once_not_once_per_item(pytester: pytest.Pyteste
     result = pytester.runpytest_subprocess("-s")
     result.assert_outcomes(passed=2 * n)
     result.stdout.fnmatch_lines(["*ensure calls: 1"])
+
+
+def test_bulk_allocations_restores_the_collector_even_on_error():
+    import gc
+
+    from pytest_aie.pipeline import bulk_allocations
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError):
+        with bulk_allocations():
+            assert not gc.isenabled()
+            raise RuntimeError("boom")
+    assert gc.isenabled()
+    gc.disable()  # a user who runs with the collector off keeps it off
+    try:
+        with bulk_allocations():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

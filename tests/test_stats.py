@@ -75,6 +75,20 @@ def test_wilson_matches_closed_form(passes, n, confidence):
     assert w.confidence == confidence
 
 
+def test_wilson_matches_scipy_binomtest_everywhere():
+    """Wilson is computed in closed form (no scipy.stats import on every run): it must equal
+    scipy's own Wilson interval on every count up to n = 60 and at several levels."""
+    worst = 0.0
+    for n in range(1, 61):
+        for passes in range(n + 1):
+            for confidence in (0.5, 0.9, 0.95, 0.99):
+                ci = sps.binomtest(passes, n).proportion_ci(confidence_level=confidence,
+                                                            method="wilson")
+                got = pass_rate_interval(passes, n, confidence)
+                worst = max(worst, abs(got.low - ci.low), abs(got.high - ci.high))
+    assert worst < 1e-12
+
+
 def test_pass_rate_interval_against_statsmodels():
     sm = pytest.importorskip("statsmodels.stats.proportion")
     for passes, n in [(0, 5), (3, 17), (81, 263), (990, 1000)]:

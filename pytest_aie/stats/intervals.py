@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import Any, Literal, Sequence
 
 import numpy as np
@@ -87,16 +88,28 @@ def pass_rate_interval(passes: int, n: int, confidence: float = 0.95,
     """Interval for a pass rate ``passes / n``.
 
     ``method="wilson"`` is the Wilson score interval (good coverage, never outside [0, 1]);
-    ``"exact"`` is Clopper-Pearson (guaranteed coverage, wider). Both come from
-    ``scipy.stats.binomtest(passes, n).proportion_ci``.
+    ``"exact"`` is Clopper-Pearson (guaranteed coverage, wider), from
+    ``scipy.stats.binomtest(passes, n).proportion_ci``. Wilson is the closed form (Wilson
+    1927) with the normal quantile from the standard library: it is the interval every
+    gate of every run computes, and importing ``scipy.stats`` for it cost about a second of
+    each run. ``tests/test_stats.py`` checks it against scipy, statsmodels and Newcombe's
+    published table.
     """
-    from scipy import stats
-
     _check_confidence(confidence)
     method = _rate_method(method)  # callers without a type checker can pass anything
     if n <= 0 or not 0 <= passes <= n:
         raise UsageError(f"cannot form a pass rate from {passes} passes out of {n} cases",
                          fix="pass 0 <= passes <= n with n >= 1")
+    if method == "wilson":
+        z = NormalDist().inv_cdf(0.5 + confidence / 2)
+        p, z2 = passes / n, z * z
+        centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+        half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+        low = 0.0 if passes == 0 else max(0.0, centre - half)
+        high = 1.0 if passes == n else min(1.0, centre + half)
+        return Interval(passes / n, low, high, method, confidence)
+    from scipy import stats
+
     ci = stats.binomtest(int(passes), int(n)).proportion_ci(confidence_level=confidence,
                                                             method=method)
     return Interval(passes / n, float(ci.low), float(ci.high), method, confidence)
