@@ -10,7 +10,7 @@ Flow of a run:
 4. After each case's test body, its score decides pass/fail and its record travels with the
    test report (so xdist workers send it to the controller) into the results log.
 5. ``pytest_sessionfinish`` writes the HTML report and sets the exit status; the terminal
-   summary prints one line per suite.
+   summary (``terminal.py``) prints one line per suite.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ from pytest_aie.results import ResultsLog, claim_outputs, run_header
 from pytest_aie.session import AieSession, progress_printer
 from pytest_aie.settings import Settings, add_options
 from pytest_aie.suite import EVAL_MARKERS, MARKER_HELP, build_suite
-from pytest_aie.text import oneline, show
+from pytest_aie.terminal import RECORD_ATTR, failing, failure_line, final_words, write_summary
+from pytest_aie.text import show
 
 SESSION_KEY = pytest.StashKey[AieSession]()
 _SELECTED_KEY = pytest.StashKey[list[str]]()
 _RUN_DIR_KEY = pytest.StashKey[str]()  # xdist controller: the run store's folder
 _REPORT_KEY = pytest.StashKey[str]()  # the HTML report written
-_RECORD_ATTR = "aie_cases"  # the case's records (one per eval marker) on its call report
 _HARNESS_PROP = "aie_harness_error"
 _RECORD_KEY = pytest.StashKey[Any]()
 
@@ -277,16 +277,6 @@ def models(request: pytest.FixtureRequest) -> Models:
     return Models(aie.model, aie.model_names)
 
 
-def _failing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r["status"] in ("failed", "unmeasured")]
-
-
-def _failure_line(bad: list[dict[str, Any]], reason_chars: int, output_chars: int) -> str:
-    """One line for a failing case: each failing metric's reason, then the output."""
-    return "; ".join(f"{r['metric']} {r['status']}: {oneline(r['reason'], reason_chars)}"
-                     for r in bad) + f"; output: {show(bad[0]['output'], output_chars)}"
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Run the body, then score the case on every eval marker: its records ride on the
@@ -314,9 +304,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         raise
     records = aie.case_records(item.nodeid)
     item.stash[_RECORD_KEY] = records
-    bad = _failing(records)
+    bad = failing(records)
     if bad:
-        message = _failure_line(bad, 300, 160)
+        message = failure_line(bad, 300, 160)
         if all(r["gate"] and not r["must_pass"] for r in bad):
             # The suite's statistical gate decides; the case shows as xfailed, not as a failure.
             gate = ", ".join(f"{k}={v:g}" for k, v in bad[0]["gate"].items())
@@ -341,7 +331,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if call.when == "call":
         records = item.stash.get(_RECORD_KEY, None)
         if records:
-            setattr(report, _RECORD_ATTR, records)
+            setattr(report, RECORD_ATTR, records)
     return report
 
 
@@ -352,7 +342,7 @@ class _Collector:
         self.aie = aie
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        for record in getattr(report, _RECORD_ATTR, None) or ():
+        for record in getattr(report, RECORD_ATTR, None) or ():
             self.aie.add_record(record)
         for name, value in report.user_properties:
             if name != _HARNESS_PROP:
@@ -363,7 +353,6 @@ class _Collector:
             self.aie.shown_errors.add(line)  # pytest prints the test's error itself
 
 
-_CASE_LINES = 25  # failing eval cases listed one line each (all with -vv)
 _HIDDEN_KEY = pytest.StashKey[list[pytest.TestReport]]()
 
 
@@ -375,10 +364,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
     (up to a limit, then a count and where the rest is). They still count in the final line."""
     stats = terminalreporter.stats
     failed = stats.get("failed", [])
-    hidden = [r for r in failed if getattr(r, _RECORD_ATTR, None) is not None]
+    hidden = [r for r in failed if getattr(r, RECORD_ATTR, None) is not None]
     config.stash[_HIDDEN_KEY] = hidden
     if hidden:
-        keep = [r for r in failed if getattr(r, _RECORD_ATTR, None) is None]
+        keep = [r for r in failed if getattr(r, RECORD_ATTR, None) is None]
         if keep:
             stats["failed"] = keep
         else:
@@ -388,55 +377,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
     finally:
         if hidden:
             stats["failed"] = [*stats.get("failed", []), *hidden]
-    _summary(terminalreporter, config)
-    return result
-
-
-def _case_lines(config: pytest.Config) -> list[tuple[str, dict[str, bool]]]:
-    hidden = config.stash.get(_HIDDEN_KEY, [])
-    if not hidden:
-        return []
-    limit = None if config.get_verbosity() >= 2 else _CASE_LINES
-    out = [(f"failing eval cases ({len(hidden)}):", {"red": True})]
-    for rep in hidden[:limit]:
-        records = getattr(rep, _RECORD_ATTR)
-        out.append((f"FAILED {rep.nodeid} - {_failure_line(_failing(records) or records, 200, 100)}",
-                    {}))
-    if limit is not None and len(hidden) > limit:
-        out.append((f"... and {len(hidden) - limit} more failing cases (all of them: the report "
-                    f"and the results log below; -vv lists them here)", {"red": True}))
-    return out
-
-
-def _summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """Per suite: counts, estimate with interval, verdict; sampling figures, flaky cases;
-    comparisons with a baseline or between base and candidate; where the files are."""
-    from pytest_aie.summary import comparison_lines, suite_lines
-
     aie = config.stash.get(SESSION_KEY, None)
-    if aie is None or aie.is_worker:
-        return
-    tw = terminalreporter
-    lines = suite_lines(aie.rows)
-    lines += comparison_lines(aie.baseline_comparisons, "baseline " + aie.settings.baseline)
-    lines += comparison_lines(aie.model_comparisons)
-    lines += _case_lines(config)
-    if lines:
-        tw.write_sep("=", "pytest-aie summary")
-        for text, style in lines:
-            tw.write_line(text, **style)
-    for note in aie.notes:
-        tw.write_line(note, yellow=True)
-    for line in aie.harness_errors:
-        if line not in aie.shown_errors:
-            tw.write_line(line, red=True)
-    if aie.log is not None and aie.records:
-        tw.write_line(f"pytest-aie results: {aie.log.path}")
-    report = config.stash.get(_REPORT_KEY, None)
-    if report:
-        tw.write_line(f"pytest-aie report: {report}")
-    if aie.saved_baseline:
-        tw.write_line(f"pytest-aie baseline saved: {aie.saved_baseline}")
+    if aie is not None and not aie.is_worker:
+        write_summary(terminalreporter, aie, hidden, config.get_verbosity(),
+                      config.stash.get(_REPORT_KEY, None))
+    return result
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -467,37 +412,4 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if aie.harness_errors and not aie.is_worker:
         session.exitstatus = EXIT_HARNESS_ERROR
     if not aie.is_worker:
-        _final_words(session, aie)
-
-
-def _final_words(session: pytest.Session, aie: AieSession) -> None:
-    """When pytest-aie decided the exit status (a failed gate, a regression, a harness
-    problem), say so in the run's last lines, in pytest's colour for failure: pytest prints
-    ``session.shouldfail`` in red just above its final counts, and the counts go red too
-    (otherwise "13 passed, 27 xfailed" would read green on a failed gate)."""
-    from pytest_aie.errors import EXIT_REGRESSION
-
-    status = int(session.exitstatus)
-    from pytest_aie.gates import row_name
-
-    gates = [row_name(r) for r in aie.rows if r.get("verdict") == "fail" or r.get("must_pass_failed")
-             or any(b.get("verdict") == "fail" for b in (r.get("budgets") or {}).values())]
-    if status == EXIT_REGRESSION:
-        regressed = [c for c in aie.baseline_comparisons + aie.model_comparisons
-                     if getattr(c, "regressed", False)]
-        where = ", ".join(f"{c.suite} [{c.metric}]" + ("" if c.scope == "suite" else f" ({c.scope})")
-                          for c in regressed[:3])
-        text = f"pytest-aie: REGRESSION found in {len(regressed)} comparison(s): {where} (exit 11)"
-    elif status == EXIT_HARNESS_ERROR and aie.harness_errors:
-        n = len(aie.harness_errors)
-        text = f"pytest-aie: the harness could not evaluate ({n} problem{'s' if n > 1 else ''} above) (exit 10)"
-    elif status == 1 and gates:
-        text = (f"pytest-aie: GATE FAILED: {len(gates)} suite gate(s) failed: "
-                f"{', '.join(gates[:3])}{' ...' if len(gates) > 3 else ''} (exit 1)")
-    else:
-        return
-    if not session.shouldfail and not session.shouldstop:
-        session.shouldfail = text
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and hasattr(reporter, "_determine_main_color"):
-        reporter._determine_main_color = lambda unknown_type_seen: "red"
+        final_words(session, aie)
