@@ -43,6 +43,47 @@ def short_prompts(n: int = 64) -> list[list[dict[str, str]]]:
     return [[{"role": "user", "content": texts[i % len(texts)]}] for i in range(n)]
 
 
+SUITE_TEST = """
+import pytest
+
+@pytest.mark.dataset("cases.jsonl", max_tokens={max_tokens})
+@pytest.mark.exact("regex", pattern=r"\\w")
+def test_suite(case, output):
+    pass
+"""
+
+
+def write_suite(folder: Path, prompts: list[list[dict[str, str]]], max_tokens: int) -> None:
+    """The throughput benchmarks' suite: one case per prompt, a regex eval that every answer
+    passes, ``max_tokens`` new tokens per case."""
+    with (folder / "cases.jsonl").open("w") as fh:
+        for i, msgs in enumerate(prompts):
+            fh.write(json.dumps({"id": f"p{i}", "messages": msgs}) + "\n")
+    (folder / "test_suite.py").write_text(SUITE_TEST.format(max_tokens=max_tokens))
+    (folder / "pytest.ini").write_text("[pytest]\n")
+
+
+def harness_tokens_per_s(folder: Path, engine: str, batch_size: int) -> float:
+    """Run the suite of :func:`write_suite` in this process on a registered ``engine`` (cache
+    off); generated tokens per second over the whole pytest run."""
+    import contextlib
+
+    import pytest
+
+    results = folder / f"results-{engine}.jsonl"
+    args = [str(folder), "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--aie-engine",
+            engine, "--aie-cache", "off", "--aie-batch-size", str(batch_size), "--aie-results",
+            str(results), "--aie-report", str(folder / "report.html"), "--rootdir", str(folder)]
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the figures
+        code = pytest.main(args)
+    took = time.perf_counter() - started
+    if code != 0:
+        raise RuntimeError(f"harness run on {engine} failed with exit code {code}")
+    records = [json.loads(line) for line in results.read_text().splitlines()[1:]]
+    return sum(r["completion_tokens"] or 0 for r in records) / took
+
+
 def _load(model_dir: str | os.PathLike[str], device: str) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -10,37 +10,27 @@ suite, building requests, whole-suite batching, scoring, the results log and the
 
 from __future__ import annotations
 
-import contextlib
-import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from raw_generate import raw_generate_tokens_per_s, short_prompts  # noqa: E402
+from raw_generate import (  # noqa: E402
+    harness_tokens_per_s,
+    raw_generate_tokens_per_s,
+    short_prompts,
+    write_suite,
+)
 
 N_CASES, MAX_TOKENS, BATCH = 64, 32, 16
-
-TEST = f'''
-import pytest
-
-@pytest.mark.dataset("cases.jsonl", max_tokens={MAX_TOKENS})
-@pytest.mark.exact("regex", pattern=r"\\w")
-def test_suite(case, output):
-    pass
-'''
-
 
 def _log(msg: str) -> None:
     print(f"suite_throughput: {msg}", file=sys.stderr, flush=True)
 
 
 def suite_throughput_ratio(repeats: int = 3) -> float:
-    import pytest
-
     from pytest_aie.embedded import default_model_dir
     from pytest_aie.engines import register_engine
     from pytest_aie.engines.hf import HFEngine
@@ -58,29 +48,13 @@ def suite_throughput_ratio(repeats: int = 3) -> float:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        with (folder / "cases.jsonl").open("w") as fh:
-            for i, msgs in enumerate(prompts):
-                fh.write(json.dumps({"id": f"p{i}", "messages": msgs}) + "\n")
-        (folder / "test_suite.py").write_text(TEST)
-        (folder / "pytest.ini").write_text("[pytest]\n")
-        results = folder / "results.jsonl"
-        args = [str(folder), "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-                "--aie-engine", "bench-hf", "--aie-cache", "off", "--aie-batch-size", str(N_CASES),
-                "--aie-results", str(results), "--aie-report", str(folder / "report.html"),
-                "--rootdir", str(folder)]
+        write_suite(folder, prompts, MAX_TOKENS)
         harness, raw = [], []
         for i in range(repeats):
             tokens, seconds = raw_generate_tokens_per_s(model_dir, prompts, MAX_TOKENS, BATCH,
                                                         loaded=raw_loaded)
             raw.append(tokens / seconds)
-            started = time.perf_counter()
-            with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the figure
-                code = pytest.main(args)
-            took = time.perf_counter() - started
-            if code != 0:
-                raise RuntimeError(f"harness run failed with exit code {code}")
-            records = [json.loads(line) for line in results.read_text().splitlines()[1:]]
-            harness.append(sum(r["completion_tokens"] or 0 for r in records) / took)
+            harness.append(harness_tokens_per_s(folder, "bench-hf", N_CASES))
             _log(f"round {i + 1}/{repeats}: raw {raw[-1]:.1f} tok/s, harness {harness[-1]:.1f} tok/s")
     return statistics.median(harness) / statistics.median(raw)
 

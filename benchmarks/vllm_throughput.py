@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import statistics
 import sys
 import tempfile
@@ -20,39 +18,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from raw_generate import short_prompts  # noqa: E402
+from raw_generate import harness_tokens_per_s, short_prompts, write_suite  # noqa: E402
 
 N_CASES, MAX_TOKENS = 64, 32
 
-TEST = f'''
-import pytest
-
-@pytest.mark.dataset("cases.jsonl", max_tokens={MAX_TOKENS})
-@pytest.mark.exact("regex", pattern=r"\\w")
-def test_suite(case, output):
-    pass
-'''
-
-
 def _log(msg: str) -> None:
     print(f"vllm_throughput: {msg}", file=sys.stderr, flush=True)
-
-
-def _harness(folder: Path, engine: str) -> float:
-    import pytest
-
-    results = folder / f"results-{engine}.jsonl"
-    args = [str(folder), "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--aie-engine",
-            engine, "--aie-cache", "off", "--aie-batch-size", str(N_CASES), "--aie-results",
-            str(results), "--aie-report", str(folder / "report.html"), "--rootdir", str(folder)]
-    started = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the figures
-        code = pytest.main(args)
-    took = time.perf_counter() - started
-    if code != 0:
-        raise RuntimeError(f"harness run on {engine} failed with exit code {code}")
-    records = [json.loads(line) for line in results.read_text().splitlines()[1:]]
-    return sum(r["completion_tokens"] or 0 for r in records) / took
 
 
 def main(repeats: int = 3) -> None:
@@ -80,19 +51,15 @@ def main(repeats: int = 3) -> None:
     params = SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        with (folder / "cases.jsonl").open("w") as fh:
-            for i, msgs in enumerate(prompts):
-                fh.write(json.dumps({"id": f"p{i}", "messages": msgs}) + "\n")
-        (folder / "test_suite.py").write_text(TEST)
-        (folder / "pytest.ini").write_text("[pytest]\n")
+        write_suite(folder, prompts, MAX_TOKENS)
         raw, through, hf = [], [], []
         for i in range(repeats):
             started = time.perf_counter()
             outs = llm.chat([list(m) for m in prompts], params, use_tqdm=False)
             took = time.perf_counter() - started
             raw.append(sum(len(o.outputs[0].token_ids) for o in outs) / took)
-            through.append(_harness(folder, "bench-vllm"))
-            hf.append(_harness(folder, "bench-hf"))
+            through.append(harness_tokens_per_s(folder, "bench-vllm", N_CASES))
+            hf.append(harness_tokens_per_s(folder, "bench-hf", N_CASES))
             _log(f"round {i + 1}/{repeats}: raw LLM.chat {raw[-1]:.1f} tok/s, harness on vllm "
                  f"{through[-1]:.1f} tok/s, harness on hf {hf[-1]:.1f} tok/s")
     print(f"vllm_suite_throughput_ratio: {statistics.median(through) / statistics.median(raw):.3f}")

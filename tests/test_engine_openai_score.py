@@ -88,7 +88,8 @@ class Server:
     """A loopback HTTP server answering every POST with ``respond(body, n)``; it records the
     JSON bodies it received."""
 
-    def __init__(self, respond: Callable[[dict, int], Reply]) -> None:
+    def __init__(self, respond: Callable[[dict, int], Reply],
+                 get: Callable[[str], Reply] | None = None) -> None:
         self.bodies: list[dict[str, Any]] = []
         self.paths: list[str] = []
         lock = threading.Lock()
@@ -103,6 +104,15 @@ class Server:
                     server.paths.append(self.path)
                     n = len(server.bodies)
                 status, data = respond(body, n)
+                payload = json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self) -> None:  # noqa: N802 - the http.server name
+                status, data = get(self.path) if get is not None else (404, {"detail": "no"})
                 payload = json.dumps(data).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -128,8 +138,9 @@ def serve() -> Iterator[Callable[..., tuple[Server, OpenAIEngine]]]:
     """``serve(respond, **engine_kwargs)`` -> (server, engine pointed at it)."""
     opened: list[tuple[Server, OpenAIEngine]] = []
 
-    def start(respond: Callable[[dict, int], Reply], **kwargs: Any) -> tuple[Server, OpenAIEngine]:
-        srv = Server(respond)
+    def start(respond: Callable[[dict, int], Reply], get: Callable[[str], Reply] | None = None,
+              **kwargs: Any) -> tuple[Server, OpenAIEngine]:
+        srv = Server(respond, get)
         engine = OpenAIEngine("fake-model", base_url=srv.base_url,
                               **{"max_retries": 0, "timeout": 10, **kwargs})
         opened.append((srv, engine))
@@ -170,6 +181,47 @@ def test_scores_texts_without_context(serve) -> None:
         assert body["logprobs"] == 1
         assert body["max_tokens"] == 0  # vLLM: echo the prompt only, generate nothing
         assert body["model"] == "fake-model" and body["temperature"] == 0
+
+
+def test_vllm_tokenizer_endpoints_give_the_hf_convention(serve, recwarn) -> None:
+    """A vLLM server with /tokenize and /tokenizer_info: the texts are tokenized by the server
+    and sent as token ids, led by the BOS token (or the context's ids), so every token of the
+    text is scored, as by the hf and vllm engines."""
+    vocab: dict[str, int] = {"<s>": 1}
+
+    def ids(text: str) -> list[int]:
+        if text == "<s>":  # a special token is one id
+            return [1]
+        return [vocab.setdefault(t, len(vocab) + 1) for t in tokenize(text)]
+
+    def respond(body: dict, n: int) -> Reply:
+        if "tokenize" in str(body.get("prompt", "")) or "add_special_tokens" in body:
+            return 200, {"tokens": ids(body["prompt"]), "count": 0, "max_model_len": 2048}
+        prompt = body["prompt"]
+        assert isinstance(prompt, list), "scored texts go out as token ids"
+        values = [None] + [lp(i, str(t)) for i, t in enumerate(prompt)][1:]
+        return 200, {"id": "c", "object": "text_completion", "created": 0, "model": "fake-model",
+                     "choices": [{"index": 0, "text": "", "finish_reason": "length",
+                                  "logprobs": {"tokens": None, "token_logprobs": values,
+                                               "text_offset": None, "top_logprobs": None}}],
+                     "usage": {"prompt_tokens": len(prompt), "completion_tokens": 0,
+                               "total_tokens": len(prompt)}}
+
+    def get(path: str) -> Reply:
+        if path == "/tokenizer_info":
+            return 200, {"bos_token": "<s>", "tokenizer_class": "Fake"}
+        return 404, {"detail": "Not Found"}
+
+    srv, engine = serve(respond, get)
+    got = engine.score_text(["Hello world", "Paris."], contexts=["", "Answer:"])
+    sent = [b["prompt"] for b in srv.bodies if isinstance(b.get("prompt"), list)]
+    hello, world, answer, colon, paris, dot = (vocab[t] for t in
+                                                ("Hello", " world", "Answer", ":", "Paris", "."))
+    assert sorted(sent) == sorted([[1, hello, world], [answer, colon, paris, dot]])
+    assert got[0] == [lp(1, str(hello)), lp(2, str(world))]  # the first word counts, after BOS
+    assert got[1] == [lp(2, str(paris)), lp(3, str(dot))]  # only the text, after its context
+    assert {p for p in srv.paths if p != "/v1/completions"} == {"/tokenize"}  # at the root
+    assert not [w for w in recwarn if "does not tokenize" in str(w.message)]
 
 
 def test_bos_token_makes_the_first_text_token_count(serve) -> None:

@@ -4,6 +4,10 @@ behaviour in full.
 
 * :func:`score_texts` spreads the texts over ``engine.concurrency`` threads and raises the
   first failure once;
+* against a vLLM server started with ``--enable-tokenizer-info-endpoint``, texts are tokenized
+  by the server (``/tokenize``; its BOS token from ``/tokenizer_info``) and scored as token ids
+  with :func:`~pytest_aie.engines.base.scoring_rows`, the convention of the ``hf`` and ``vllm``
+  engines (see :func:`served_tokenizer`);
 * each text is one ``POST /completions`` with ``echo=true, logprobs=1, max_tokens=0,
   temperature=0``, asked again with ``max_tokens=1`` (remembered on the engine) when the server
   fails on 0;
@@ -18,9 +22,11 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Sequence
 
+from pytest_aie.engines.base import scoring_rows
 from pytest_aie.errors import EngineError
 
 if TYPE_CHECKING:
@@ -46,13 +52,19 @@ def score_texts(
         return results
     failures: list[EngineError] = []
     abort = threading.Event()
+    tokenizer = served_tokenizer(engine)
 
     def run(i: int) -> None:
         if abort.is_set():
             return
         context = (contexts[i] if contexts is not None else "") or ""
+        what = f"text {i + 1} of {len(texts)}"
         try:
-            results[i] = _score_one(engine, context, texts[i], f"text {i + 1} of {len(texts)}")
+            if tokenizer is not None:
+                [(ids, first)] = scoring_rows(tokenizer, [texts[i]], [context])
+                results[i] = _score_ids(engine, ids, first, what)
+            else:
+                results[i] = _score_one(engine, context, texts[i], what)
         except EngineError as exc:
             with engine._lock:
                 failures.append(exc)
@@ -64,6 +76,99 @@ def score_texts(
     if failures:
         raise failures[0]
     return results
+
+
+class ServedTokenizer:
+    """The served model's tokenizer, reached through vLLM's ``POST /tokenize``, in the shape
+    :func:`~pytest_aie.engines.base.scoring_rows` calls: ``tok(text, add_special_tokens=False)
+    ["input_ids"]`` and ``tok.bos_token_id``."""
+
+    def __init__(self, engine: OpenAIEngine, root: str, bos_token_id: int | None) -> None:
+        self.engine, self.root, self.bos_token_id = engine, root, bos_token_id
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+        answer = _server_json(self.engine, "post", f"{self.root}/tokenize",
+                              {"model": self.engine.model, "prompt": text,
+                               "add_special_tokens": add_special_tokens})
+        tokens = answer.get("tokens") if isinstance(answer, dict) else None
+        if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
+            raise EngineError(f"{self.root}/tokenize answered without a list of token ids",
+                              fix="use a vLLM server, or the hf engine")
+        return {"input_ids": tokens}
+
+
+_UNPROBED = object()
+
+
+def served_tokenizer(engine: OpenAIEngine) -> ServedTokenizer | None:
+    """The server's tokenizer when it is a vLLM server with ``/tokenize`` and
+    ``/tokenizer_info`` (``--enable-tokenizer-info-endpoint``), asked once per engine; else
+    None, and the text is scored as a string (a server without a BOS token of its own then
+    leaves the text's first token unscored: a warning says so, once)."""
+    probed = getattr(engine, "_served_tokenizer", _UNPROBED)
+    if probed is not _UNPROBED:
+        return probed  # type: ignore[return-value]
+    tokenizer: ServedTokenizer | None = None
+    root = str(engine._client.base_url).rstrip("/")
+    root = root[:-3] if root.endswith("/v1") else root
+    try:
+        info = _server_json(engine, "get", f"{root}/tokenizer_info", None)
+        bos = info.get("bos_token") if isinstance(info, dict) else None
+        if isinstance(bos, dict):
+            bos = bos.get("content")
+        tokenizer = ServedTokenizer(engine, root, None)
+        if isinstance(bos, str) and bos:
+            ids = tokenizer(bos)["input_ids"]
+            if len(ids) != 1:
+                raise EngineError(f"the BOS token {bos!r} of {root} tokenizes to {ids}",
+                                  fix="report this server's tokenizer to pytest-aie")
+            tokenizer.bos_token_id = ids[0]
+    except _NotServed:
+        tokenizer = None
+        warnings.warn(
+            f"pytest-aie: {engine.base_url} does not tokenize for us (no vLLM /tokenize and "
+            "/tokenizer_info): perplexity through it follows the server's own tokenization, "
+            "and a text's first token is unscored unless the server adds a BOS token. Start "
+            "vLLM with --enable-tokenizer-info-endpoint for the convention of the hf and vllm "
+            "engines.", stacklevel=2)
+    engine._served_tokenizer = tokenizer
+    return tokenizer
+
+
+class _NotServed(Exception):
+    """The server has no such endpoint (404/405/501)."""
+
+
+def _server_json(engine: OpenAIEngine, method: str, url: str, body: dict[str, Any] | None) -> Any:
+    """A JSON answer from one of the server's own endpoints, through the openai client (its
+    key, timeout and retries)."""
+    openai = engine._openai
+    try:
+        if method == "get":
+            return engine._client.get(url, cast_to=object)
+        return engine._client.post(url, body=body, cast_to=object)
+    except openai.APIStatusError as exc:
+        if exc.status_code in (404, 405, 501):
+            raise _NotServed(url) from None
+        raise _score_failed(engine, exc, url) from None
+    except openai.APIConnectionError as exc:
+        raise engine._unreachable(exc) from None
+    except openai.OpenAIError as exc:
+        raise _score_failed(engine, exc, url) from None
+
+
+def _score_ids(engine: OpenAIEngine, ids: list[int], first: int, what: str) -> list[float]:
+    """The log-probabilities of ``ids[first:]``, sent as token ids (no tokenization by the
+    server, so the row is exactly the one :func:`scoring_rows` made)."""
+    response, _ = _score_request(engine, ids, what)
+    if not response.choices:
+        raise _no_prompt_logprobs(engine, "it answered with no choices")
+    lp = getattr(response.choices[0], "logprobs", None)
+    values = getattr(lp, "token_logprobs", None) if lp is not None else None
+    if not values or len(values) < len(ids):
+        raise _no_prompt_logprobs(engine, "its answer to echo=true, logprobs=1 does not cover "
+                                          "the prompt's tokens")
+    return [math.nan if v is None else float(v) for v in values[first:len(ids)]]
 
 
 def _no_prompt_logprobs(engine: OpenAIEngine, detail: str) -> EngineError:
@@ -81,7 +186,7 @@ def _score_failed(engine: OpenAIEngine, exc: BaseException, what: str) -> Engine
     )
 
 
-def _score_request(engine: OpenAIEngine, prompt: str, what: str) -> tuple[Any, int]:
+def _score_request(engine: OpenAIEngine, prompt: str | list[int], what: str) -> tuple[Any, int]:
     """The completions answer echoing ``prompt`` with log-probabilities, and the
     ``max_tokens`` it was asked with. API failures become :class:`EngineError`."""
     openai = engine._openai

@@ -97,6 +97,7 @@ class OpenAIEngine(Engine):
     )
     #: ``max_tokens`` sent when scoring; becomes 1 once the server rejected 0 (see score_text).
     _score_max_tokens: int = 0
+    _served_tokenizer: Any  # set by _openai_score.served_tokenizer on first use
 
     def __init__(
         self,

@@ -11,11 +11,11 @@ import json
 import os
 import shutil
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from lora_adapters import Lora, make_lora
 
 from pytest_aie.engines.base import Capability, Request, Sampling
 from pytest_aie.errors import EngineError
@@ -34,34 +34,9 @@ def chat(text: str, adapter: str | None = None, **sampling: Any) -> Request:
                    adapter=adapter)
 
 
-@dataclass
-class Lora:
-    adapter: str
-    merged: str
-
-
 @pytest.fixture(scope="module")
 def lora(tmp_path_factory: pytest.TempPathFactory) -> Lora:
-    """A LoRA adapter with random non-zero weights on the embedded model, and the same
-    adapter merged into the base weights (the reference its served outputs must equal)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from pytest_aie.embedded import default_model_dir
-
-    root = tmp_path_factory.mktemp("lora")
-    base = default_model_dir()
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    torch.manual_seed(1234)
-    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                        init_lora_weights=False, task_type="CAUSAL_LM")
-    peft_model = get_peft_model(model, config)
-    peft_model.save_pretrained(root / "adapter")
-    merged = peft_model.merge_and_unload()
-    merged.save_pretrained(root / "merged")
-    AutoTokenizer.from_pretrained(base).save_pretrained(root / "merged")
-    return Lora(str(root / "adapter"), str(root / "merged"))
+    return make_lora(tmp_path_factory.mktemp("lora"))
 
 
 @pytest.fixture(scope="module")
