@@ -103,16 +103,14 @@ class Server:
                     server.bodies.append(body)
                     server.paths.append(self.path)
                     n = len(server.bodies)
-                status, data = respond(body, n)
-                payload = json.dumps(data).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self.reply(*respond(body, n))
 
             def do_GET(self) -> None:  # noqa: N802 - the http.server name
-                status, data = get(self.path) if get is not None else (404, {"detail": "no"})
+                with lock:
+                    server.paths.append(self.path)
+                self.reply(*(get(self.path) if get is not None else (404, {"detail": "no"})))
+
+            def reply(self, status: int, data: dict[str, Any]) -> None:
                 payload = json.dumps(data).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -175,7 +173,8 @@ def test_scores_texts_without_context(serve) -> None:
     assert got[3] == []  # a one-token text has no conditioned token
     assert len(srv.bodies) == 3
     assert sorted(b["prompt"] for b in srv.bodies) == sorted(["Hello world", "The cat sat.", "x"])
-    assert set(srv.paths) == {"/v1/completions"}
+    assert set(srv.paths) - {"/tokenizer_info"} == {"/v1/completions"}
+    assert srv.paths.count("/tokenizer_info") == 1  # asked once per engine, then remembered
     for body in srv.bodies:
         assert body["echo"] is True
         assert body["logprobs"] == 1
@@ -220,7 +219,7 @@ def test_vllm_tokenizer_endpoints_give_the_hf_convention(serve, recwarn) -> None
     assert sorted(sent) == sorted([[1, hello, world], [answer, colon, paris, dot]])
     assert got[0] == [lp(1, str(hello)), lp(2, str(world))]  # the first word counts, after BOS
     assert got[1] == [lp(2, str(paris)), lp(3, str(dot))]  # only the text, after its context
-    assert {p for p in srv.paths if p != "/v1/completions"} == {"/tokenize"}  # at the root
+    assert {p for p in srv.paths if p != "/v1/completions"} == {"/tokenize", "/tokenizer_info"}
     assert not [w for w in recwarn if "does not tokenize" in str(w.message)]
 
 
