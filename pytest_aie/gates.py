@@ -179,6 +179,8 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
             budgets = own.get("latency")
             if isinstance(budgets, dict):  # latency budgets, each with its own verdict
                 row["budgets"] = budgets
+                if isinstance(own.get("utilization"), dict):  # the decode's MBU and MFU
+                    row["utilization"] = own["utilization"]
             else:
                 row["corpus"] = own
         sampled = {r["case_id"]: [s.get("passed") for s in r["samples"]]

@@ -22,7 +22,10 @@ many ITL gaps count as one request) and a three-way verdict (:func:`budget_verdi
 when the whole interval is on the right side of the budget, ``fail`` when it is wholly on the
 wrong side, else ``inconclusive`` (also with fewer than 2 requests or an interval of zero
 width, as the quality gates do). The scorer's :meth:`~LatencyScorer.suite_aggregate` returns
-``{"latency": {budget name: {"estimate", "low", "high", "budget", "verdict", "n"}}}``.
+``{"latency": {budget name: {"estimate", "low", "high", "budget", "verdict", "n"}}}`` and,
+per model, the decode's MBU and MFU under ``utilization``
+(:func:`pytest_aie.utilization.utilization`: from the median TPOT; each case's ``details``
+carry the same entry, so the results log has it).
 """
 
 from __future__ import annotations
@@ -178,6 +181,8 @@ class LatencyScorer(Scorer):
         self.progress = progress
         #: measured samples by model name, each with the sample position it measured
         self.measured: dict[str, list[tuple[int, LatencySample]]] = {}
+        #: the decode's MBU and MFU by model name (see :mod:`pytest_aie.utilization`)
+        self.utilization: dict[str, dict[str, Any]] = {}
 
     @property
     def metric(self) -> str:
@@ -215,7 +220,18 @@ class LatencyScorer(Scorer):
             for i, lat in zip(order, got):
                 per_sample.setdefault(i, []).append(lat)
                 kept.append((i, lat))
+            self.utilization[model] = self._utilization(model, [lat for _, lat in kept])
         return [self._case_score(per_sample.get(i, []), s) for i, s in enumerate(samples)]
+
+    def _utilization(self, model: str, lats: list[LatencySample]) -> dict[str, Any]:
+        from pytest_aie.utilization import Footprint, footprint, utilization
+
+        try:
+            fp = footprint(self.engine_for(model))
+        except Exception as exc:  # noqa: BLE001 - a figure we cannot work out is unmeasured
+            fp = Footprint(reason=f"cannot read the model's size: {exc}")
+        return utilization([x.tpot_ms for x in lats if x.error is None], fp,
+                           concurrency=self.concurrency)
 
     def _case_score(self, lats: list[LatencySample], sample: Sample) -> Score:
         if sample.model == "test-body":
@@ -227,6 +243,8 @@ class LatencyScorer(Scorer):
         ok = [x for x in lats if x.error is None and x.e2e_ms is not None]
         first = (ok or lats)[0]
         details: dict[str, Any] = {**first.to_dict(), "concurrency": self.concurrency}
+        if sample.model in self.utilization:
+            details["utilization"] = self.utilization[sample.model]
         if len(lats) > 1:
             details["repeats"] = [x.to_dict() for x in lats if x is not first]
         if not ok:
@@ -243,7 +261,9 @@ class LatencyScorer(Scorer):
         lats = [lat for m in models for _, lat in self.measured.get(m, [])]
         if not lats:
             return None
+        found = [self.utilization[m] for m in models if m in self.utilization]
         return {"latency": evaluate_budgets(lats, self.budgets),
+                **({"utilization": found[0]} if len(found) == 1 else {}),
                 "requests": len(lats), "failed": sum(1 for x in lats if x.error is not None),
                 "concurrency": self.concurrency, "warmup": self.warmup}
 

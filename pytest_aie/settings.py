@@ -108,6 +108,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("results", "results JSONL file, written as each case completes", "aie-results/results.jsonl",
            "PATH"),
     Option("report", "HTML report file ('none' to skip)", "aie-results/report.html", "PATH"),
+    Option("accelerator", "the accelerator the model runs on, for the latency suites' MBU and "
+           "MFU: h100-sxm, h100-pcie, h200, a100-40gb, a100-80gb, a100-80gb-pcie or l4 (empty: "
+           "detected from torch.cuda when the engine runs on CUDA)", "", "NAME"),
+    Option("cpu-bandwidth-gbs", "the CPU's peak memory bandwidth in GB/s, for MBU when the model "
+           "runs on the CPU", "", "GBS"),
+    Option("cpu-peak-gflops", "the CPU's peak GFLOP/s for the weights' dtype, for MFU on the "
+           "CPU", "", "GFLOPS"),
+    Option("model-params", "the model's parameter count (e.g. 135M, 7B) for MBU and MFU when "
+           "the engine cannot count it (openai, scripted)", "", "N"),
 )
 
 
@@ -169,6 +178,24 @@ def parse_engine_options(raw: str) -> dict[str, Any]:
     return options
 
 
+def _utilization(raw: dict[str, str], by_name: dict[str, Option]) -> dict[str, Any]:
+    """The MBU/MFU options: a known accelerator, positive figures, a parameter count."""
+    from pytest_aie.utilization import find_accelerator, parse_param_count
+
+    out: dict[str, Any] = {"accelerator": find_accelerator(raw["accelerator"]).name
+                           if raw["accelerator"] else ""}
+    for n in ("cpu-bandwidth-gbs", "cpu-peak-gflops"):
+        value = _parse(by_name[n], raw[n], float, "a positive number") if raw[n] else None
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UsageError(f"{by_name[n].flag} must be a positive number, got {raw[n]!r}",
+                             fix=f"pass e.g. {by_name[n].flag} 40")
+        out[n.replace("-", "_")] = value
+    out["model_params"] = (_parse(by_name["model-params"], raw["model-params"], parse_param_count,
+                                  "a parameter count such as 135M or 7B")
+                           if raw["model-params"] else None)
+    return out
+
+
 @dataclass(frozen=True)
 class Settings:
     """The run's parsed options; plain values, so xdist can ship them."""
@@ -203,6 +230,10 @@ class Settings:
     baseline_dir: str = "aie-baselines"
     regression_margin: float = 0.02
     alpha: float = 0.05
+    accelerator: str = ""  # a canonical name of pytest_aie.utilization.ACCELERATORS
+    cpu_bandwidth_gbs: float | None = None
+    cpu_peak_gflops: float | None = None
+    model_params: int | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -256,6 +287,7 @@ class Settings:
         if dtype not in _DTYPES:
             raise UsageError(f"--aie-dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}",
                              fix="pass --aie-dtype auto")
+        utilization = _utilization(raw, by_name)
         root = Path(str(config.rootpath))
         cache_dir = raw["cache-dir"] or str(default_cache_dir())
         results = raw["results"]
@@ -291,6 +323,7 @@ class Settings:
             baseline_dir=str(root / raw["baseline-dir"]),
             regression_margin=fractions["regression-margin"],
             alpha=fractions["alpha"],
+            **utilization,
         )
 
     def judge_model(self, spec: str | None = None) -> tuple[str, str]:

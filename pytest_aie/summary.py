@@ -62,6 +62,10 @@ def suite_lines(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, bool]]]
                         f"{b.get('budget')} over {b.get('n')} requests -> {verdict.upper()}",
                         {"green": verdict == "pass", "red": verdict == "fail",
                          "yellow": verdict == "inconclusive"}))
+        if row.get("utilization"):  # a latency suite's MBU and MFU, or why not
+            from pytest_aie.utilization import summary_line
+
+            out.append((f"  {summary_line(row['utilization'])}", {}))
         if row.get("must_pass_failed"):
             out.append((f"  must-pass cases failed: {_ids(row['must_pass_failed'])}", {"red": True}))
         sampling = row.get("sampling")
