@@ -378,3 +378,68 @@ def test_an_unknown_accelerator_stops_the_run_before_it_starts(pytester: pytest.
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "'tpu-v5' is not a known accelerator (known: h100-sxm, h100-pcie, h200" in \
         result.stderr.str()
+
+
+# ---------------------------------------------------------------------------- the GPU script
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.sh"
+
+
+def _script(tmp_path: Path, fake_smi: str | None, **env: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    if fake_smi is not None:
+        (bin_dir / "nvidia-smi").write_text(f"#!/bin/sh\n{fake_smi}\n")
+        (bin_dir / "nvidia-smi").chmod(0o755)
+    path = os.pathsep.join([str(bin_dir), os.environ["PATH"]])  # the fake nvidia-smi first
+    return subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PATH": path, "PYTHON": sys.executable, **env})
+
+
+@pytest.mark.parametrize("fake_smi, line", [
+    (None, "gpu_check: no GPU: nvidia-smi is not installed"),
+    ('echo "NVIDIA-SMI has failed because it could not communicate with the driver" >&2; exit 9',
+     "gpu_check: no GPU: nvidia-smi lists no GPU (NVIDIA-SMI has failed"),
+])
+def test_gpu_script_without_a_gpu_stops_with_one_line(tmp_path: Path, fake_smi: str | None,
+                                                      line: str) -> None:
+    import shutil
+
+    if fake_smi is None and shutil.which("nvidia-smi"):
+        pytest.skip("this machine has nvidia-smi")
+    done = _script(tmp_path, fake_smi)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith(line), done.stderr
+
+
+def test_gpu_script_with_a_gpu_but_no_cuda_torch_stops_with_one_line(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this Python's torch has CUDA")
+    done = _script(tmp_path, 'echo "NVIDIA H100 80GB HBM3"')
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "no GPU for torch" in done.stderr, done.stderr
+
+
+@pytest.mark.slow
+def test_gpu_script_suite_runs_on_the_hf_engine_and_prints_consistent_figures(
+        tmp_path: Path) -> None:
+    import re
+
+    done = _script(tmp_path, None, AIE_GPU_CHECK_ENGINE="hf", AIE_GPU_CHECK_CASES="3",
+                   AIE_GPU_CHECK_MAX_TOKENS="8", AIE_CPU_BANDWIDTH_GBS="20")
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "the GPU and vllm checks are skipped" in out and "answers:     " in out
+    assert re.search(r"throughput:  [0-9.]+ output tokens/s", out), out
+    assert re.search(r"TTFT:        p50 [0-9.]+ ms", out), out
+    tpot = float(re.search(r"TPOT:        p50 ([0-9.]+) ms", out)[1])  # type: ignore[index]
+    got = re.search(r"^MBU ([0-9.]+)%.*?([0-9.]+)M params x 4 bytes \(float32\) on cpu: 20 GB/s",
+                    out, re.M)
+    assert got is not None, out
+    by_hand = float(got[2]) * 1e6 * 4 * (1000 / tpot) / 20e9  # from the printed figures
+    assert float(got[1]) / 100 == pytest.approx(by_hand, rel=0.01)
