@@ -60,7 +60,7 @@ class Model:
                                          **self.options)
             took = time.perf_counter() - started
             if took > 2:
-                self.progress(f"{self.engine_name} engine ready in {took:.1f}s")
+                self.progress(f"{self.engine_name} engine created in {took:.1f}s")
         return self._engine
 
     @property

@@ -71,6 +71,7 @@ class Pipeline:
     _cases: dict[tuple[str, str], Case] = field(default_factory=dict)
     _request_memo: dict[tuple[str, str], list[Request]] = field(default_factory=dict)
     _failed_models: dict[str, AieError] = field(default_factory=dict)
+    _failed_suites: dict[str, AieError] = field(default_factory=dict)  # scoring failed
 
     # --- which models a suite runs ------------------------------------------------------
     def models(self, spec: SuiteSpec) -> list[str]:
@@ -136,13 +137,31 @@ class Pipeline:
         with file_lock(self.run_dir / f"{digest}.lock"):
             yield
 
+    def failure(self, suite: str) -> AieError | None:
+        """Why a suite cannot be evaluated: one of its models could not generate (its engine
+        did not start, its server is unreachable) or its scoring failed; None when it can."""
+        if not self._failed_models and not self._failed_suites:
+            return None
+        if suite in self._failed_suites:
+            return self._failed_suites[suite]
+        return next((self._failed_models[m] for m in self.models(self.suites[suite])
+                     if m in self._failed_models), None)
+
     def ensure(self, unit: Unit, selected: Sequence[Unit]) -> None:
         """Generate and score ``unit`` unless done: with it, every selected unit not done yet,
-        for every model of their suites (the whole selection in one batched pass per model)."""
+        for every model of their suites (the whole selection in one batched pass per model).
+        A model that fails stops only the suites that use it: the others are generated and
+        scored; the failure is raised for this unit's suite (:meth:`failure`)."""
+        failed = self.failure(unit[0])
+        if failed is not None:
+            raise failed
         if unit in self.outputs:
             return
         with bulk_allocations():
             self._ensure(unit, selected)
+        failed = self.failure(unit[0])
+        if failed is not None:
+            raise failed
 
     def _ensure(self, unit: Unit, selected: Sequence[Unit]) -> None:
         cases: dict[tuple[str, str], None] = {}
@@ -153,9 +172,14 @@ class Pipeline:
         by_model: dict[str, list[Unit]] = {}
         for u in units:
             by_model.setdefault(u[2], []).append(u)
+        made: dict[Unit, list[Generation]] = {}
         for name, todo in by_model.items():
-            for u, gens in zip(todo, self._generate(name, todo)):
-                self.outputs[u] = gens
+            try:
+                made.update(zip(todo, self._generate(name, todo)))
+            except AieError:
+                continue  # remembered in _failed_models: the suites on other models go on
+        units = [u for u in units if self.failure(u[0]) is None]
+        self.outputs.update((u, made[u]) for u in units)
         self._score(units)
 
     def _generate(self, name: str, units: list[Unit]) -> list[list[Generation]]:
@@ -188,20 +212,26 @@ class Pipeline:
             by_suite.setdefault(u[0], []).append(u)
         shared = SharedScores(self.run_dir)
         for suite, todo in by_suite.items():
-            per_eval = []
-            for e, ev in enumerate(self.suites[suite].evals):
-                kind = f"{e}:{ev.scorer.metric}"
-                with self._shared_lock(f"score:{kind}:{suite}"):
-                    done = shared.read(kind, suite)
-                    missing = [u for u in todo if _key(u) not in done]
-                    if missing:
-                        got = self._score_units(ev.scorer, missing)
-                        done.update({_key(u): s for u, s in got.items()})
-                        shared.write(kind, suite, done)
-                        self._aggregate(ev.scorer, suite, shared)
-                per_eval.append(done)
-            for u in todo:
-                self.scores[u] = [done[_key(u)] for done in per_eval]
+            try:
+                self._score_suite(suite, todo, shared)
+            except AieError as exc:  # a judge that cannot start: this suite only
+                self._failed_suites[suite] = exc
+
+    def _score_suite(self, suite: str, todo: list[Unit], shared: SharedScores) -> None:
+        per_eval = []
+        for e, ev in enumerate(self.suites[suite].evals):
+            kind = f"{e}:{ev.scorer.metric}"
+            with self._shared_lock(f"score:{kind}:{suite}"):
+                done = shared.read(kind, suite)
+                missing = [u for u in todo if _key(u) not in done]
+                if missing:
+                    got = self._score_units(ev.scorer, missing)
+                    done.update({_key(u): s for u, s in got.items()})
+                    shared.write(kind, suite, done)
+                    self._aggregate(ev.scorer, suite, shared)
+            per_eval.append(done)
+        for u in todo:
+            self.scores[u] = [done[_key(u)] for done in per_eval]
 
     def _aggregate(self, scorer: Scorer, suite: str, shared: SharedScores) -> None:
         """The scorer's suite aggregate per model, over the first sample of every generated

@@ -42,7 +42,8 @@ _RECORD_KEY = pytest.StashKey[Any]()
 
 
 class _HarnessFailure(Exception):
-    """The engine could not be created or reached: raised from a test, stops the session."""
+    """The engine could not be created or reached: raised from the first test of a suite that
+    needs it (the run exits 10; the suite's other cases are skipped, other suites run)."""
 
     def __init__(self, exc: AieError) -> None:
         super().__init__(exc.line())
@@ -229,12 +230,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def _ensure(item: pytest.Item) -> AieSession:
-    """Generate (whole-suite batched) what this case item needs; an engine that cannot run
-    becomes a harness failure that stops the session."""
+    """Generate (whole-suite batched) what this case item needs. An engine that cannot run
+    stops only the suites that use it: the first of their cases fails with the one-line
+    error (the run exits 10), the others are skipped with it as the reason; suites on other
+    engines run on."""
     aie = _aie(item.config)
     try:
         aie.ensure_generated(item.nodeid, item.config.stash.get(_SELECTED_KEY, []))
     except AieError as exc:
+        line = exc.line()
+        if line in aie.failed_items:
+            pytest.skip(f"pytest-aie: not evaluated: {line.removeprefix('pytest-aie: ')}")
+        aie.failed_items.add(line)
         raise _HarnessFailure(exc) from None
     return aie
 
@@ -324,11 +331,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     excinfo = call.excinfo
     if excinfo is not None and isinstance(excinfo.value, _HarnessFailure):
-        # The engine could not be created or reached: no other case can run either.
+        # The engine could not be created or reached: its suites' other cases are skipped.
         line = str(excinfo.value)
         report.longrepr = line
         report.user_properties.append((_HARNESS_PROP, line))
-        item.session.shouldstop = "pytest-aie: the harness could not run (see the error above)"
     elif excinfo is not None and isinstance(excinfo.value, AieError):
         report.longrepr = excinfo.value.line()  # one line, no traceback
     if call.when == "call":

@@ -53,6 +53,7 @@ class AieSession:
     runs: dict[str, CaseRun] = field(default_factory=dict)  # item nodeid -> CaseRun
     harness_errors: list[str] = field(default_factory=list)
     shown_errors: set[str] = field(default_factory=set)  # already printed by pytest
+    failed_items: set[str] = field(default_factory=set)  # harness errors a test already failed on
     submitted: dict[str, Any] = field(default_factory=dict)  # test-body outputs (evaluate)
     log: ResultsLog | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
@@ -109,7 +110,7 @@ class AieSession:
         """Generate (whole-suite batched, every model of the suites) and score this item's
         case and every other selected one, unless already done."""
         unit = self.runs[nodeid].unit
-        if unit in self.pipeline.outputs:  # the common case: done by an earlier item's pass
+        if unit in self.pipeline.scores:  # the common case: done by an earlier item's pass
             return
         self.pipeline.ensure(unit, [self.runs[n].unit for n in selected if n in self.runs])
 

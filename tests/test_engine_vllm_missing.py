@@ -28,3 +28,35 @@ def test_vllm_engine_options_are_checked_without_vllm() -> None:
                                   "tensor_parallel_size", "kv_cache_gb", "enable_lora"])
     with pytest.raises(UsageError, match="no option 'max_model_length'.*max_model_len"):
         check_engine_options("vllm", ["max_model_length"])
+
+
+def test_suites_on_other_engines_run_on_when_one_engine_cannot_start(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One suite on vllm (missing), one on the scripted engine: the scripted suite is gated
+    and passes; the vllm suite's first case fails with the one line and the rest are
+    skipped with it as the reason; the run exits 10."""
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    write_jsonl(pytester, "cases", [{"id": f"c{i}", "prompt": f"q{i}", "expected": "yes"}
+                                    for i in range(5)])
+    write_jsonl(pytester, "answers", [{"prompt": f"q{i}", "answer": "yes"} for i in range(5)])
+    pytester.makepyfile(test_suite="""
+        import pytest
+
+        @pytest.mark.dataset("cases.jsonl", model="big")
+        @pytest.mark.exact("match")
+        def test_on_vllm(case, output):
+            pass
+
+        @pytest.mark.dataset("cases.jsonl", model="small")
+        @pytest.mark.exact("match", min_pass_rate=0.5)
+        def test_on_scripted(case, output):
+            pass
+    """)
+    result = pytester.runpytest("--aie-models", "big=vllm:x,small=scripted:answers.jsonl",
+                                "--aie-cache", "off", "-p", "no:randomly", "-rs")
+    out = result.stdout.str()
+    assert result.ret == EXIT_HARNESS_ERROR, out
+    result.assert_outcomes(passed=5, errors=1, skipped=4)
+    assert out.count("the vllm engine needs the vllm package") >= 2  # the failure, the skips
+    result.stdout.fnmatch_lines(["*SKIPPED [[]4[]]*: pytest-aie: not evaluated: the vllm engine needs*",
+                                 "*test_on_scripted [[]exact.match[]]*5/5 passed*PASS*"])

@@ -55,7 +55,7 @@ def test_engine_errors_on_every_case_exit_10_with_count(pytester, fake) -> None:
     assert "PASS" not in result.stdout.str()
 
 
-def test_wrong_key_stops_the_run_at_once_with_one_line(pytester, fake) -> None:  # noqa: F811
+def test_wrong_key_fails_the_suite_at_once_with_one_line(pytester, fake) -> None:  # noqa: F811
     from test_engine_openai import json_reply
 
     srv = fake(lambda path, body, n: json_reply(401, {"error": {"message": "bad key"}}))
@@ -68,7 +68,8 @@ def test_wrong_key_stops_the_run_at_once_with_one_line(pytester, fake) -> None: 
     assert len(re.findall(r"refused the request with HTTP 401 \(wrong or missing API key\)", out)) >= 1
     # not one request per case: the first refusal stops the batch (two were in flight)
     assert len(srv.posts()) <= 2
-    result.assert_outcomes(errors=1)  # the first case carries the error; the run stops there
+    result.assert_outcomes(errors=1, skipped=39)  # the first case carries the error; the rest
+    # of the suite is skipped with it as the reason (no request per case)
     assert out.count("Fix:") == 1, out  # once, by pytest (pytest-aie does not repeat it)
 
 

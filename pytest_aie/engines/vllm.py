@@ -74,6 +74,7 @@ class VLLMEngine(Engine):
                  seed: int = 0, **_ignored: Any) -> None:
         from pytest_aie.embedded import resolve_model
 
+        _vllm()  # without vllm: the one clear line now, before torch is imported for nothing
         self.model_ref = resolve_model(model)
         self.local = Path(self.model_ref).is_dir()
         gpu = _on_gpu() if device == "auto" else device.startswith("cuda")
