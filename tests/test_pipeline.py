@@ -217,6 +217,32 @@ def test_judge_model_argument_names_a_model_of_the_run(pytester: pytest.Pytester
     assert {r["reason"] for r in graded} == {"judge strict.jsonl: no"}
 
 
+def test_a_judge_that_cannot_start_stops_its_suite_only(pytester: pytest.Pytester, monkeypatch,
+                                                       tmp_path: Path) -> None:
+    """The judged suite's judge names a file that does not exist: that suite's first case
+    errors with the one line, its other cases are skipped with it; a second suite without the
+    judge is generated, scored and gated; the run exits 10."""
+    _judge_suite(pytester, marker='graded(judge_model="gone")')
+    pytester.makeini("[pytest]\naie_engine = scripted\naie_model = answers.jsonl\naie_cache = off\n"
+                     "aie_models = gone=scripted:missing.jsonl\n")
+    pytester.makepyfile(test_other=textwrap.dedent("""
+        import pytest
+
+        @pytest.mark.dataset("cases.jsonl")
+        @pytest.mark.exact(min_pass_rate=0.5)
+        def test_plain(case, output):
+            pass
+    """))
+    monkeypatch.setenv("AIE_COUNT_FILE", str(tmp_path / "calls.txt"))
+    result = pytester.runpytest("-p", "no:randomly", "-rs")
+    out = result.stdout.str()
+    assert result.ret == 10, out
+    result.assert_outcomes(passed=12, errors=1, skipped=11)
+    assert "missing.jsonl" in out
+    result.stdout.fnmatch_lines(["*test_other.py::test_plain [[]exact.match[]]: 12/12 passed*PASS*"])
+    assert {r["suite"] for r in read_records(pytester)} == {"test_other.py::test_plain"}
+
+
 # ------------------------------------------------------------------- the record schema
 
 
