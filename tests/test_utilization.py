@@ -443,3 +443,27 @@ def test_gpu_script_suite_runs_on_the_hf_engine_and_prints_consistent_figures(
     assert got is not None, out
     by_hand = float(got[2]) * 1e6 * 4 * (1000 / tpot) / 20e9  # from the printed figures
     assert float(got[1]) / 100 == pytest.approx(by_hand, rel=0.01)
+
+
+def test_the_readme_table_shows_the_modules_figures() -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### MBU and MFU", 1)[1].split("\n## ", 1)[0]
+    unit = {"TB/s": 1e12, "GB/s": 1e9, "TF": 1e12}
+
+    def value(cell: str) -> float | None:
+        cell = cell.strip().replace(",", "")
+        if not cell:
+            return None
+        number, suffix = cell.split(" ")
+        return float(number) * unit[suffix]
+
+    rows = [[cell.strip().strip("`") for cell in line.split("|")[1:7]]
+            for line in section.splitlines() if re.match(r"\| `[a-z0-9]", line)]
+    assert [r[0] for r in rows] == list(ACCELERATORS)
+    for name, bandwidth, fp32, tf32, bf16, fp8 in rows:
+        acc = ACCELERATORS[name]
+        assert value(bandwidth) == pytest.approx(acc.bandwidth)
+        for cell, dtype in ((fp32, "float32"), (tf32, "tf32"), (bf16, "bfloat16"), (fp8, "fp8")):
+            assert value(cell) == pytest.approx(acc.flops.get(dtype)), (name, dtype)
