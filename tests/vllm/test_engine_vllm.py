@@ -202,3 +202,22 @@ def test_candidate_adapter_gives_the_same_verdict_on_hf_and_vllm(
         verdict = [line for line in result.stdout.lines if line.startswith("candidate vs default")]
         outcomes[engine] = (result.ret, records, verdict[0].split(": ")[2])
     assert outcomes["hf"] == outcomes["vllm"]
+
+
+def test_latency_budgets_on_the_vllm_engine_pass_and_fail(pytester: pytest.Pytester) -> None:
+    """The latency marker on the vllm engine: TTFT and end-to-end from vLLM's request metrics,
+    one request at a time; a generous budget passes and a 0.001 ms TTFT budget fails."""
+    from test_latency import CAPITALS, TWO_SUITES, _check_two_suites, _run_files
+
+    ini = """
+        [pytest]
+        aie_engine = vllm
+        aie_cache = off
+    """
+    _run_files(pytester, CAPITALS, TWO_SUITES.format(dataset="chat=True"), ini)
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    recs = _check_two_suites(pytester, result, "vllm")
+    for rec in recs:
+        d = rec["details"]
+        assert d["method"] == "timings" and d["output_tokens"] == rec["completion_tokens"]
+        assert d["tpot_ms"] is None or d["tpot_ms"] > 0
