@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_latency import ROWS_CONFTEST
+from test_settings import FakeConfig
 
 from pytest_aie.engines.scripted import ScriptedEngine
 from pytest_aie.errors import UsageError
-from pytest_aie.settings import OPTIONS, Settings
+from pytest_aie.settings import Settings
 from pytest_aie.utilization import (
     ACCELERATORS,
     Footprint,
@@ -256,19 +258,6 @@ def test_bad_parameter_counts_do_not_parse(raw: str) -> None:
 # ---------------------------------------------------------------------------- the options
 
 
-class FakeConfig:
-    rootpath = Path("/project")
-
-    def __init__(self, **options: str) -> None:
-        self.options = options
-
-    def getoption(self, dest: str, default: Any = None) -> Any:
-        return self.options.get(dest, default)
-
-    def getini(self, name: str) -> str:
-        return next(opt.default for opt in OPTIONS if opt.ini == name)
-
-
 def test_options_parse_and_default_to_unset() -> None:
     s = Settings.from_config(FakeConfig())  # type: ignore[arg-type]
     assert (s.accelerator, s.cpu_bandwidth_gbs, s.cpu_peak_gflops, s.model_params) == \
@@ -303,19 +292,6 @@ SUITE = """
         pass
 """
 
-CONFTEST = """
-    import json
-    import pytest
-    from pytest_aie.plugin import SESSION_KEY
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(session):
-        aie = session.config.stash.get(SESSION_KEY, None)
-        if aie is not None and not aie.is_worker:
-            with open("rows.json", "w") as fh:
-                json.dump(aie.rows, fh, default=str)
-"""
-
 INI = """
     [pytest]
     aie_engine = scripted
@@ -332,7 +308,7 @@ def _latency_run(pytester: pytest.Pytester, *args: str) -> tuple[Any, dict[str, 
     (pytester.path / "answers.jsonl").write_text("\n".join(
         json.dumps({"prompt": f"q{i}", "answer": "one two three four five six"}) for i in range(4)))
     pytester.makepyfile(test_speed=textwrap.dedent(SUITE))
-    pytester.makeconftest(textwrap.dedent(CONFTEST))
+    pytester.makeconftest(textwrap.dedent(ROWS_CONFTEST))
     pytester.makeini(textwrap.dedent(INI))
     result = pytester.runpytest_inprocess("-p", "no:randomly", "-p", "no:cacheprovider", *args)
     rows = json.loads((pytester.path / "rows.json").read_text())
