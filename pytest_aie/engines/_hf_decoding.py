@@ -1,6 +1,7 @@
 """Decoding pieces of the ``hf`` engine: prompt encoding, left padding, end-of-sequence ids, and
 the per-row logits processor (:class:`RowSampler`) and stopping criterion (:class:`RowStopper`)
-that let requests with different sampling parameters share one ``model.generate`` call.
+that let requests with different sampling parameters (and JSON schemas, through
+:mod:`._hf_grammar`) share one ``model.generate`` call.
 
 Private to :mod:`pytest_aie.engines.hf` (whose module docstring describes how they are used);
 torch is imported inside functions only, so importing this module stays light.
@@ -9,11 +10,14 @@ torch is imported inside functions only, so importing this module stays light.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from pytest_aie.engines._hf_loading import torch_module
 from pytest_aie.engines.base import Request, Sampling
 from pytest_aie.errors import EngineError
+
+if TYPE_CHECKING:
+    from pytest_aie.engines._hf_grammar import RowGrammar
 
 __all__ = ["RowSampler", "RowStopper", "encode", "eos_ids", "left_padded"]
 
@@ -65,11 +69,17 @@ def left_padded(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any
 class RowSampler:
     """A logits processor (last in the chain) that picks each row's next token itself, then
     masks every other token so ``generate``'s greedy step takes it. Records the raw
-    log-probability of each chosen token. Rows use their own CPU ``torch.Generator``."""
+    log-probability of each chosen token. Rows use their own CPU ``torch.Generator``.
 
-    def __init__(self, samplings: list[Sampling]) -> None:
+    ``grammar``: a :class:`~pytest_aie.engines._hf_grammar.RowGrammar` for rows whose request
+    has an ``output_schema``: the tokens their grammar forbids are masked before the choice
+    (greedy or sampled), and the matchers advance by the chosen tokens. The recorded
+    log-probabilities stay those of the model's raw distribution, before the grammar's mask."""
+
+    def __init__(self, samplings: list[Sampling], grammar: RowGrammar | None = None) -> None:
         torch = torch_module()
         self.samplings = samplings
+        self.grammar = grammar
         self.generators: list[Any] = []
         for s in samplings:
             if s.temperature > 0:
@@ -84,10 +94,14 @@ class RowSampler:
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         torch = torch_module()
         raw = scores.float()
-        chosen = raw.argmax(dim=-1)
+        pick = raw
+        if self.grammar is not None:
+            pick = raw.clone()  # raw stays unmasked for the log-probabilities
+            self.grammar.mask(pick)
+        chosen = pick.argmax(dim=-1)
         sampled = [r for r, g in enumerate(self.generators) if g is not None]
         if sampled:
-            rows_cpu = raw[sampled].cpu()
+            rows_cpu = pick[sampled].cpu()
             for k, r in enumerate(sampled):
                 s = self.samplings[r]
                 probs = (rows_cpu[k] / s.temperature).softmax(-1)
@@ -103,6 +117,8 @@ class RowSampler:
             for r, s in enumerate(self.samplings):
                 if s.logprobs:
                     self.logprobs[r].append(float(logp[r]))
+        if self.grammar is not None:
+            self.grammar.accept(chosen.tolist())
         out = torch.full_like(scores, -math.inf)
         out.scatter_(1, chosen[:, None], 0.0)
         return out

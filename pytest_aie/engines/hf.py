@@ -21,7 +21,8 @@ How a call to :meth:`HFEngine.generate` runs:
 Generation settings that the model folder recommends (``generation_config.json``: repetition
 penalty, default temperature, ...) are *not* applied: the request's :class:`Sampling` is the whole
 truth, so results do not depend on hidden defaults. The token log-probabilities are those of the
-model's raw distribution (temperature 1, before top-p), as OpenAI-compatible servers report them.
+model's raw distribution (temperature 1, before top-p and before a JSON schema's mask), as
+OpenAI-compatible servers report them.
 
 LoRA adapters (with ``peft`` installed; :attr:`Capability.ADAPTERS`): ``Request.adapter`` is the
 folder of a PEFT LoRA adapter (``adapter_config.json`` + ``adapter_model.safetensors``), given as
@@ -37,9 +38,19 @@ describes the base model: callers that cache should put :meth:`HFEngine.resolve_
 ``"path@<sha256>"`` in ``Request.adapter``, so that retraining an adapter in place changes the key.
 The engine checks a pinned hash against the folder when it loads the adapter.
 
+JSON schemas (with ``xgrammar`` installed; :attr:`Capability.SCHEMA`): a request's
+``output_schema`` constrains its output to JSON that matches the schema, by a grammar that masks
+the tokens the schema does not allow next (:mod:`._hf_grammar`, which lists the keywords
+xgrammar does not enforce). Each distinct schema is compiled once per engine, before anything is
+generated (an invalid schema is an :class:`EngineError`). Rows with different schemas and rows
+without one share micro-batches: the grammar leaves the logits of rows without a schema
+untouched. Greedy decoding stays greedy among the allowed tokens. A row that reaches
+``max_tokens`` inside its JSON ends there, truncated, with ``finish_reason="length"``.
+
 The pieces live in private sibling modules: model loading in :mod:`._hf_loading`, prompt
-encoding and the per-row sampler and stopper in :mod:`._hf_decoding`, LoRA adapters in
-:mod:`._hf_adapters` (:func:`split_adapter` is re-exported here).
+encoding and the per-row sampler and stopper in :mod:`._hf_decoding`, JSON-schema grammars in
+:mod:`._hf_grammar`, LoRA adapters in :mod:`._hf_adapters` (:func:`split_adapter` is
+re-exported here).
 """
 
 from __future__ import annotations
@@ -60,6 +71,7 @@ from pytest_aie.engines._hf_decoding import (
     eos_ids,
     left_padded,
 )
+from pytest_aie.engines._hf_grammar import FIX_XGRAMMAR, Grammars, RowGrammar, have_xgrammar
 from pytest_aie.engines._hf_loading import (
     DTYPES,
     FIX_MODEL,
@@ -105,8 +117,9 @@ class HFEngine(AdapterMixin, Engine):
     The model loads on first use (``generate``, ``score_text``), once; :meth:`identity` does not
     need it, so a fully cached run never loads the weights.
 
-    LoRA adapters: see the module docstring. :meth:`supports` reports ``Capability.ADAPTERS``
-    when ``peft`` is installed (checked without importing it).
+    LoRA adapters and JSON schemas: see the module docstring. :meth:`supports` reports
+    ``Capability.ADAPTERS`` when ``peft`` is installed and ``Capability.SCHEMA`` when ``xgrammar``
+    is (checked without importing them).
     """
 
     name = "hf"
@@ -154,11 +167,31 @@ class HFEngine(AdapterMixin, Engine):
         self._peft_model: Any = None  # the PeftModel wrapping self._model, once an adapter is loaded
         self._adapters: dict[str, str] = {}  # Request.adapter reference -> peft adapter name
         self._stream_lock = threading.Lock()  # stream_one with adapters: one at a time
+        self._grammars: Grammars | None = None  # JSON-schema grammars of the loaded tokenizer
 
     def supports(self, capability: str) -> bool:
         if capability == Capability.ADAPTERS:
             return importlib.util.find_spec("peft") is not None
+        if capability == Capability.SCHEMA:
+            return have_xgrammar()
         return super().supports(capability)
+
+    def check(self, request: Request) -> None:
+        if request.output_schema is not None and not have_xgrammar():
+            raise EngineError("the hf engine needs the Python package 'xgrammar' to constrain "
+                              "output to a JSON schema, and it is not installed", fix=FIX_XGRAMMAR)
+        super().check(request)
+
+    def _grammar_set(self, model: Any, tokenizer: Any) -> Grammars:
+        """The loaded tokenizer's :class:`Grammars` (its vocabulary compiled on first use)."""
+        if self._grammars is None:
+            head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+            weight = getattr(head, "weight", None)
+            width = int(weight.shape[0]) if weight is not None else \
+                int(getattr(model.config, "vocab_size", 0) or len(tokenizer))
+            self._grammars = Grammars(tokenizer, width, sorted(eos_ids(model, tokenizer)),
+                                      threads=self.threads)
+        return self._grammars
 
     # ------------------------------------------------------------------ identity and loading
 
@@ -199,6 +232,7 @@ class HFEngine(AdapterMixin, Engine):
         """Drop the model and free its memory (CUDA cache included)."""
         had_model = self._model is not None
         self._model = self._tokenizer = self._peft_model = None
+        self._grammars = None
         self._adapters.clear()
         self._closed = True
         if had_model:
@@ -215,11 +249,14 @@ class HFEngine(AdapterMixin, Engine):
         """One :class:`Generation` per request, in input order (see the module docstring)."""
         if not requests:
             return []
+        for request in requests:  # before loading the model: a request we cannot serve fails fast
+            self.check(request)
         model, tokenizer = self._load()
         results: list[Generation | None] = [None] * len(requests)
         encoded: dict[int, list[int]] = {}
         for i, request in enumerate(requests):
-            self.check(request)
+            if request.output_schema is not None:  # compile every schema first: a bad one fails fast
+                self._grammar_set(model, tokenizer).compiled(request.output_schema)
             try:
                 encoded[i] = encode(tokenizer, request, self.model_ref)
             except EngineError as exc:
@@ -289,8 +326,12 @@ class HFEngine(AdapterMixin, Engine):
         pad_id = int(tokenizer.pad_token_id)
         input_ids, attention, width = left_padded(prompts, pad_id)
         eos = eos_ids(model, tokenizer)
-        sampler = RowSampler([r.sampling for r in requests])
         stopper = RowStopper(tokenizer, [r.sampling for r in requests], width, eos)
+        schemas = [r.output_schema for r in requests]
+        grammar = None
+        if any(s is not None for s in schemas):
+            grammar = RowGrammar(self._grammar_set(model, tokenizer), schemas, stopper.done)
+        sampler = RowSampler([r.sampling for r in requests], grammar)
         max_new = max(r.sampling.max_tokens for r in requests)
         config = transformers.GenerationConfig(
             max_new_tokens=max_new, do_sample=False, num_beams=1,
