@@ -9,7 +9,12 @@ mapping stay there).
 * :func:`streamed` makes one streamed call and measures time to first content token
   (``ttft_s``) and time per output token after it (``tpot_s``), asking without
   ``stream_options`` once the server rejected that field (remembered on the engine);
-* both cut the text before the first stop string (:func:`_cut_at_stop`), as the OpenAI API does.
+* both cut the text before the first stop string (:func:`_cut_at_stop`), as the OpenAI API does;
+* a request with an ``output_schema`` carries it as ``response_format={"type": "json_schema",
+  "json_schema": {"name": "output", "schema": ..., "strict": true}}`` (chat: the API's own
+  field; raw prompts: the same field in the body of ``/completions``, which vLLM's server reads
+  and the OpenAI client has no argument for); :func:`schema_probe` finds out, with one small
+  request, whether a server really constrains its answers to such a schema.
 
 The ``openai`` package is reached only through ``engine._openai`` (imported lazily by the
 engine), never imported here. API errors propagate to the engine's ``_generate_one``.
@@ -45,7 +50,55 @@ def params(engine: OpenAIEngine, request: Request) -> dict[str, Any]:
         out["messages"] = [dict(m) for m in request.messages]
     else:
         out["prompt"] = request.prompt
+    if request.output_schema is not None:
+        response_format = {"type": "json_schema", "json_schema": {
+            "name": "output", "schema": request.output_schema, "strict": True}}
+        if request.messages is not None:
+            out["response_format"] = response_format
+        else:  # not an argument of the client's completions.create: sent as a body field
+            out["extra_body"] = {"response_format": response_format}
     return out
+
+
+#: The probe's schema: one property whose only allowed value no model writes unasked.
+PROBE_SCHEMA: dict[str, Any] = {
+    "type": "object", "properties": {"aie_probe": {"type": "string", "enum": ["q7v"]}},
+    "required": ["aie_probe"], "additionalProperties": False}
+_PROBE_ANSWER = '{"aie_probe":"q7v"}'
+
+
+def schema_probe(engine: OpenAIEngine, *, chat: bool) -> str | None:
+    """Ask the server once (greedy, at most 32 tokens) for JSON of :data:`PROBE_SCHEMA`, through
+    the chat endpoint or ``/completions``. ``None`` when the answer follows the schema (the
+    server constrains its output); else why not, in words: it rejected ``response_format``
+    (HTTP 400/422), or it answered with text that ignores the schema. A truncated answer that
+    is a prefix of the only valid one counts as constrained. Other API errors propagate."""
+    from pytest_aie.engines.base import Sampling
+
+    sampling = Sampling(max_tokens=32, seed=None)
+    if chat:
+        request = Request(messages=({"role": "user", "content": "Reply with JSON."},),
+                          sampling=sampling, output_schema=PROBE_SCHEMA)
+    else:
+        request = Request(prompt="JSON:", sampling=sampling, output_schema=PROBE_SCHEMA)
+    where = "the chat endpoint" if chat else "/completions"
+    openai = engine._openai
+    try:
+        gen = plain(engine, request)
+    except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+        detail = engine._describe(exc)
+        body = getattr(exc, "body", None)  # FastAPI servers put the reason in "detail"
+        if isinstance(body, dict) and body.get("detail") and str(body["detail"]) not in detail:
+            detail += f" ({engine._scrub(str(body['detail']))})"
+        return (f"{engine.base_url} rejects response_format on {where}, so it cannot constrain "
+                f"output to a JSON schema: {detail}")
+    compact = "".join(gen.text.split())
+    if compact == _PROBE_ANSWER or (gen.finish_reason == "length" and len(compact) > 2
+                                    and _PROBE_ANSWER.startswith(compact)):
+        return None
+    return (f"{engine.base_url} ignores response_format on {where}: asked for JSON of a schema "
+            f"whose only valid answer is {_PROBE_ANSWER}, it answered {gen.text[:60]!r}, so its "
+            "answers would not be constrained (transformers serve ignores the field)")
 
 
 def _call(engine: OpenAIEngine, request: Request, **extra: Any) -> Any:

@@ -20,6 +20,18 @@ Mapping:
   content chunks received (one token per chunk, an approximation).
 * ``token_logprobs`` is filled when the server returns log-probabilities, else left ``None``:
   ``transformers serve`` ignores the ``logprobs`` field and returns none.
+* ``Request.output_schema`` -> ``response_format={"type": "json_schema", "json_schema":
+  {"name": "output", "schema": ..., "strict": true}}``, on ``/chat/completions`` and (as a body
+  field) on ``/completions``; vLLM's server honours it on both (``vllm serve`` 0.32: structured
+  outputs, xgrammar by default). OpenAI's strict mode also wants ``additionalProperties: false``
+  and every property in ``required``. Servers differ, so the engine does not take the field on
+  trust: before the first request with a schema on an endpoint (chat or completions), one small
+  probe asks for JSON of a schema with a single valid answer (``_openai_call.schema_probe``). A
+  server that rejects the field (HTTP 400/422: ``transformers serve`` on ``/completions``) or
+  ignores it (``transformers serve`` on chat: it logs "Ignoring unsupported fields" and answers
+  freely) makes :meth:`OpenAIEngine.generate` raise one :class:`EngineError` naming the problem
+  and the fix; nothing unconstrained is passed off as constrained. ``supports(Capability.SCHEMA)``
+  runs the chat probe (once per engine; it needs the server).
 * :meth:`OpenAIEngine.score_text` (perplexity of given texts) asks ``POST /completions`` with
   ``echo=true, logprobs=1, max_tokens=0`` for the prompt's own log-probabilities; ``vllm serve``
   supports this. Servers that do not (``transformers serve`` ignores ``logprobs``, llama.cpp's
@@ -55,6 +67,9 @@ __all__ = ["OpenAIEngine", "OPENAI_URL"]
 OPENAI_URL = "https://api.openai.com/v1"
 _LOCAL_KEY = "EMPTY"  # what local servers are conventionally given when they need no key
 _FIX_UNREACHABLE = "start the server or set --aie-base-url"
+_FIX_SCHEMA = ("serve the model with vLLM (vllm serve), which honours response_format, or use "
+               "the hf engine (constrained with xgrammar); or send the request without "
+               "output_schema")
 
 
 def _strip_userinfo(url: str) -> str:
@@ -93,7 +108,7 @@ class OpenAIEngine(Engine):
     name = "openai"
     capabilities = frozenset(
         {Capability.CHAT, Capability.PROMPT, Capability.STREAM, Capability.TIMINGS,
-         Capability.LOGPROBS, Capability.SCORE}
+         Capability.LOGPROBS, Capability.SCORE, Capability.SCHEMA}
     )
     #: ``max_tokens`` sent when scoring; becomes 1 once the server rejected 0 (see score_text).
     _score_max_tokens: int = 0
@@ -140,6 +155,9 @@ class OpenAIEngine(Engine):
         )
         self._no_stream_options = False  # set when the server rejected stream_options
         self._lock = threading.Lock()
+        self._schema_lock = threading.Lock()
+        #: chat endpoint? -> None when the server constrains output to a schema, else why not
+        self._schema_problems: dict[bool, str | None] = {}
         self.model = model or self._only_served_model()
 
     # ---------------------------------------------------------------- identity and helpers
@@ -216,16 +234,57 @@ class OpenAIEngine(Engine):
             )
         return ids[0]
 
+    # ---------------------------------------------------------------- JSON schemas
+
+    def supports(self, capability: str) -> bool:
+        """As declared, except ``Capability.SCHEMA``: whether the server really constrains chat
+        answers to a JSON schema, found out by one probe request (see the module docstring)."""
+        if capability == Capability.SCHEMA:
+            return self._schema_problem(chat=True) is None
+        return super().supports(capability)
+
+    def check(self, request: Request) -> None:
+        if request.output_schema is not None:
+            problem = self._schema_problem(chat=request.messages is not None)
+            if problem is not None:
+                raise EngineError(problem, fix=_FIX_SCHEMA)
+        super().check(request)
+
+    def _schema_problem(self, *, chat: bool) -> str | None:
+        """Why the server does not constrain output to a schema on that endpoint (``None``:
+        it does); probed once per endpoint. Raises :class:`EngineError` when the server cannot
+        be reached or refuses the key, or fails the probe otherwise."""
+        with self._schema_lock:
+            if chat not in self._schema_problems:
+                openai = self._openai
+                try:
+                    problem = _openai_call.schema_probe(self, chat=chat)
+                except openai.APIConnectionError as exc:  # includes timeouts
+                    raise self._unreachable(exc) from None
+                except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+                    raise self._refused(exc) from None
+                except openai.OpenAIError as exc:
+                    raise EngineError(
+                        f"cannot tell whether {self.base_url} constrains output to a JSON schema: "
+                        f"{self._describe(exc)}", fix=_FIX_UNREACHABLE) from None
+                self._schema_problems[chat] = problem
+            return self._schema_problems[chat]
+
     # ---------------------------------------------------------------- generation
 
     def generate(self, requests: Sequence[Request]) -> list[Generation]:
         """One generation per request, in order, ``concurrency`` requests in flight at once.
 
-        Raises :class:`EngineError` when no request of the batch could reach the server.
+        Raises :class:`EngineError` when no request of the batch could reach the server, and
+        when requests carry an ``output_schema`` that the server would not honour.
         """
         requests = list(requests)
         if not requests:
             return []
+        for chat in sorted({r.messages is not None for r in requests if r.output_schema is not None}):
+            problem = self._schema_problem(chat=chat)  # one error for the batch, before any request
+            if problem is not None:
+                raise EngineError(problem, fix=_FIX_SCHEMA)
         state = {"reached": False}
         unreachable: list[BaseException] = []
         refused: list[BaseException] = []
