@@ -35,8 +35,8 @@ output (``jsonschema``) as well.
 A row that reaches its ``max_tokens`` inside the JSON stops there: its text is truncated JSON
 with ``finish_reason="length"``; nothing closes it for the model. When the schema bounds every
 string, array and integer (``maxLength``, ``maxItems``, ``minimum``/``maximum``) and has no free
-number, the JSON has a greatest length, and a ``max_tokens`` of at least that many characters
-always ends in complete JSON (each token writes at least one character). A stop string of the
+number, the JSON has a greatest length, and a ``max_tokens`` of at least that many UTF-8 bytes
+always ends in complete JSON (each token writes at least one byte). A stop string of the
 request still ends the row where it appears, inside the JSON too.
 
 ``xgrammar`` is imported on first use only; without it, a request with a schema is an
