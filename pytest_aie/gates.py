@@ -181,6 +181,13 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
                 row["budgets"] = budgets
                 if isinstance(own.get("utilization"), dict):  # the decode's MBU and MFU
                     row["utilization"] = own["utilization"]
+            elif isinstance(own.get("judge"), dict):  # an AI judge's bias and calibration
+                row["judge"] = own["judge"]
+                trust = own["judge"].get("trust") or {}
+                if trust.get("untrusted"):  # its verdicts decide nothing
+                    row.update(verdict="inconclusive", interval_verdict="inconclusive",
+                               confirmatory=False, p_value=None,
+                               inconclusive_reason=f"judge untrusted: {trust.get('reason')}")
             else:
                 row["corpus"] = own
         sampled = {r["case_id"]: [s.get("passed") for s in r["samples"]]
@@ -457,13 +464,16 @@ def exit_status(rows: list[dict[str, Any]], comparisons: list[Comparison], polic
                    "too little data to decide" if row["interval"] is None
                    or row["interval"][0] == row["interval"][1] or row["n"] - row["unmeasured"] < 2
                    else "the interval straddles the threshold")
+            todo = "add cases or samples to decide"
+            if row.get("inconclusive_reason"):
+                why, todo = row["inconclusive_reason"], "calibrate or change the judge"
             if policy.inconclusive == "fail":
                 failed = True
                 notes.append(f"{name}: inconclusive ({why}), counted as a failure "
                              "(--aie-inconclusive fail)")
             elif policy.inconclusive == "warn":
                 notes.append(f"WARNING {name}: inconclusive: {why}; "
-                             "add cases or samples to decide (--aie-inconclusive fail makes this fail)")
+                             f"{todo} (--aie-inconclusive fail makes this fail)")
         if row.get("must_pass_failed"):
             failed = True
         for budget, b in (row.get("budgets") or {}).items():

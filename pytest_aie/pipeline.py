@@ -216,6 +216,14 @@ class Pipeline:
                 self._score_suite(suite, todo, shared)
             except AieError as exc:  # a judge that cannot start: this suite only
                 self._failed_suites[suite] = exc
+            except Exception as exc:  # a scorer or its model crashed: this suite only
+                import traceback
+
+                frame = traceback.extract_tb(exc.__traceback__)[-1]
+                self._failed_suites[suite] = UsageError(
+                    f"scoring {suite} failed: {type(exc).__name__}: {exc} (at "
+                    f"{frame.filename}:{frame.lineno})",
+                    fix="fix the scorer, or the model function it calls")
 
     def _score_suite(self, suite: str, todo: list[Unit], shared: SharedScores) -> None:
         per_eval = []
@@ -288,11 +296,36 @@ class Pipeline:
 
     def _score_with_model(self, scorer: ModelScorer, samples: list[Sample]) -> list[Score]:
         """Plan, generate the planned requests per model (batched, cached, de-duplicated,
-        with progress, like the main pass), then score with the results."""
+        with progress, like the main pass), run the scorer's follow-up rounds the same way,
+        then score with the results."""
+        scorer.bind(self._supports)
         plans = scorer.plan(samples)
         if len(plans) != len(samples):
             raise UsageError(f"scorer {scorer.metric!r} planned {len(plans)} request lists for "
                              f"{len(samples)} samples", fix="return one list per sample")
+        results = self._run_plans(scorer, samples, plans, scorer.metric)
+        for round_no in range(scorer.rounds):
+            more = scorer.follow_up(samples, results)
+            if len(more) != len(samples) or not any(more):
+                break
+            got = self._run_plans(scorer, samples, more, f"{scorer.metric} follow-up "
+                                                          f"{round_no + 1}")
+            results = [r + g for r, g in zip(results, got)]
+        return scorer.score_results(samples, results)
+
+    def _supports(self, name: str, capability: str) -> bool:
+        """Whether the named model's engine has a capability (starts the engine)."""
+        if name in self._failed_models:
+            raise self._failed_models[name]
+        try:
+            return self.registry.get(name).engine.supports(capability)
+        except AieError as exc:
+            self._failed_models[name] = exc
+            raise
+
+    def _run_plans(self, scorer: ModelScorer, samples: list[Sample],
+                   plans: list[list[Request | tuple[str, Request]]], label: str
+                   ) -> list[list[Generation]]:
         calls: dict[str, list[tuple[int, int, Request]]] = {}
         for s, plan in enumerate(plans):
             for j, call in enumerate(plan):
@@ -306,13 +339,13 @@ class Pipeline:
                 model = self.registry.get(name)
                 with self._shared_lock(f"model:{name}"):
                     gens = model.generate_many([r for _, _, r in todo],
-                                               label=f"{scorer.metric} ({len(samples)} samples)")
+                                               label=f"{label} ({len(samples)} samples)")
             except AieError as exc:
                 self._failed_models[name] = exc
                 raise
             for (s, j, _), gen in zip(todo, gens):
                 results[s][j] = gen
-        return scorer.score_results(samples, [[g for g in r if g is not None] for r in results])
+        return [[g for g in r if g is not None] for r in results]
 
 
 def _key(unit: Unit) -> str:

@@ -322,6 +322,10 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
             gate = ", ".join(f"{k}={v:g}" for k, v in bad[0]["gate"].items())
             pytest.xfail(f"{message} (left to the suite gate {gate})")
         pytest.fail(message, pytrace=False)
+    untrusted = next((r["details"]["untrusted"] for r in records
+                      if (r.get("details") or {}).get("untrusted")), None)
+    if untrusted:  # the judge's verdict on this case decides nothing
+        pytest.skip(f"pytest-aie: verdict inconclusive: judge untrusted ({untrusted})")
     return result
 
 

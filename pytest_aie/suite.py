@@ -36,6 +36,12 @@ def _exact(*args: Any, base_dir: Path, engine: Callable[[], Any], **kwargs: Any)
     return ExactScorer(*args, base_dir=base_dir, **kwargs)
 
 
+def _judge(*args: Any, base_dir: Path, engine: Callable[[], Any], **kwargs: Any) -> Scorer:
+    from pytest_aie.judge.scorer import build_judge
+
+    return build_judge(*args, base_dir=base_dir, **kwargs)
+
+
 class _LazyEngine:
     """The suite's engine for scorers that need one (perplexity), created on first use so
     collecting tests never loads a model."""
@@ -93,7 +99,8 @@ class UnavailableScorer(Scorer):
 
 #: eval marker name -> factory(*marker args, base_dir=, engine=, **marker kwargs) -> Scorer;
 #: ``engine()`` returns the suite's engine (created on first call).
-EVAL_MARKERS: dict[str, Callable[..., Scorer]] = {"exact": _exact, "similarity": _similarity}
+EVAL_MARKERS: dict[str, Callable[..., Scorer]] = {"exact": _exact, "similarity": _similarity,
+                                                  "judge": _judge}
 
 MARKER_HELP = {
     "dataset": "dataset(path, *, prompt=None, system=None, chat=True, model=None, models=None, "
@@ -122,6 +129,18 @@ MARKER_HELP = {
              "contains, any_of, regex, json, json_schema, numeric; normalize: case, whitespace, "
              "punctuation, articles, or 'all'. With min_pass_rate the suite's interval decides "
              "pass/fail/inconclusive and a failing case alone does not fail the run.",
+    "judge": "judge(rubric='helpfulness', *, judge_model=None, combine=None, against=None, "
+             "human=None, human_file=None, min_kappa=None, kappa_weights='quadratic', "
+             "threshold=None, max_tokens=256, min_pass_rate=None, min_score=None, "
+             "samples=None): grade each case's output with an AI judge on a rubric (a name "
+             "from judges/ -- helpfulness, correctness, faithfulness, preference -- or a .j2 "
+             "path). judge_model: --aie-models name(s) or ENGINE:MODEL, a list for several "
+             "judges (combine='mean' or 'majority'); default --aie-judge, else the embedded "
+             "model. Replies are constrained to the rubric's JSON where the engine can, else "
+             "read with one repair request; unreadable replies are unmeasured. preference "
+             "rubrics compare with against= (a model of the suite or a case field) in both "
+             "orders. human='FIELD' / human_file='PATH': human labels for Cohen's kappa; min_kappa: below "
+             "it the judge is untrusted and its verdicts inconclusive.",
 }
 
 
@@ -206,6 +225,10 @@ def _factory_kwargs(factory: Callable[..., Scorer]) -> tuple[str, ...] | None:
         from pytest_aie.scorers.exact import ExactScorer
 
         target = ExactScorer
+    elif factory is _judge:
+        from pytest_aie.judge.scorer import build_judge
+
+        target = build_judge
     try:
         params = inspect.signature(target).parameters.values()
     except (TypeError, ValueError):  # pragma: no cover

@@ -44,7 +44,9 @@ def suite_lines(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, bool]]]
         verdict = ""
         if row["verdict"]:
             bound = "threshold" if row.get("higher_is_better", True) else "ceiling"
-            verdict = f" -> {row['verdict'].upper()} ({bound} {row['threshold']:g})"
+            why = f"{bound} {row['threshold']:g}" if row["threshold"] is not None else \
+                str(row.get("inconclusive_reason") or "no threshold")
+            verdict = f" -> {row['verdict'].upper()} ({why})"
             style = {"green": row["verdict"] == "pass", "red": row["verdict"] == "fail",
                      "yellow": row["verdict"] == "inconclusive"}
         out.append((f"{name}: {counts} ({est}{cached}){verdict}", style))
@@ -54,6 +56,10 @@ def suite_lines(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, bool]]]
             parts = [f"{k} {corpus[k]:.3f}" for k in (f"{family}.corpus", f"{family}.sentence_mean")
                      if corpus.get(k) is not None]
             out.append((f"  corpus-level over {corpus['n']} cases: {', '.join(parts)}", {}))
+        if row.get("judge"):  # an AI judge: replies read, bias, agreement, trust
+            from pytest_aie.judge.summary import judge_lines
+
+            out.extend(judge_lines(row["judge"]))
         for budget, b in (row.get("budgets") or {}).items():
             low, high = b.get("low"), b.get("high")
             ci = "" if low is None or high is None else f" [{low:.3g}, {high:.3g}]"

@@ -4,7 +4,8 @@ Answers come from one of:
 
 * a mapping from prompt text (the last user message for chat requests) to answer;
 * a callable ``fn(request) -> str``;
-* a JSONL file of ``{"prompt": ..., "answer": ...}`` lines (``--aie-model path/to/answers.jsonl``).
+* a JSONL file of ``{"prompt": ..., "answer": ...}`` lines (``--aie-model path/to/answers.jsonl``);
+* ``module:function`` naming such a callable (``--aie-judge scripted:my_judges:honest``).
 
 A prompt with no scripted answer gets ``default`` (``""`` unless set), or, with
 ``strict=True``, a per-request error. Usage from Python::
@@ -56,6 +57,31 @@ def _load_jsonl(path: Path) -> dict[str, str]:
                 fix='write lines like {"prompt": "2+2?", "answer": "4"}',
             ) from None
     return answers
+
+
+def _is_import_spec(text: str) -> bool:
+    """``package.module:function`` (and not an existing file such as ``C:answers.jsonl``)."""
+    import re
+
+    return bool(re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", text)) and not Path(text).is_file()
+
+
+def _import_callable(spec: str) -> Callable[[Request], str]:
+    """The answering function named by ``module:function`` (importable from the rootdir or
+    the test folders, like conftest helpers)."""
+    import importlib
+
+    module, _, attr = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise EngineError(f"scripted answers {spec!r}: {exc}",
+                          fix="name a function fn(request) -> str as module:function, "
+                              "importable from the test run") from None
+    if not callable(fn):
+        raise EngineError(f"scripted answers {spec!r} is not callable",
+                          fix="name a function fn(request) -> str")
+    return fn  # type: ignore[no-any-return]
 
 
 def _code_digest(fn: Callable[..., Any]) -> str:
@@ -116,6 +142,9 @@ class ScriptedEngine(Engine):
         elif isinstance(source, Mapping):
             self._answers = {str(k): str(v) for k, v in source.items()}
             self._label = "mapping"
+        elif source not in (None, "") and _is_import_spec(str(source)):
+            self._fn = _import_callable(str(source))
+            self._label = str(source)
         elif source not in (None, ""):
             path = Path(str(source))
             if not path.is_file():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
 if TYPE_CHECKING:
     from pytest_aie.dataset import Case
@@ -146,15 +146,28 @@ class ModelScorer(Scorer):
     """
 
     binary: ClassVar[bool] = False
+    #: how many follow-up rounds (:meth:`follow_up`) the harness runs at most
+    rounds: ClassVar[int] = 0
     #: the run's name of the model that plain requests from :meth:`plan` go to
     model_name: str = "judge"
 
     def __init__(self, judge_model: str | None = None) -> None:
         self.model_name = "judge" if judge_model is None else f"judge:{judge_model}"
 
+    def bind(self, supports: Callable[[str, str], bool]) -> None:  # noqa: B027 - optional
+        """Called before :meth:`plan` with ``supports(model name, capability)``: what the
+        scorer's models can do (constrained decoding: ``Capability.SCHEMA``)."""
+
     @abc.abstractmethod
     def plan(self, samples: Sequence[Sample]) -> list[list[Request | tuple[str, Request]]]:
         """The requests each sample needs."""
+
+    def follow_up(self, samples: Sequence[Sample], results: Sequence[Sequence[Generation]]
+                  ) -> list[list[Request | tuple[str, Request]]]:
+        """More requests after seeing the results so far (a repair request for an unreadable
+        reply), generated like the first ones and appended to each sample's results; up to
+        :attr:`rounds` times, until a round asks for nothing."""
+        return [[] for _ in samples]
 
     @abc.abstractmethod
     def score_results(self, samples: Sequence[Sample],

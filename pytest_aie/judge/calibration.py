@@ -1,0 +1,259 @@
+"""A judge's suite figures: parse rate, bias, agreement between judges, agreement with people.
+
+:func:`suite_stats` summarises one suite's judgments for one model (the numbers come from
+:mod:`pytest_aie.stats.agreement`); :func:`apply_trust` turns the verdicts of a judge that
+agrees too little with the human labels (``min_kappa=``) into inconclusive ones.
+
+Human labels come from a case field (``human="FIELD"``) or a file of ``id`` +
+``label`` rows (``human_file=``, JSONL, CSV or YAML). A label may carry the ``output`` it was
+given for: when the model's output has changed since, the label is stale and is not used
+(counted, so the report can ask for relabelling).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Sequence
+
+from pytest_aie.errors import UsageError
+from pytest_aie.judge.rubrics import Rubric
+from pytest_aie.scorers.base import Sample, Score
+
+if TYPE_CHECKING:
+    from pytest_aie.judge.scorer import JudgeScorer
+
+__all__ = ["HumanLabels", "apply_trust", "suite_stats"]
+
+
+class HumanLabels:
+    """Human labels by case id, from a case field or a file; each checked against the
+    rubric's scale when read."""
+
+    def __init__(self, field: str | None, file: str | None, base_dir: Path, rubric: Rubric
+                 ) -> None:
+        if field is not None and file is not None:
+            raise UsageError("@pytest.mark.judge takes human= (a case field) or human_file= "
+                             "(a labels file), not both", fix="keep one of them")
+        self.field, self.rubric = field, rubric
+        self._file: dict[str, Any] | None = None
+        self.path = None if file is None else base_dir / file
+        if self.path is not None:
+            self._file = self._load(self.path)
+
+    def _load(self, path: Path) -> dict[str, Any]:
+        from pytest_aie.dataset import load_cases
+
+        if not path.is_file():
+            raise UsageError(f"human labels file {str(path)!r} not found",
+                             fix="give human_file= a path relative to the test file")
+        labels = {}
+        for case in load_cases(path):
+            if "label" not in case.fields:
+                raise UsageError(f"{case.source}: a human label row needs a 'label' field",
+                                 fix='write rows like {"id": "q1", "label": 4}')
+            row = dict(case.fields)
+            labels[case.id] = {"label": row["label"], "output": row.get("output")}
+        return labels
+
+    def get(self, s: Sample) -> tuple[Any, str | None]:
+        """``(label on the rubric's scale, None)``, ``(None, why not used)``, or ``(None, None)``
+        when the case has no label."""
+        raw: Any
+        if self._file is not None:
+            raw = self._file.get(s.case.id)
+        elif self.field is not None:
+            raw = s.case.fields.get(self.field)
+        else:
+            return None, None
+        if raw is None:
+            return None, None
+        output = None
+        if isinstance(raw, dict):
+            raw, output = raw.get("label"), raw.get("output")
+        from pytest_aie.judge.verdicts import _on_scale
+
+        label = _on_scale(raw, self.rubric)
+        where = f"{self.path}" if self.path else f"field {self.field!r}"
+        if label is None:
+            raise UsageError(f"case {s.case.id!r}: human label {raw!r} ({where}) is not on the "
+                             f"rubric {self.rubric.name!r}'s scale {list(self.rubric.scale)}",
+                             fix="use one of the scale's values")
+        if output is not None and " ".join(str(output).split()) != " ".join(s.text.split()):
+            return None, "stale"
+        return label, None
+
+
+def _plain(obj: Any) -> Any:
+    """A stats result as JSON-ready data (dataclasses to dicts, NaN to None)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(obj).items()}
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):  # numpy scalars
+        return _plain(obj.item())
+    return obj
+
+
+def _nearest(value: Any, rubric: Rubric) -> Any:
+    """A combined judge value as a label of the scale (a mean score rounds half up)."""
+    if rubric.output == "score" and isinstance(value, (int, float)):
+        return min(rubric.scale, key=lambda v: (abs(v - value), -v))
+    return value
+
+
+def suite_stats(scorer: JudgeScorer, samples: Sequence[Sample], scores: Sequence[Score]
+                ) -> dict[str, Any]:
+    """Everything the summary and the report show about one suite's judge, for one model."""
+    from pytest_aie.stats import agreement
+
+    rubric = scorer.rubric
+    judgments = [j for sc in scores for j in sc.details.get("judgments", [])]
+    readable = [j for j in judgments if j["value"] is not None]
+    unreadable = [{"case_id": s.case.id, "judge": j["judge"], "order": j["order"],
+                   "error": j["error"], "raw": j["raw"]}
+                  for s, sc in zip(samples, scores) for j in sc.details.get("judgments", [])
+                  if j["value"] is None]
+    stats: dict[str, Any] = {
+        "rubric": rubric.name, "rubric_path": rubric.path, "output": rubric.output,
+        "scale": list(rubric.scale), "judges": list(scorer.judges), "combine": scorer.combine,
+        "constrained": {j: bool(scorer._constrained.get(j)) for j in scorer.judges},
+        "judgments": len(judgments), "readable": len(readable),
+        "repaired": sum(1 for j in judgments if j["repaired"]),
+        "parse_rate": len(readable) / len(judgments) if judgments else None,
+        "unreadable": unreadable[:50], "unreadable_count": len(unreadable),
+        "unjudged": sum(1 for sc in scores if not sc.details.get("judgments")),
+    }
+    injected = [s.case.id for s, sc in zip(samples, scores) if sc.details.get("injection")]
+    stats["injection_cases"] = injected
+    if rubric.output == "preference":
+        stats["position"] = _position(scorer, scores, agreement)
+    else:
+        pairs = [(sc.value, len(s.text)) for s, sc in zip(samples, scores) if sc.value is not None]
+        stats["length_bias"] = _plain(agreement.length_bias([p[0] for p in pairs],
+                                                            [p[1] for p in pairs]))
+    if len(scorer.judges) > 1:
+        stats["agreement"] = _judges_agreement(scorer, scores, agreement)
+    stats["human"] = _human(scorer, samples, scores, agreement)
+    stats["trust"] = _trust(scorer, stats["human"])
+    return stats
+
+
+def _position(scorer: JudgeScorer, scores: Sequence[Score], agreement: Any) -> dict[str, Any]:
+    """Per judge: how often its two orders disagree, and how often it picks the first shown."""
+    out = {}
+    for judge in scorer.judges:
+        first, swapped = [], []
+        for sc in scores:
+            pair = [j for j in sc.details.get("judgments", []) if j["judge"] == judge]
+            ab = next((j["value"] for j in pair if j["order"] == "AB"), None)
+            ba = next((j["value"] for j in pair if j["order"] == "BA"), None)
+            if ab is not None and ba is not None:
+                first.append(ab)
+                swapped.append({"A": "B", "B": "A"}.get(ba, ba))  # back to the original labels
+        out[judge] = _plain(agreement.flip_rate(first, swapped))
+    return out
+
+
+def _judges_agreement(scorer: JudgeScorer, scores: Sequence[Score], agreement: Any
+                      ) -> dict[str, Any]:
+    ratings: list[list[Any]] = []
+    for judge in scorer.judges:
+        row = []
+        for sc in scores:
+            if scorer.rubric.output == "preference":
+                row.append(_judge_winner(sc, judge))
+            else:
+                row.append(next((j["value"] for j in sc.details.get("judgments", [])
+                                 if j["judge"] == judge), None))
+        ratings.append(row)
+    level: Literal["ordinal", "nominal"] = "ordinal" if scorer.rubric.ordinal else "nominal"
+    try:
+        alpha = agreement.krippendorff_alpha(ratings, level=level,
+                                             categories=list(scorer.rubric.scale))
+    except ValueError as exc:  # too few ratings to compute it
+        return {"level": level, "alpha": None, "reason": str(exc)}
+    return {"level": level, **_as_dict(_plain(alpha), "alpha")}
+
+
+def _judge_winner(sc: Score, judge: str) -> Any:
+    pair = [j for j in sc.details.get("judgments", []) if j["judge"] == judge]
+    ab = next((j["value"] for j in pair if j["order"] == "AB"), None)
+    ba = next((j["value"] for j in pair if j["order"] == "BA"), None)
+    if ab is None or ba is None:
+        return None
+    ba = {"A": "B", "B": "A"}.get(ba, ba)
+    return ab if ab == ba else "tie"
+
+
+def _as_dict(value: Any, key: str) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {key: value}
+
+
+def _human(scorer: JudgeScorer, samples: Sequence[Sample], scores: Sequence[Score],
+           agreement: Any) -> dict[str, Any]:
+    rubric = scorer.rubric
+    judge, human, stale, unjudged = [], [], [], []
+    for s, sc in zip(samples, scores):
+        label, why = scorer.human.get(s)
+        if why == "stale":
+            stale.append(s.case.id)
+            continue
+        if label is None:
+            continue
+        sc.details["human"] = label
+        value = sc.details.get("judge_label")
+        if sc.value is None or value is None:
+            unjudged.append(s.case.id)
+            continue
+        judge.append(_nearest(value, rubric))
+        human.append(label)
+    out: dict[str, Any] = {"labels": len(judge) + len(stale) + len(unjudged), "used": len(judge),
+                           "stale": stale, "unjudged": unjudged}
+    if not judge:
+        return out
+    weights = scorer.kappa_weights if rubric.ordinal else None
+    out["kappa"] = _plain(agreement.cohen_kappa(judge, human, categories=list(rubric.scale),
+                                                weights=weights))
+    out["kappa_weights"] = weights
+    if rubric.output == "verdict":
+        out["rates"] = _plain(agreement.detection_rates(judge, human, positive=rubric.passing))
+    return out
+
+
+def _trust(scorer: JudgeScorer, human: dict[str, Any]) -> dict[str, Any]:
+    """Trusted, untrusted (with why), or not checked (no ``min_kappa=``)."""
+    if scorer.min_kappa is None:
+        return {"checked": False, "untrusted": False, "reason": "no min_kappa= given"}
+    kappa = (human.get("kappa") or {}).get("kappa")
+    if not human.get("used"):
+        why = "no human labels to calibrate against" + (
+            f" ({len(human['stale'])} are stale: the outputs changed since labelling)"
+            if human.get("stale") else "")
+    elif kappa is None:
+        why = (f"Cohen's kappa is undefined on {human['used']} labels: "
+               f"{(human.get('kappa') or {}).get('reason') or 'no variation'}")
+    elif kappa < scorer.min_kappa:
+        why = f"Cohen's kappa {kappa:.2f} with the human labels is below min_kappa {scorer.min_kappa:g}"
+    else:
+        return {"checked": True, "untrusted": False,
+                "reason": f"kappa {kappa:.2f} >= min_kappa {scorer.min_kappa:g}"}
+    return {"checked": True, "untrusted": True, "reason": why}
+
+
+def apply_trust(scorer: JudgeScorer, samples: Sequence[Sample], scores: list[Score],
+                stats: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """An untrusted judge's verdicts are inconclusive: each case keeps the judge's score for
+    display, loses its pass/fail, and says why."""
+    for s, sc in zip(samples, scores):
+        trust = (stats.get((s.case.suite, s.model)) or {}).get("trust") or {}
+        if trust.get("untrusted"):
+            sc.details["untrusted"] = trust["reason"]
+            if sc.value is not None:
+                sc.passed = None
+                sc.reason = f"judge untrusted ({trust['reason']}); it said: {sc.reason}"

@@ -1,0 +1,75 @@
+"""The judge's lines under its suite in the terminal summary (and the Markdown summary)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["judge_lines"]
+
+Line = tuple[str, dict[str, bool]]
+
+
+def _pct(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.0%}"
+
+
+def _ci(d: dict[str, Any], fmt: str = ".2f") -> str:
+    low, high = d.get("low"), d.get("high")
+    return "" if low is None or high is None else f" [{low:{fmt}}, {high:{fmt}}]"
+
+
+def judge_lines(j: dict[str, Any]) -> list[Line]:
+    """What a suite's judge did: replies read, bias figures, agreement, trust."""
+    out: list[Line] = []
+    constrained = [name for name, on in (j.get("constrained") or {}).items() if on]
+    how = ("constrained decoding" if len(constrained) == len(j.get("judges") or [])
+           else "parsed, one repair request" if not constrained
+           else f"constrained on {', '.join(constrained)}")
+    repaired = f", {j['repaired']} after a repair request" if j.get("repaired") else ""
+    out.append((f"  judge {j['rubric']} ({', '.join(j.get('judges') or [])}; {how}): "
+                f"{j['readable']}/{j['judgments']} replies read ({_pct(j.get('parse_rate'))})"
+                f"{repaired}, {j['unreadable_count']} unmeasured",
+                {"yellow": bool(j.get("unreadable_count"))}))
+    for u in (j.get("unreadable") or [])[:3]:
+        raw = " ".join((u.get("raw") or "").split())[:80]
+        out.append((f"    unreadable {u['case_id']} ({u['judge']}): {u['error']}: {raw!r}",
+                    {"yellow": True}))
+    for judge, p in (j.get("position") or {}).items():
+        if p.get("n"):
+            out.append((f"  position bias ({judge}): order flips the winner in "
+                        f"{_pct(p.get('flip_rate'))}{_ci(p, '.0%')} of {p['n']} pairs; picks the "
+                        f"first shown {_pct(p.get('first_position_rate'))}",
+                        {"yellow": (p.get("flip_rate") or 0) > 0.2}))
+    lb = j.get("length_bias")
+    if lb:
+        if lb.get("rho") is None:
+            out.append((f"  length bias: not measured ({lb.get('reason') or 'too few scores'})", {}))
+        else:
+            out.append((f"  length bias: Spearman rho {lb['rho']:+.2f} between score and answer "
+                        f"length (p={lb['p_value']:.2g}, n={lb['n']})", {}))
+    ag = j.get("agreement")
+    if ag:
+        alpha = ag.get("alpha")
+        text = "n/a" if alpha is None else f"{alpha:.2f}"
+        out.append((f"  judges agree: Krippendorff's alpha {text} ({ag.get('level')})", {}))
+    human = j.get("human") or {}
+    if human.get("labels"):
+        k = human.get("kappa") or {}
+        kappa = "undefined" if k.get("kappa") is None else f"{k['kappa']:.2f}{_ci(k)}"
+        weights = f", {human['kappa_weights']} weights" if human.get("kappa_weights") else ""
+        extra = "".join(f", {len(human[key])} {key}" for key in ("stale", "unjudged")
+                        if human.get(key))
+        rates = human.get("rates") or {}
+        tpr = f"; true-positive rate {_pct(rates.get('tpr'))}, true-negative rate " \
+              f"{_pct(rates.get('tnr'))}" if rates else ""
+        out.append((f"  human labels: {human['used']} used{extra}; Cohen's kappa "
+                    f"{kappa}{weights}{tpr}", {}))
+    trust = j.get("trust") or {}
+    if trust.get("untrusted"):
+        out.append((f"  judge untrusted: {trust['reason']}: its verdicts are inconclusive",
+                    {"yellow": True}))
+    if j.get("injection_cases"):
+        ids = j["injection_cases"]
+        out.append((f"  answers that try to instruct the judge ({len(ids)}): "
+                    f"{', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}", {"yellow": True}))
+    return out
