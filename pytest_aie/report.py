@@ -194,6 +194,23 @@ def _script_json(value: Any) -> str:
     return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
+def _judgments(details: dict[str, Any]) -> str:
+    """A judge's judgments of one case as text: who, in which order, what, and why."""
+    lines = []
+    for j in details.get("judgments") or ():
+        order = f" ({j['order']})" if j.get("order") else ""
+        if j.get("value") is None:
+            lines.append(f"{j.get('judge')}{order}: unreadable ({j.get('error')}): {j.get('raw')!r}")
+        else:
+            fixed = ", after a repair request" if j.get("repaired") else ""
+            lines.append(f"{j.get('judge')}{order}: {j['value']}{fixed}: {j.get('rationale')}")
+    if details.get("human") is not None:
+        lines.append(f"human label: {details['human']}")
+    if details.get("untrusted"):
+        lines.append(f"judge untrusted: {details['untrusted']}")
+    return "\n".join(lines)
+
+
 def _expected(case: Mapping[str, Any]) -> tuple[Any, str | None]:
     """What the case was compared against, and a label when that is not ``expected``: the
     field a scorer was pointed at (``exact(field="answer")``), or a case's ``references``."""
@@ -255,6 +272,11 @@ def _case_blob(header: Mapping[str, Any], cases: Iterable[Mapping[str, Any]],
             "tokens": case.get("completion_tokens"),
             "source": name(case.get("source")),
         }
+        details = case.get("details") or {}
+        if details.get("judgments"):  # an AI judge: each judgment with its rationale
+            row["judge"] = text(_judgments(details))
+        if details.get("injection"):
+            row["flags"] = text("\n".join(details["injection"]))
         if case.get("engine") not in (None, run_engine):
             row["engine"] = name(case.get("engine"))
         # format 2: the run's model name and the engine's model; format 1: the engine's only

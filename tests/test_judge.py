@@ -201,6 +201,10 @@ def test_a_hostile_answer_does_not_move_the_verdict_through_fenced_rubrics(
     assert flagged == {"c0", "c1", "c2"}
     row = next(r for r in _rows(pytester) if r["metric"] == "judge.correctness")
     assert row["judge"]["injection_cases"] == ["c0", "c1", "c2"]
+    # the report shows each case's judgments and its flags
+    html = (pytester.path / "aie-results" / "report.html").read_text()
+    assert "asks the judge to ignore its instructions" in html
+    assert "misses the fact" in html  # the rationale, in the case's drill-down
 
 
 def _pair_suite(pytester: pytest.Pytester, judge: str) -> None:
