@@ -11,11 +11,28 @@ Pure functions over plain lists; :mod:`scipy.stats` does the numerics. See the m
 * :mod:`~pytest_aie.stats.means`: the sign-flip permutation test of paired differences
   (per case or per cluster) and cluster-robust t intervals and tests;
 * :mod:`~pytest_aie.stats.multiple`: Holm's family-wise adjustment;
-* :mod:`~pytest_aie.stats.power`: minimum detectable drop by simulation.
+* :mod:`~pytest_aie.stats.power`: minimum detectable drop by simulation;
+* :mod:`~pytest_aie.stats.agreement`: agreement and bias of AI judges (Cohen's kappa,
+  Krippendorff's alpha, Fleiss' kappa, detection rates, length bias, position flips).
 """
 
 from __future__ import annotations
 
+from pytest_aie.stats.agreement import (
+    Alpha,
+    DetectionRates,
+    FleissKappa,
+    FlipRate,
+    Kappa,
+    LengthBias,
+    cohen_kappa,
+    consistent_winner,
+    detection_rates,
+    fleiss_kappa,
+    flip_rate,
+    krippendorff_alpha,
+    length_bias,
+)
 from pytest_aie.stats.intervals import (
     Aggregate,
     Interval,
@@ -54,6 +71,12 @@ from pytest_aie.stats.sampling import (
 
 __all__ = [
     "Aggregate",
+    "Alpha",
+    "DetectionRates",
+    "FleissKappa",
+    "FlipRate",
+    "Kappa",
+    "LengthBias",
     "GateResult",
     "Interval",
     "SamplingSummary",
@@ -61,10 +84,17 @@ __all__ = [
     "binary_gate_from_counts",
     "cluster_totals",
     "clustered_interval",
+    "cohen_kappa",
+    "consistent_winner",
     "consistency",
     "detection_rate",
+    "detection_rates",
     "flaky",
+    "fleiss_kappa",
+    "flip_rate",
     "holm",
+    "krippendorff_alpha",
+    "length_bias",
     "mcnemar_exact",
     "mean_interval",
     "mean_t_interval",
