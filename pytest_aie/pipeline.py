@@ -82,6 +82,8 @@ class Pipeline:
             return [BODY_MODEL]
         if spec.target_name:
             return [spec.target_name]
+        if spec.variants:
+            return list(spec.variants)
         if spec.models:
             return list(spec.models)
         if spec.model:
@@ -92,7 +94,7 @@ class Pipeline:
 
     def reference(self, spec: SuiteSpec) -> str | None:
         """The suite's reference model: generated and compared against, not gated itself."""
-        if spec.models:
+        if spec.models or spec.variants:
             return spec.reference
         if self.has_candidate and spec.evals and not (spec.body or spec.target or spec.model):
             return "default"
@@ -102,6 +104,10 @@ class Pipeline:
         """The models that get test items (one per case and model) and gates."""
         ref = self.reference(spec)
         return [m for m in self.models(spec) if m != ref]
+
+    def engine_model(self, unit: Unit) -> str:
+        """The run's model that generates a unit: its model name, or a variant's model."""
+        return self.suites[unit[0]].model_of(unit[2])
 
     def add_case(self, case: Case) -> None:
         self._cases[(case.suite, case.id)] = case
@@ -117,10 +123,12 @@ class Pipeline:
         """One request per sample; sample ``i`` gets :func:`case_seed` of the run's (or the
         suite's) seed, the case id and ``i`` (the same for every model of the suite, so
         models are compared on the same draws)."""
-        key = (unit[0], unit[1])
+        spec = self.suites[unit[0]]
+        variant = unit[2] if spec.variants else None
+        key = (unit[0], unit[1]) if variant is None else (unit[0], f"{unit[1]}\x00{variant}")
         if key not in self._request_memo:
-            spec, case = self.suites[unit[0]], self.case(unit)
-            base = spec.request_for(case, self.registry.defaults)
+            case = self.case(unit)
+            base = spec.request_for(case, self.registry.defaults, variant)
             seed = base.sampling.seed or 0
             self._request_memo[key] = [
                 replace(base, sampling=replace(base.sampling, seed=case_seed(seed, case.id, i)))
@@ -144,8 +152,9 @@ class Pipeline:
             return None
         if suite in self._failed_suites:
             return self._failed_suites[suite]
-        return next((self._failed_models[m] for m in self.models(self.suites[suite])
-                     if m in self._failed_models), None)
+        spec = self.suites[suite]
+        return next((self._failed_models[spec.model_of(m)] for m in self.models(spec)
+                     if spec.model_of(m) in self._failed_models), None)
 
     def ensure(self, unit: Unit, selected: Sequence[Unit]) -> None:
         """Generate and score ``unit`` unless done: with it, every selected unit not done yet,
@@ -171,7 +180,7 @@ class Pipeline:
         units = [(s, c, m) for (s, c) in cases for m in self.models(self.suites[s])]
         by_model: dict[str, list[Unit]] = {}
         for u in units:
-            by_model.setdefault(u[2], []).append(u)
+            by_model.setdefault(self.engine_model(u), []).append(u)
         made: dict[Unit, list[Generation]] = {}
         for name, todo in by_model.items():
             try:

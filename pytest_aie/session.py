@@ -88,7 +88,7 @@ class AieSession:
         """Register a suite; its test items as ``(case, id)``: one per case, or one per case
         and gated model when several models are gated."""
         for name in self.pipeline.models(spec):
-            self.registry.check(name)
+            self.registry.check(spec.model_of(name))
         self.suites[spec.suite] = spec
         gated = self.pipeline.gated(spec)
         if len(gated) == 1:

@@ -24,8 +24,10 @@ __all__ = ["EVAL_MARKERS", "MARKER_HELP", "Eval", "SuiteSpec", "build_suite", "r
 
 _SAMPLING_ARGS = ("max_tokens", "temperature", "top_p", "stop", "seed")
 _TARGET_ARGS = ("target", "target_batch", "target_concurrency", "target_cache", "target_id")
-_DATASET_ARGS = ("prompt", "system", "chat", "model", "models", "reference", *_SAMPLING_ARGS,
-                 *_TARGET_ARGS)
+_DATASET_ARGS = ("prompt", "system", "chat", "model", "models", "variants", "reference",
+                 *_SAMPLING_ARGS, *_TARGET_ARGS)
+#: What a variant of ``variants={...}`` may change about the suite's requests.
+_VARIANT_ARGS = ("prompt", "system", "model", *_SAMPLING_ARGS)
 #: Accepted by every eval marker: the suite's statistical gate and repeated sampling.
 GATE_ARGS = ("min_pass_rate", "min_score", "must_pass", "samples")
 
@@ -104,7 +106,7 @@ EVAL_MARKERS: dict[str, Callable[..., Scorer]] = {"exact": _exact, "similarity":
 
 MARKER_HELP = {
     "dataset": "dataset(path, *, prompt=None, system=None, chat=True, model=None, models=None, "
-               "reference=None, max_tokens=None, "
+               "variants=None, reference=None, max_tokens=None, "
                "temperature=None, top_p=None, stop=None, seed=None, target=None, "
                "target_batch=False, target_concurrency=8, target_cache=True, target_id=None): "
                "parametrize the test's `case` argument with the cases in a JSONL, CSV or YAML "
@@ -113,7 +115,8 @@ MARKER_HELP = {
                "the bare model; a test that takes the `evaluate` fixture computes its own output. "
                "models=['a', 'b', ...]: every case for each model (one test per case and model, "
                "paired comparisons between them); reference='a': that model is compared "
-               "against, not gated.",
+               "against, not gated. variants={'terse': {'system': '...'}, 'plain': {}}: the "
+               "same, for variants of the prompt, system prompt, sampling or model.",
     "similarity": "similarity(metric='cosine', *, threshold=None, min_score=None, references=None, "
                   "aggregate='max', samples=None, **metric_options): score each case's output "
                   "against its reference(s) (case.expected, or a `references` list). metric: "
@@ -171,7 +174,10 @@ class SuiteSpec:
     chat: bool = True
     model: str | None = None  # a name from the `models` fixture; None = the session model
     models: list[str] = field(default_factory=list)  # several models: each case for each
-    reference: str | None = None  # one of `models`: compared against, not gated
+    reference: str | None = None  # one of `models` (or `variants`): compared against, not gated
+    #: prompt/system/sampling/model variants of the suite, by name: each is a "model" of the
+    #: suite (its own test items, records and comparisons), on one engine
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     sampling: dict[str, Any] = field(default_factory=dict)  # overrides of the run defaults
     evals: list[Eval] = field(default_factory=list)  # one per eval marker, each its own metric
     samples: int = 0  # 0: the run's --aie-samples
@@ -195,7 +201,22 @@ class SuiteSpec:
         """The first eval's scorer (None: a dataset-only test, nothing scored)."""
         return self.evals[0].scorer if self.evals else None
 
-    def request_for(self, case: Case, defaults: Sampling) -> Request:
+    def model_of(self, name: str) -> str:
+        """The run's model behind one of the suite's model names (a variant's model)."""
+        if name in self.variants:
+            return str(self.variants[name].get("model") or self.model or "default")
+        return name
+
+    def request_for(self, case: Case, defaults: Sampling, variant: str | None = None) -> Request:
+        if variant is not None and variant in self.variants:
+            over = self.variants[variant]
+            sampling = {**self.sampling, **{k: over[k] for k in _SAMPLING_ARGS if k in over}}
+            if isinstance(sampling.get("stop"), str):
+                sampling["stop"] = (sampling["stop"],)
+            params = Sampling.from_dict({**_sampling_dict(defaults), **sampling})
+            return build_request(case, prompt=over.get("prompt", self.prompt),
+                                 system=over.get("system", self.system), chat=self.chat,
+                                 sampling=params)
         params = Sampling.from_dict({**_sampling_dict(defaults), **self.sampling})
         no_prompt = self.prompt is None and case.prompt is None and "messages" not in case.fields
         if self.target is not None or (self.body and no_prompt):
@@ -297,8 +318,12 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], Mapping[str, Any]],
     if isinstance(conc, bool) or not isinstance(conc, int) or conc < 1:
         raise UsageError(f"@pytest.mark.dataset(target_concurrency={conc!r}) must be a whole "
                          "number >= 1", fix="write e.g. target_concurrency=8")
-    models, reference = _models_args(kwargs, target, body)
-    if prompt is None and target is None and not body:
+    variants = _variants_args(kwargs, target, body)
+    models, reference = _models_args(kwargs, target, body, variants)
+    for over in variants.values():
+        required.extend(template_fields(over.get("prompt")))
+    if prompt is None and target is None and not body and \
+            not (variants and all(v.get("prompt") for v in variants.values())):
         required.append("prompt")
     for ev in built:
         required.extend(ev.scorer.required_fields())
@@ -321,16 +346,57 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], Mapping[str, Any]],
                              f"{unknown[0]!r}", fix=f"use case ids from {path.name}")
     return SuiteSpec(suite=suite, cases=cases, prompt=prompt, system=kwargs.get("system"),
                      chat=bool(kwargs.get("chat", True)), model=kwargs.get("model"),
-                     models=models, reference=reference,
+                     models=models, reference=reference, variants=variants,
                      sampling=sampling, evals=built, samples=samples, target=target,
                      target_options={k: kwargs[k] for k in _TARGET_ARGS[1:] if k in kwargs},
                      body=body)
 
 
-def _models_args(kwargs: Mapping[str, Any], target: Any, body: bool) -> tuple[list[str], str | None]:
+def _variants_args(kwargs: Mapping[str, Any], target: Any, body: bool) -> dict[str, dict[str, Any]]:
+    """Validate ``variants=`` of the dataset marker: ``{name: {prompt/system/sampling/model}}``."""
+    variants = kwargs.get("variants")
+    if variants is None:
+        return {}
+    example = "variants={'terse': {'system': 'Answer in five words.'}, 'plain': {}}"
+    if not isinstance(variants, dict) or len(variants) < 2:
+        raise UsageError(f"@pytest.mark.dataset(variants={variants!r}) must name at least two "
+                         "variants", fix=f"write e.g. {example}")
+    for name, over in variants.items():
+        if not isinstance(name, str) or not name or not isinstance(over, dict):
+            raise UsageError(f"@pytest.mark.dataset(variants=...): variant {name!r} must be a "
+                             "name with a dict of settings", fix=f"write e.g. {example}")
+        unknown = [k for k in over if k not in _VARIANT_ARGS]
+        if unknown:
+            raise UsageError(f"@pytest.mark.dataset(variants=...): variant {name!r} sets "
+                             f"unknown {unknown[0]!r}", fix=f"use only {', '.join(_VARIANT_ARGS)}")
+        try:
+            Sampling.from_dict({k: (tuple(v) if k == "stop" and not isinstance(v, str) else v)
+                                for k, v in over.items() if k in _SAMPLING_ARGS})
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"@pytest.mark.dataset(variants=...): variant {name!r}: {exc}",
+                             fix="see `pytest --markers`") from None
+    for other in ("models", "target"):
+        if kwargs.get(other) is not None:
+            raise UsageError(f"@pytest.mark.dataset takes variants= or {other}=, not both",
+                             fix="give each variant its model: variants={'a': {'model': 'x'}}"
+                             if other == "models" else "evaluate a target in its own test")
+    if body:
+        raise UsageError("@pytest.mark.dataset(variants=...) on a test that computes its own "
+                         "output (`evaluate`)", fix="drop variants=, or take `output` instead")
+    return {str(k): dict(v) for k, v in variants.items()}
+
+
+def _models_args(kwargs: Mapping[str, Any], target: Any, body: bool,
+                 variants: Mapping[str, Any] | None = None) -> tuple[list[str], str | None]:
     """Validate ``models=`` and ``reference=`` of the dataset marker."""
     models = kwargs.get("models")
     reference = kwargs.get("reference")
+    if variants:
+        if reference is not None and reference not in variants:
+            raise UsageError(f"@pytest.mark.dataset(reference={reference!r}) must be one of "
+                             f"variants {list(variants)!r}", fix="name the variant the others "
+                                                                 "are compared against")
+        return [], reference
     if models is None:
         if reference is not None:
             raise UsageError("@pytest.mark.dataset(reference=...) needs models=",
