@@ -55,7 +55,7 @@ def write_suite(folder: Path, n: int) -> list[dict[str, str]]:
         "\n".join(json.dumps({"prompt": p, "answer": a}) for p, a in answers.items()) + "\n")
     (folder / "test_judged.py").write_text(TEST)
     (folder / "pytest.ini").write_text("[pytest]\naie_engine = scripted\n"
-                                       "aie_model = answers.jsonl\naie_cache = off\n")
+                                       f"aie_model = {folder / 'answers.jsonl'}\naie_cache = off\n")
     return cases
 
 

@@ -181,6 +181,20 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
                 row["budgets"] = budgets
                 if isinstance(own.get("utilization"), dict):  # the decode's MBU and MFU
                     row["utilization"] = own["utilization"]
+            elif isinstance(own.get("elo"), dict):  # a ranking, with its expect= gates
+                row["elo"] = own["elo"]
+                verdicts = [e["verdict"] for e in own["elo"].get("expect") or ()]
+                if verdicts:
+                    worst = "fail" if "fail" in verdicts else \
+                        "inconclusive" if "inconclusive" in verdicts else "pass"
+                    row.update(verdict=worst, interval_verdict=worst, confirmatory=False,
+                               p_value=None)
+                    if worst == "inconclusive":
+                        row["inconclusive_reason"] = "a ranking expectation's interval " \
+                            "straddles its margin"
+                elif own["elo"].get("expect") is not None and own["elo"].get("reason"):
+                    row.update(verdict="inconclusive", interval_verdict="inconclusive",
+                               inconclusive_reason=own["elo"]["reason"])
             elif isinstance(own.get("judge"), dict):  # an AI judge's bias and calibration
                 row["judge"] = own["judge"]
                 trust = own["judge"].get("trust") or {}

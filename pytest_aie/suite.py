@@ -44,6 +44,12 @@ def _judge(*args: Any, base_dir: Path, engine: Callable[[], Any], **kwargs: Any)
     return build_judge(*args, base_dir=base_dir, **kwargs)
 
 
+def _elo(*args: Any, base_dir: Path, engine: Callable[[], Any], **kwargs: Any) -> Scorer:
+    from pytest_aie.judge.elo import build_elo
+
+    return build_elo(*args, base_dir=base_dir, **kwargs)
+
+
 class _LazyEngine:
     """The suite's engine for scorers that need one (perplexity), created on first use so
     collecting tests never loads a model."""
@@ -102,7 +108,7 @@ class UnavailableScorer(Scorer):
 #: eval marker name -> factory(*marker args, base_dir=, engine=, **marker kwargs) -> Scorer;
 #: ``engine()`` returns the suite's engine (created on first call).
 EVAL_MARKERS: dict[str, Callable[..., Scorer]] = {"exact": _exact, "similarity": _similarity,
-                                                  "judge": _judge}
+                                                  "judge": _judge, "elo": _elo}
 
 MARKER_HELP = {
     "dataset": "dataset(path, *, prompt=None, system=None, chat=True, model=None, models=None, "
@@ -144,6 +150,14 @@ MARKER_HELP = {
              "rubrics compare with against= (a model of the suite or a case field) in both "
              "orders. human='FIELD' / human_file='PATH': human labels for Cohen's kappa; min_kappa: below "
              "it the judge is untrusted and its verdicts inconclusive.",
+    "elo": "elo(rubric='preference', *, judge_model=None, expect=(), battles=None, judge=True, "
+           "budget=None, round_size=None, k=32, initial=1000, shuffles=0, anchor=None, "
+           "bootstrap=1000, seed=0, max_tokens=256): rank the models of a suite (models=[...] "
+           "or variants={...}) from pairwise battles judged in both orders (and/or a file of "
+           "human preferences, battles=): Bradley-Terry ratings on the Elo scale with "
+           "bootstrap intervals, online Elo, win rates, cycles. expect=['a > b'] gates the "
+           "ranking (pass/fail/inconclusive on the bootstrap interval). budget=N: adaptive "
+           "rounds where the ranking is least certain, at most N judged battles.",
 }
 
 
@@ -250,6 +264,10 @@ def _factory_kwargs(factory: Callable[..., Scorer]) -> tuple[str, ...] | None:
         from pytest_aie.judge.scorer import build_judge
 
         target = build_judge
+    elif factory is _elo:
+        from pytest_aie.judge.elo import build_elo
+
+        target = build_elo
     try:
         params = inspect.signature(target).parameters.values()
     except (TypeError, ValueError):  # pragma: no cover

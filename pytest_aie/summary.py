@@ -60,6 +60,10 @@ def suite_lines(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, bool]]]
             from pytest_aie.judge.summary import judge_lines
 
             out.extend(judge_lines(row["judge"]))
+        if row.get("elo"):  # a ranking of the suite's models
+            from pytest_aie.judge.summary import elo_lines
+
+            out.extend(elo_lines(row["elo"]))
         for budget, b in (row.get("budgets") or {}).items():
             low, high = b.get("low"), b.get("high")
             ci = "" if low is None or high is None else f" [{low:.3g}, {high:.3g}]"

@@ -363,3 +363,18 @@ def test_shipped_rubrics_are_found_by_name_from_an_installed_package() -> None:
     for name in shipped_rubrics():
         rubric = load_rubric(name, Path("/nonexistent"))
         assert rubric.description and rubric.schema()["required"][0] == "rationale"
+
+
+def test_judge_replies_are_cached_and_a_second_run_calls_no_judge(pytester: pytest.Pytester,
+                                                                  tmp_path: Path) -> None:
+    cases, answers = _qa(5, wrong={2})
+    _suite(pytester, cases, answers, 'judge("correctness")', "honest",
+           extra_ini=f"aie_cache = on\naie_cache_dir = {tmp_path / 'cache'}\n")
+    (pytester.path / "tox.ini").write_text(
+        (pytester.path / "tox.ini").read_text().replace("aie_cache = off\n", ""))
+    first = pytester.runpytest_subprocess()
+    assert "requests on judge (scripted)" in first.stderr.str() + first.stdout.str()
+    again = pytester.runpytest_subprocess()
+    out = again.stdout.str() + again.stderr.str()
+    assert "on judge" not in out and again.ret == 1, out  # same verdicts, from the cache
+    assert {r["case_id"]: r["status"] for r in read_records(pytester)}["c2"] == "failed"

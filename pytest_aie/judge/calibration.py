@@ -217,6 +217,8 @@ def _human(scorer: JudgeScorer, samples: Sequence[Sample], scores: Sequence[Scor
                            "stale": stale, "unjudged": unjudged}
     if not judge:
         return out
+    if len(set(map(str, judge))) == 1:  # kappa is 0 with a zero-width interval: say why
+        out["constant_judge"] = judge[0]
     weights = scorer.kappa_weights if rubric.ordinal else None
     out["kappa"] = _plain(agreement.cohen_kappa(judge, human, categories=list(rubric.scale),
                                                 weights=weights))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["judge_lines"]
+__all__ = ["elo_lines", "judge_lines"]
 
 Line = tuple[str, dict[str, bool]]
 
@@ -62,8 +62,10 @@ def judge_lines(j: dict[str, Any]) -> list[Line]:
         rates = human.get("rates") or {}
         tpr = f"; true-positive rate {_pct(rates.get('tpr'))}, true-negative rate " \
               f"{_pct(rates.get('tnr'))}" if rates else ""
+        same = f" (the judge said {human['constant_judge']!r} to every labelled case)" \
+            if "constant_judge" in human else ""
         out.append((f"  human labels: {human['used']} used{extra}; Cohen's kappa "
-                    f"{kappa}{weights}{tpr}", {}))
+                    f"{kappa}{weights}{same}{tpr}", {}))
     trust = j.get("trust") or {}
     if trust.get("untrusted"):
         out.append((f"  judge untrusted: {trust['reason']}: its verdicts are inconclusive",
@@ -72,4 +74,41 @@ def judge_lines(j: dict[str, Any]) -> list[Line]:
         ids = j["injection_cases"]
         out.append((f"  answers that try to instruct the judge ({len(ids)}): "
                     f"{', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}", {"yellow": True}))
+    return out
+
+
+def elo_lines(e: dict[str, Any]) -> list[Line]:
+    """A ranking: Bradley-Terry ratings with intervals, online Elo, cycles, expect= gates."""
+    out: list[Line] = []
+    judged = f"{e.get('judge_battles', 0)} judged" + (
+        f" + {e['human_battles']} human" if e.get("human_battles") else "")
+    calls = f"; {e['judge_calls']} judge calls" if e.get("judge_calls") else ""
+    rr = e.get("round_robin_battles")
+    if rr and e.get("judge_battles") is not None and e.get("stop") != "round robin":
+        calls += f" ({e['judge_battles'] / rr:.0%} of a round robin's {rr} battles, " \
+                 f"{e.get('rounds')} rounds: {e.get('stop')})"
+    out.append((f"  ranking from {e.get('battles', 0)} battles ({judged}; "
+                f"{e.get('unreadable_battles', 0)} unreadable){calls}", {}))
+    if not e.get("ranking"):
+        out.append((f"  no ranking: {e.get('reason', 'no battles')}", {"yellow": True}))
+        return out
+    online = (e.get("online") or {}).get("ratings") or {}
+    for place, r in enumerate(e["ranking"], 1):
+        ci = "" if r.get("low") is None else f" [{r['low']:.0f}, {r['high']:.0f}]"
+        elo = f", online Elo {online[r['model']]:.0f}" if r["model"] in online else ""
+        out.append((f"    {place}. {r['model']}: {r['rating']:.0f}{ci} (Bradley-Terry, "
+                    f"{r.get('battles', 0)} battles{elo})", {}))
+    flips = e.get("flip_rate") or {}
+    if flips.get("n"):
+        out.append((f"  position bias: order flips the winner in {flips['flip_rate']:.0%} of "
+                    f"{flips['n']} battles", {"yellow": flips["flip_rate"] > 0.2}))
+    for cycle in e.get("cycles") or ():
+        out.append((f"  intransitive: {' > '.join([*cycle, cycle[0]])} (each significant)",
+                    {"yellow": True}))
+    for g in e.get("expect") or ():
+        ci = "" if g.get("low") is None else f", interval [{g['low']:+.0f}, {g['high']:+.0f}]"
+        out.append((f"  expect {g['expect']}: difference {g['difference']:+.0f}{ci} -> "
+                    f"{g['verdict'].upper()}", {"green": g["verdict"] == "pass",
+                                                 "red": g["verdict"] == "fail",
+                                                 "yellow": g["verdict"] == "inconclusive"}))
     return out
