@@ -21,9 +21,3 @@ DATASET = dict(prompt="{question} Answer in one sentence.", max_tokens=40)
 def test_correct_per_judge(case, output):
     """Pass/fail against the reference answer (judges/correctness.j2)."""
 
-
-@pytest.mark.dataset("facts.jsonl", **DATASET)
-@pytest.mark.judge("helpfulness", min_score=3)
-def test_helpful_per_judge(case, output):
-    """A 1-5 helpfulness score on accuracy, completeness and clarity (judges/helpfulness.j2);
-    the summary shows whether longer answers get higher scores (length bias)."""
