@@ -1,0 +1,692 @@
+"""Ratings from pairwise battles: online Elo, Bradley-Terry with bootstrap intervals, win
+rates, intransitive cycles, pair scheduling and ranking gates.
+
+Pure functions over plain sequences. A *battle* is ``(model_a, model_b, outcome)`` or
+``(model_a, model_b, outcome, case)`` (or a :class:`Battle`), ``outcome`` being ``"a"`` (A
+won), ``"b"`` (B won) or ``"tie"``.
+
+* :func:`online_elo`: Elo (1978) as in Huyen, *AI Engineering* (2025), ch. 3-4: after each
+  match the expected score ``E_a = 1 / (1 + 10 ** ((R_b - R_a) / 400))`` moves the ratings
+  by ``R_a += K (S_a - E_a)``, ``R_b -= K (S_a - E_a)`` with ``S_a`` 1, 0.5 or 0. The result
+  depends on the order of the matches (Chatbot Arena's reason to move to Bradley-Terry,
+  Chiang et al. 2024, arXiv:2403.04132); by option it is averaged over shuffled orders.
+* :func:`bradley_terry`: the Bradley & Terry (1952) model ``P(i beats j) = s(t_i - t_j)``
+  (``s`` the logistic function) fitted by maximum likelihood, a tie counted as half a win
+  for each side (as Chatbot Arena counts them), reported on the Elo scale
+  ``400 log10(strength)`` = ``t * 400 / ln 10``, anchored at the mean or at a named model,
+  with percentile bootstrap intervals over battles (resampled with replacement).
+* :func:`win_matrix`: wins, losses, ties and the win rate ``(wins + ties/2) / battles`` of
+  every ordered pair that met.
+* :func:`preferences`, :func:`find_cycles`: each pair's two-sided exact binomial (sign) test
+  and the cycles A > B > C > A whose every step is significant.
+* :func:`schedule`, :func:`ranking_stable`: the next battles where the ranking is least
+  certain, and when to stop.
+* :func:`parse_expectation`, :func:`expect`: ``"candidate > base"`` gates decided by the
+  bootstrap interval of the rating difference: ``pass``, ``fail`` or ``inconclusive``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Literal, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from pytest_aie.errors import UsageError
+
+__all__ = ["Battle", "BTFit", "Cycle", "EloResult", "EloStep", "Expectation", "GateVerdict",
+           "PairRecord", "Pairing", "Preference", "Stability", "as_battles", "bradley_terry",
+           "expect", "find_cycles", "online_elo", "parse_expectation", "preferences",
+           "agreement", "ranking_stable", "schedule", "win_matrix", "DEFAULT_RIDGE", "ELO_SCALE"]
+
+Outcome = Literal["a", "b", "tie"]
+OUTCOMES = ("a", "b", "tie")
+SCORE = {"a": 1.0, "b": 0.0, "tie": 0.5}  # S_a, the score of model A
+#: Elo points per natural-log unit of Bradley-Terry strength: 400 / ln 10 (about 173.7)
+ELO_SCALE = 400.0 / math.log(10.0)
+#: the ridge prior of :func:`bradley_terry`: an independent N(0, 1/ridge) prior on each
+#: natural-log strength (sd 10, i.e. about 1,737 Elo points: it matters only where the
+#: maximum-likelihood estimate does not exist)
+DEFAULT_RIDGE = 0.01
+Floats = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Battle:
+    """One comparison: ``outcome`` is ``"a"`` (``model_a`` won), ``"b"`` or ``"tie"``."""
+
+    model_a: str
+    model_b: str
+    outcome: Outcome
+    case: str | None = None
+
+
+BattleLike = Battle | Sequence[Any]
+
+
+def as_battles(battles: Iterable[BattleLike]) -> list[Battle]:
+    """Battles from :class:`Battle` objects or ``(model_a, model_b, outcome[, case])`` tuples
+    (a tuple's outcome in any case: the pairwise judge's ``"A"``/``"B"``/``"tie"`` read as
+    ``"a"``/``"b"``/``"tie"``); ``ValueError`` for an unknown outcome or a model compared with
+    itself."""
+    out = []
+    for i, b in enumerate(battles):
+        if not isinstance(b, Battle):
+            if len(b) not in (3, 4):
+                raise ValueError(f"battle {i}: expected (model_a, model_b, outcome[, case]), got {b!r}")
+            case = None if len(b) == 3 or b[3] is None else str(b[3])
+            outcome: Any = b[2].lower() if isinstance(b[2], str) else b[2]
+            b = Battle(str(b[0]), str(b[1]), outcome, case)
+        if b.outcome not in OUTCOMES:
+            raise ValueError(f"battle {i}: outcome {b.outcome!r} is not one of {OUTCOMES}")
+        if b.model_a == b.model_b:
+            raise ValueError(f"battle {i}: model {b.model_a!r} compared with itself")
+        out.append(b)
+    return out
+
+
+def _models(battles: Sequence[Battle], models: Sequence[str] | None) -> list[str]:
+    names = list(dict.fromkeys(models or ()))
+    seen = set(names)
+    for b in battles:
+        for m in (b.model_a, b.model_b):
+            if m not in seen:
+                if models is not None:
+                    raise ValueError(f"battle between {b.model_a!r} and {b.model_b!r}: "
+                                     f"{m!r} is not one of the models {names}")
+                seen.add(m)
+                names.append(m)
+    return names
+
+
+# --------------------------------------------------------------------------- online Elo
+
+@dataclass(frozen=True)
+class EloStep:
+    """One match of :func:`online_elo`, in the order played: the ratings before and after."""
+
+    model_a: str
+    model_b: str
+    outcome: Outcome
+    expected_a: float  # E_a = 1 / (1 + 10 ** ((R_b - R_a) / 400)) before the match
+    before_a: float
+    before_b: float
+    after_a: float
+    after_b: float
+
+
+@dataclass(frozen=True)
+class EloResult:
+    """Online Elo ratings. With ``shuffles`` > 0, ``ratings`` is the mean of the final
+    ratings over that many random orders and ``order_sd`` their standard deviation;
+    ``history`` is always the matches in the order given."""
+
+    ratings: dict[str, float]
+    history: tuple[EloStep, ...]
+    k: float
+    initial: float
+    shuffles: int = 0
+    order_sd: dict[str, float] = field(default_factory=dict)
+
+    def ranking(self) -> list[str]:
+        return sorted(self.ratings, key=lambda m: (-self.ratings[m], m))
+
+
+def _expected(ra: Any, rb: Any) -> Any:
+    return 1.0 / (1.0 + 10.0 ** ((rb - ra) / 400.0))
+
+
+def online_elo(battles: Iterable[BattleLike], *, k: float = 32.0, initial: float = 1000.0,
+               models: Sequence[str] | None = None, shuffles: int = 0,
+               seed: int = 0) -> EloResult:
+    """Online Elo over ``battles`` in order: every model starts at ``initial``; each match
+    sets ``E_a = 1 / (1 + 10 ** ((R_b - R_a) / 400))`` and ``R_a += K (S_a - E_a)``,
+    ``R_b += K ((1 - S_a) - (1 - E_a))``, ``S_a`` = 1 (A won), 0.5 (tie), 0 (B won).
+
+    ``shuffles=N`` also plays the battles in ``N`` random orders (``numpy`` generator seeded
+    with ``seed``) and reports the mean final ratings and their spread over orders."""
+    bs = as_battles(battles)
+    names = _models(bs, models)
+    rating = {m: float(initial) for m in names}
+    history = []
+    for b in bs:
+        ra, rb = rating[b.model_a], rating[b.model_b]
+        e = _expected(ra, rb)
+        delta = k * (SCORE[b.outcome] - e)
+        rating[b.model_a], rating[b.model_b] = ra + delta, rb - delta
+        history.append(EloStep(b.model_a, b.model_b, b.outcome, e, ra, rb, ra + delta, rb - delta))
+    if shuffles <= 0 or not bs:
+        return EloResult(rating, tuple(history), k, initial)
+    index = {m: i for i, m in enumerate(names)}
+    ia = np.array([index[b.model_a] for b in bs])
+    ib = np.array([index[b.model_b] for b in bs])
+    score = np.array([SCORE[b.outcome] for b in bs])
+    rng = np.random.default_rng(seed)
+    order = rng.permuted(np.tile(np.arange(len(bs)), (shuffles, 1)), axis=1)
+    r = np.full((shuffles, len(names)), float(initial))
+    rows = np.arange(shuffles)
+    for t in range(len(bs)):  # every order's t-th match at once
+        m = order[:, t]
+        a, b = ia[m], ib[m]
+        delta = k * (score[m] - _expected(r[rows, a], r[rows, b]))
+        r[rows, a] += delta
+        r[rows, b] -= delta
+    mean, sd = r.mean(0), r.std(0, ddof=1) if shuffles > 1 else np.zeros(len(names))
+    return EloResult({m: float(mean[i]) for i, m in enumerate(names)}, tuple(history), k,
+                     initial, shuffles, {m: float(sd[i]) for i, m in enumerate(names)})
+
+
+# --------------------------------------------------------------------------- Bradley-Terry
+
+def _categories(bs: Sequence[Battle], index: dict[str, int], n: int
+                ) -> tuple[Floats, Floats]:
+    """The distinct (pair, outcome) kinds of battle: their counts, and the wins matrix
+    (flattened, ``W[i, j]`` = wins of i over j, a tie half a win each) one of each adds."""
+    kinds: dict[tuple[int, int, str], int] = {}
+    for b in bs:
+        key = (index[b.model_a], index[b.model_b], b.outcome)
+        kinds[key] = kinds.get(key, 0) + 1
+    counts = np.array(list(kinds.values()), dtype=float)
+    effect = np.zeros((len(kinds), n * n))
+    for row, (i, j, outcome) in enumerate(kinds):
+        effect[row, i * n + j] += SCORE[outcome]
+        effect[row, j * n + i] += 1.0 - SCORE[outcome]
+    return counts, effect
+
+
+def _objective(theta: Floats, w: Floats, ridge: float) -> tuple[Floats, Floats, Floats]:
+    """Penalised log-likelihood of strengths ``theta`` (..., n) given wins ``w`` (..., n, n):
+    ``sum W_ij log s(t_i - t_j) - ridge/2 |t|^2 - (sum t)^2 / (2n)``, its gradient and Hessian.
+    The last term fixes the level (the likelihood ignores it) at mean 0 and changes nothing
+    else; with ``ridge > 0`` the optimum has mean 0 anyway."""
+    n = theta.shape[-1]
+    d = theta[..., :, None] - theta[..., None, :]
+    p = 1.0 / (1.0 + np.exp(-d))
+    nn = w + np.swapaxes(w, -1, -2)
+    total = theta.sum(-1, keepdims=True)
+    value = -(w * np.logaddexp(0.0, -d)).sum((-1, -2)) - 0.5 * ridge * (theta ** 2).sum(-1) \
+        - 0.5 * total[..., 0] ** 2 / n
+    grad = (w - nn * p).sum(-1) - ridge * theta - total / n
+    v = nn * p * (1.0 - p)
+    hess = v - v.sum(-1)[..., :, None] * np.eye(n) - ridge * np.eye(n) - 1.0 / n
+    return value, grad, hess
+
+
+def _newton(w: Floats, ridge: float, iterations: int = 100) -> Floats:
+    """Maximise :func:`_objective` for a stack of wins matrices (b, n, n) at once: Newton's
+    method with step halving (the objective is concave). Used for the bootstrap."""
+    theta = np.zeros(w.shape[:2])
+    value, grad, hess = _objective(theta, w, ridge)
+    for _ in range(iterations):
+        step = -np.linalg.solve(hess, grad[..., None])[..., 0] if ridge > 0 else \
+            -(np.linalg.pinv(hess) @ grad[..., None])[..., 0]
+        if np.max(np.abs(step)) < 1e-10:
+            break
+        size = np.ones(len(theta))
+        for _ in range(40):
+            new = theta + size[:, None] * step
+            new_value, new_grad, new_hess = _objective(new, w, ridge)
+            worse = new_value < value - 1e-12 * np.abs(value)
+            if not worse.any():
+                break
+            size[worse] *= 0.5
+        theta, value, grad, hess = new, new_value, new_grad, new_hess
+    return theta
+
+
+def _fit_scipy(w: Floats, ridge: float) -> Floats:
+    """The maximum-(penalised-)likelihood strengths of one wins matrix, by
+    ``scipy.optimize.minimize`` (trust-region Newton with the exact Hessian)."""
+    from scipy.optimize import minimize
+
+    n = w.shape[0]
+
+    def neg(theta: Floats) -> tuple[float, Floats]:
+        value, grad, _ = _objective(theta, w, ridge)
+        return -float(value), -grad
+
+    def neg_hess(theta: Floats) -> Floats:
+        return -_objective(theta, w, ridge)[2]
+
+    res = minimize(neg, np.zeros(n), jac=True, hess=neg_hess, method="trust-exact",
+                   options={"gtol": 1e-10, "maxiter": 500})
+    return np.asarray(res.x, dtype=float)
+
+
+@dataclass(frozen=True)
+class BTFit:
+    """A Bradley-Terry fit on the Elo scale: ``ratings[m] = base + 400/ln 10 * (t_m - ref)``,
+    ``ref`` the mean strength or the ``anchor`` model's.
+
+    ``intervals``: percentile bootstrap intervals at ``confidence`` (empty when
+    ``n_boot == 0``); ``samples``: the ratings of every bootstrap resample, one row per
+    resample, columns in the order of ``models``. ``mle_exists`` is False when the models
+    split into groups one of which never lost (nor tied) against another (Ford 1957): the
+    plain maximum-likelihood gaps between them are infinite and the ridge prior sets them;
+    ``unbounded`` names the models that won, or lost, every battle they played (the usual
+    cause), or played none."""
+
+    models: tuple[str, ...]
+    ratings: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+    battles: dict[str, int]
+    n_battles: int
+    confidence: float
+    n_boot: int
+    base: float
+    anchor: str | None
+    ridge: float
+    mle_exists: bool
+    unbounded: tuple[str, ...]
+    samples: Floats = field(repr=False, compare=False)
+
+    def ranking(self) -> list[str]:
+        """The models, best first (ties by name)."""
+        return sorted(self.models, key=lambda m: (-self.ratings[m], m))
+
+    def difference_samples(self, a: str, b: str) -> Floats:
+        """``r_a - r_b`` in every bootstrap resample."""
+        i, j = self.models.index(a), self.models.index(b)
+        return np.asarray(self.samples[:, i] - self.samples[:, j])
+
+    def prob_better(self, a: str, b: str) -> float:
+        """Share of bootstrap resamples with ``r_a > r_b`` (ties count half); 0.5 without."""
+        if self.n_boot == 0:
+            return 0.5
+        d = self.difference_samples(a, b)
+        return float(np.mean(d > 0) + 0.5 * np.mean(d == 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the samples, JSON-ready, ranked best first."""
+        return {"ranking": [{"model": m, "rating": self.ratings[m],
+                             "low": self.intervals[m][0] if self.intervals else None,
+                             "high": self.intervals[m][1] if self.intervals else None,
+                             "battles": self.battles[m], "unbounded": m in self.unbounded}
+                            for m in self.ranking()],
+                "n_battles": self.n_battles, "confidence": self.confidence,
+                "n_boot": self.n_boot, "base": self.base, "anchor": self.anchor,
+                "ridge": self.ridge, "mle_exists": self.mle_exists}
+
+
+def bradley_terry(battles: Iterable[BattleLike], *, models: Sequence[str] | None = None,
+                  anchor: str | None = None, base: float = 1000.0,
+                  ridge: float = DEFAULT_RIDGE, n_boot: int = 1000, confidence: float = 0.95,
+                  seed: int = 0) -> BTFit:
+    """Bradley-Terry ratings of ``battles`` on the Elo scale, with bootstrap intervals.
+
+    Maximises ``sum_ij W_ij log s(t_i - t_j) - ridge/2 sum_i t_i^2`` (``W_ij`` the wins of i
+    over j, a tie half a win each; ``s`` the logistic function) with
+    ``scipy.optimize.minimize``; ``ridge=0`` is the plain maximum likelihood (as Chatbot
+    Arena's unpenalised logistic regression), which is infinite where ``mle_exists`` is
+    False. Ratings are ``base + 400/ln 10 * (t - mean t)``, or ``- t_anchor`` with an
+    ``anchor`` model (which then sits at ``base`` exactly).
+
+    Bootstrap: ``n_boot`` resamples of the battles with replacement (numpy generator seeded
+    with ``seed``; drawn as multinomial counts of the distinct kinds of battle, which is the
+    same distribution), each refitted by Newton's method; the intervals are the
+    ``(1 -+ confidence)/2`` percentiles of each model's rating."""
+    from scipy.sparse.csgraph import connected_components
+
+    bs = as_battles(battles)
+    names = _models(bs, models)
+    if anchor is not None and anchor not in names:
+        raise UsageError(f"anchor model {anchor!r} is not one of the rated models {names}",
+                         fix="name one of them, or no anchor (the mean is then at base)")
+    if ridge < 0 or not 0 < confidence < 1 or n_boot < 0:
+        raise ValueError("need ridge >= 0, 0 < confidence < 1 and n_boot >= 0")
+    n = len(names)
+    index = {m: i for i, m in enumerate(names)}
+    w = np.zeros((n, n))
+    played = dict.fromkeys(names, 0)
+    for b in bs:
+        w[index[b.model_a], index[b.model_b]] += SCORE[b.outcome]
+        w[index[b.model_b], index[b.model_a]] += 1.0 - SCORE[b.outcome]
+        played[b.model_a] += 1
+        played[b.model_b] += 1
+    ref = index[anchor] if anchor is not None else None
+
+    def elo(theta: Floats) -> Floats:
+        level = theta[..., [ref]] if ref is not None else theta.mean(-1, keepdims=True)
+        return np.asarray(base + ELO_SCALE * (theta - level))
+
+    point = elo(_fit_scipy(w, ridge)) if n else np.zeros(0)
+    samples = np.zeros((0, n))
+    if n_boot and bs and n:
+        counts, effect = _categories(bs, index, n)
+        draws = np.random.default_rng(seed).multinomial(len(bs), counts / counts.sum(), n_boot)
+        samples = elo(_newton((draws @ effect).reshape(n_boot, n, n), ridge))
+    intervals = {}
+    if len(samples):
+        q = np.quantile(samples, [(1 - confidence) / 2, (1 + confidence) / 2], axis=0)
+        intervals = {m: (float(q[0, i]), float(q[1, i])) for i, m in enumerate(names)}
+    components = connected_components(w > 0, directed=True, connection="strong")[0] if n else 0
+    won, lost = w.sum(1), w.sum(0)
+    unbounded = tuple(m for i, m in enumerate(names) if won[i] == 0 or lost[i] == 0)
+    return BTFit(tuple(names), {m: float(point[i]) for i, m in enumerate(names)}, intervals,
+                 played, len(bs), confidence, n_boot if bs else 0, base, anchor, ridge,
+                 components <= 1, unbounded, samples)
+
+
+# --------------------------------------------------------------------------- win rates
+
+@dataclass(frozen=True)
+class PairRecord:
+    """``model``'s record against ``opponent``: ``win_rate = (wins + ties/2) / battles``."""
+
+    model: str
+    opponent: str
+    wins: int
+    losses: int
+    ties: int
+    battles: int
+    win_rate: float
+
+
+def win_matrix(battles: Iterable[BattleLike], *, models: Sequence[str] | None = None
+               ) -> dict[tuple[str, str], PairRecord]:
+    """Every ordered pair ``(model, opponent)`` that met (both directions), with counts."""
+    bs = as_battles(battles)
+    order = {m: i for i, m in enumerate(_models(bs, models))}
+    tally: dict[tuple[str, str], list[int]] = {}
+    for b in bs:
+        for me, other, won in ((b.model_a, b.model_b, "a"), (b.model_b, b.model_a, "b")):
+            row = tally.setdefault((me, other), [0, 0, 0])
+            row[0 if b.outcome == won else 2 if b.outcome == "tie" else 1] += 1
+    return {key: PairRecord(key[0], key[1], w, lo, t, w + lo + t, (w + t / 2) / (w + lo + t))
+            for key, (w, lo, t) in sorted(tally.items(),
+                                          key=lambda kv: (order[kv[0][0]], order[kv[0][1]]))}
+
+
+# --------------------------------------------------------------------------- intransitivity
+
+@dataclass(frozen=True)
+class Preference:
+    """A pair's sign test: ``winner`` won more of their decisive battles (ties are dropped,
+    as in the sign test) than ``loser``; ``p_value`` is the two-sided exact binomial test
+    of ``wins`` in ``wins + losses`` against 1/2 (``scipy.stats.binomtest``),
+    ``p_adjusted`` its Holm adjustment over all pairs tested (or the same without)."""
+
+    winner: str
+    loser: str
+    wins: int
+    losses: int
+    ties: int
+    p_value: float
+    p_adjusted: float
+    significant: bool
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """``models[0]`` beats ``models[1]`` ... and the last beats the first, each step
+    significant; ``steps[i]`` is the test of ``models[i]`` over the next."""
+
+    models: tuple[str, ...]
+    steps: tuple[Preference, ...]
+
+
+def preferences(battles: Iterable[BattleLike], *, alpha: float = 0.05,
+                adjust: Literal["holm"] | None = "holm",
+                models: Sequence[str] | None = None) -> list[Preference]:
+    """The sign test of every pair with a decisive battle; ``significant`` when the (Holm
+    adjusted, by default) p-value is below ``alpha``. A pair with as many wins as losses
+    has no winner and is left out (it cannot be significant)."""
+    from scipy.stats import binomtest
+
+    from pytest_aie.stats.multiple import holm
+
+    if adjust not in ("holm", None):
+        raise UsageError(f"unknown adjustment {adjust!r}", fix="use adjust='holm' or None")
+    records = win_matrix(battles, models=models)
+    tested = [r for r in records.values() if r.wins > r.losses]
+    ps = [float(binomtest(r.wins, r.wins + r.losses, 0.5).pvalue) for r in tested]
+    adjusted = holm(ps) if adjust == "holm" else ps
+    return [Preference(r.model, r.opponent, r.wins, r.losses, r.ties, p, q, q < alpha)
+            for r, p, q in zip(tested, ps, adjusted)]
+
+
+def find_cycles(battles: Iterable[BattleLike], *, alpha: float = 0.05,
+                adjust: Literal["holm"] | None = "holm", models: Sequence[str] | None = None,
+                max_length: int | None = None, limit: int = 100) -> list[Cycle]:
+    """The elementary cycles of the significant preferences (:func:`preferences`), shortest
+    first, each listed once starting from its first model in the models' order; at most
+    ``limit`` of them, of at most ``max_length`` models."""
+    bs = as_battles(battles)
+    names = _models(bs, models)
+    order = {m: i for i, m in enumerate(names)}
+    edges: dict[str, list[Preference]] = {}
+    for p in preferences(bs, alpha=alpha, adjust=adjust, models=names):
+        if p.significant:
+            edges.setdefault(p.winner, []).append(p)
+    longest = max_length or len(names)
+    found: list[Cycle] = []
+
+    def walk(start: str, path: list[Preference]) -> None:
+        here = path[-1].loser
+        for p in edges.get(here, ()):
+            if p.loser == start:
+                steps = path + [p]
+                found.append(Cycle(tuple(s.winner for s in steps), tuple(steps)))
+            elif order[p.loser] > order[start] and len(path) + 1 < longest and \
+                    p.loser not in {s.winner for s in path}:
+                walk(start, path + [p])
+
+    for start in names:
+        for p in edges.get(start, ()):
+            if order[p.loser] > order[start]:
+                walk(start, [p])
+    found.sort(key=lambda c: (len(c.models), [order[m] for m in c.models]))
+    return found[:limit]
+
+
+# --------------------------------------------------------------------------- scheduling
+
+@dataclass(frozen=True)
+class Pairing:
+    """A battle to run next: ``case`` is None when :func:`schedule` was given no cases."""
+
+    model_a: str
+    model_b: str
+    case: str | None = None
+
+
+def _pair(a: str, b: str, order: dict[str, int]) -> tuple[str, str]:
+    return (a, b) if order[a] < order[b] else (b, a)
+
+
+def schedule(models: Sequence[str], battles: Iterable[BattleLike], fit: BTFit | None,
+             budget: int, *, cases: Sequence[str] | None = None, seed: int = 0
+             ) -> list[Pairing]:
+    """Up to ``budget`` battles for the next round, where the ranking is least certain.
+
+    Each pair's priority is ``u / sqrt(1 + n)``: ``u = min(q, 1 - q)`` with ``q`` the
+    bootstrap probability that the first model is the better (:meth:`BTFit.prob_better`;
+    0.5, the most uncertain, without a fit or resamples), ``n`` the pair's battles so far
+    plus those already given to it this round. Battles go one at a time to the pair of
+    highest priority, so a pair whose order is in doubt gets more while it has few battles,
+    and none goes to a pair the fit already orders for sure (``u = 0``). With ``cases``, each
+    battle gets a case the pair has not met on yet (drawn with ``random.Random(seed)``), and
+    a pair that has met on every case gets no more."""
+    bs = as_battles(battles)
+    names = list(dict.fromkeys(models))
+    order = {m: i for i, m in enumerate(names)}
+    met: dict[tuple[str, str], int] = {}
+    used: dict[tuple[str, str], set[str | None]] = {}
+    for b in bs:
+        if b.model_a in order and b.model_b in order:
+            key = _pair(b.model_a, b.model_b, order)
+            met[key] = met.get(key, 0) + 1
+            used.setdefault(key, set()).add(b.case)
+    rng = random.Random(seed)
+    fitted = set(fit.models) if fit is not None else set()
+    heap = []
+    for i, a in enumerate(names):
+        for other in names[i + 1:]:
+            q = fit.prob_better(a, other) if fit is not None and {a, other} <= fitted else 0.5
+            u = min(q, 1.0 - q)
+            n = met.get((a, other), 0)
+            if u > 0:
+                free = None if cases is None else \
+                    [c for c in cases if c not in used.get((a, other), set())]
+                if free is None or free:
+                    if free is not None:
+                        rng.shuffle(free)
+                    heap.append((-u / math.sqrt(1 + n), i, a, other, u, n, free))
+    heapq.heapify(heap)
+    out: list[Pairing] = []
+    while heap and len(out) < budget:
+        _, i, a, other, u, n, free = heapq.heappop(heap)
+        out.append(Pairing(a, other, free.pop() if free is not None else None))
+        if free is None or free:
+            heapq.heappush(heap, (-u / math.sqrt(2 + n), i, a, other, u, n + 1, free))
+    return out
+
+
+@dataclass(frozen=True)
+class Stability:
+    """Whether to stop: ``reason`` says why (or why not); ``agreement`` is the share of
+    bootstrap resamples whose ranking agrees with the fit's (Spearman >= ``min_spearman``);
+    ``unsettled`` the adjacent pairs whose difference interval straddles 0."""
+
+    stable: bool
+    reason: str
+    agreement: float | None
+    unsettled: tuple[tuple[str, str], ...]
+
+
+def agreement(fit: BTFit, min_spearman: float = 0.95) -> float | None:
+    """Share of the fit's bootstrap resamples whose ranking has a Spearman correlation of at
+    least ``min_spearman`` with the fit's own ranking; None without resamples."""
+    ranking = fit.ranking()
+    n = len(ranking)
+    if not fit.n_boot or len(fit.samples) == 0 or n < 2:
+        return None
+    # Spearman's rho of two rankings without ties: 1 - 6 sum d^2 / (n (n^2 - 1))
+    position = np.array([ranking.index(m) for m in fit.models])
+    boot = np.argsort(np.argsort(-fit.samples, axis=1, kind="stable"), axis=1)
+    rho = 1.0 - 6.0 * ((boot - position) ** 2).sum(1) / (n * (n * n - 1))
+    return float(np.mean(rho >= min_spearman - 1e-12))
+
+
+def ranking_stable(fits: Sequence[BTFit], *, patience: int = 3, min_spearman: float = 0.95,
+                   min_agreement: float = 0.9, spent: int | None = None,
+                   budget: int | None = None) -> Stability:
+    """Whether an adaptive loop may stop, given the fit after each round (latest last).
+
+    Stable when the budget is spent (``spent >= budget``), or when each of the last
+    ``patience + 1`` fits gives the same ranking and is sure of it: in at least
+    ``min_agreement`` of its bootstrap resamples the ranking has a Spearman correlation of at
+    least ``min_spearman`` with the fit's (:func:`agreement`). Asking it of several
+    consecutive fits, each with more battles, guards against stopping on one lucky look.
+    ``min_spearman=1`` asks the resamples for the same order (every adjacent pair separated,
+    jointly); the default, 0.95, tolerates a swap of two near neighbours among 8 or more."""
+    if not fits:
+        return Stability(False, "nothing fitted yet", None, ())
+    fit = fits[-1]
+    ranking = fit.ranking()
+    unsettled = tuple((a, b) for a, b in zip(ranking, ranking[1:]) if fit.intervals and
+                      not np.quantile(fit.difference_samples(a, b), (1 - fit.confidence) / 2) > 0)
+    share = agreement(fit, min_spearman)
+    if spent is not None and budget is not None and spent >= budget:
+        return Stability(True, f"budget spent ({spent} of {budget})", share, unsettled)
+    recent = fits[-(patience + 1):]
+    if len(recent) < patience + 1 or any(f.ranking() != ranking for f in recent):
+        return Stability(False, f"the ranking changed within the last {patience} rounds",
+                         share, unsettled)
+    shares = [agreement(f, min_spearman) for f in recent]
+    if any(x is None or x < min_agreement for x in shares):
+        return Stability(False, f"{min(x or 0.0 for x in shares):.0%} of bootstrap resamples rank "
+                         f"with Spearman >= {min_spearman} in one of the last {patience + 1} fits "
+                         f"(need {min_agreement:.0%})", share, unsettled)
+    return Stability(True, f"the same ranking in the last {patience + 1} fits, each with at least "
+                     f"{min_agreement:.0%} of bootstrap resamples agreeing (Spearman >= "
+                     f"{min_spearman})", share, unsettled)
+
+
+# --------------------------------------------------------------------------- gates
+
+@dataclass(frozen=True)
+class Expectation:
+    """``left op right + margin`` on the Elo scale: holds when ``r_left - r_right op margin``."""
+
+    text: str
+    left: str
+    op: Literal[">", ">="]
+    right: str
+    margin: float
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """A ranking gate decided on the bootstrap interval ``[low, high]`` of
+    ``difference = r_left - r_right`` at ``confidence``."""
+
+    expectation: Expectation
+    verdict: Literal["pass", "fail", "inconclusive"]
+    difference: float
+    low: float | None
+    high: float | None
+    confidence: float
+    prob_better: float  # share of resamples with r_left - r_right above the margin
+
+
+_NAME = r"""(?:"[^"]+"|'[^']+'|[^\s<>=!"']+)"""
+_EXPR = re.compile(rf"^\s*({_NAME})\s*(>=|<=|>|<)\s*({_NAME})(?:\s+([+-])\s*(\d+(?:\.\d*)?))?\s*$")
+
+
+def parse_expectation(text: str) -> Expectation:
+    """Parse ``"candidate > base"``, ``"a >= b"``, ``"a < b"``, ``"a >= b - 25"`` (a margin in
+    Elo points after a space) and quoted names (``'"my model" > base'``). ``<``/``<=`` swap
+    the sides. ``UsageError`` naming the fix otherwise."""
+    m = _EXPR.match(text) if isinstance(text, str) else None
+    if m is None:
+        raise UsageError(f"cannot read the ranking expectation {text!r}",
+                         fix="write 'model_a > model_b' (or >=, <, <=), optionally with a margin "
+                             "in Elo points after a space, e.g. 'candidate >= base - 25'; quote "
+                             "names with spaces")
+    left, op, right = (g.strip("'\"") if g[0] in "'\"" else g for g in m.group(1, 2, 3))
+    if left == right:
+        raise UsageError(f"the ranking expectation {text!r} compares {left!r} with itself",
+                         fix="compare two different models")
+    margin = float(m.group(5)) * (-1 if m.group(4) == "-" else 1) if m.group(5) else 0.0
+    if op in ("<", "<="):  # a < b + m  <=>  b > a - m
+        left, right, margin, op = right, left, -margin, ">" if op == "<" else ">="
+    return Expectation(text, left, ">" if op == ">" else ">=", right, margin)
+
+
+def expect(fit: BTFit, expectations: str | Sequence[str]) -> list[GateVerdict]:
+    """Decide each expectation on the fit's bootstrap: with ``d = r_left - r_right`` and its
+    percentile interval ``[low, high]`` at ``fit.confidence``, ``">"`` passes when
+    ``low > margin`` and fails when ``high <= margin``; ``">="`` passes when ``low >= margin``
+    and fails when ``high < margin`` (the rule of :func:`pytest_aie.stats.verdict`); else, or
+    without resamples or with an interval of zero width, ``inconclusive``."""
+    items = [expectations] if isinstance(expectations, str) else list(expectations)
+    out = []
+    for text in items:
+        e = parse_expectation(text)
+        missing = [m for m in (e.left, e.right) if m not in fit.models]
+        if missing:
+            raise UsageError(f"the ranking expectation {text!r} names {missing[0]!r}, which is "
+                             f"not rated", fix=f"use one of the models {list(fit.models)}")
+        diff = fit.ratings[e.left] - fit.ratings[e.right]
+        if fit.n_boot == 0 or len(fit.samples) == 0:
+            out.append(GateVerdict(e, "inconclusive", diff, None, None, fit.confidence, 0.5))
+            continue
+        d = fit.difference_samples(e.left, e.right)
+        low, high = (float(x) for x in np.quantile(d, [(1 - fit.confidence) / 2,
+                                                      (1 + fit.confidence) / 2]))
+        t = e.margin
+        verdict: Literal["pass", "fail", "inconclusive"] = "inconclusive"
+        if high > low:
+            if (low > t) if e.op == ">" else (low >= t):
+                verdict = "pass"
+            elif (high <= t) if e.op == ">" else (high < t):
+                verdict = "fail"
+        out.append(GateVerdict(e, verdict, diff, low, high, fit.confidence,
+                               float(np.mean(d > t))))
+    return out
