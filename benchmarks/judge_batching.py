@@ -6,8 +6,8 @@ The model under test is scripted (its answers cost nothing), the judge is the em
 the hf engine with constrained decoding (the default judge). The harness side is a whole
 ``pytest`` run of a correctness-judged suite (cache off), engine start included; the other side
 sends the same judge requests (rebuilt by the judge scorer from the same cases and answers) to
-one hf engine one request per ``generate`` call, engine start excluded. So the ratio is
-conservative.
+one hf engine one request per ``generate`` call (the first ``--serial`` of them: calls per
+second is a rate), engine start excluded. So the ratio is conservative.
 
     .venv/bin/python benchmarks/judge_batching.py [--cases 32]
 """
@@ -76,9 +76,10 @@ def harness(folder: Path) -> tuple[int, float, list[dict]]:
     return calls, took, records
 
 
-def one_at_a_time(folder: Path, cases: list[dict[str, str]], answers: dict[str, str]
-                  ) -> tuple[int, float, int]:
-    """The same judge requests, one per generate call: (calls, seconds, readable replies)."""
+def one_at_a_time(folder: Path, cases: list[dict[str, str]], answers: dict[str, str],
+                  limit: int) -> tuple[int, float, int]:
+    """The same judge requests (the first ``limit`` of them), one per generate call:
+    (calls, seconds, readable replies)."""
     from pytest_aie.dataset import Case
     from pytest_aie.engines.base import Capability, Generation, Request, Sampling
     from pytest_aie.engines.hf import HFEngine
@@ -95,7 +96,7 @@ def one_at_a_time(folder: Path, cases: list[dict[str, str]], answers: dict[str, 
         gen = Generation(text=answers[c["prompt"]])
         samples.append(Sample(case=Case(id=c["id"], fields=c), request=req, generation=gen,
                               model="default", generations={"default": gen}))
-    requests = [r for plan in scorer.plan(samples) for r in plan]
+    requests = [r for plan in scorer.plan(samples) for r in plan][:limit]
     engine.generate([requests[0][1]])  # warm up (first call compiles the vocabulary)
     started = time.perf_counter()
     replies = [engine.generate([r])[0] for _, r in requests]
@@ -107,6 +108,8 @@ def one_at_a_time(folder: Path, cases: list[dict[str, str]], answers: dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cases", type=int, default=32)
+    parser.add_argument("--serial", type=int, default=8,
+                        help="how many of the same calls to time one at a time (a rate)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -115,7 +118,7 @@ def main() -> None:
                    for x in (folder / "answers.jsonl").read_text().splitlines()}
         calls_h, took_h, records = harness(folder)
         read_h = sum(1 for r in records for j in r["details"]["judgments"] if j["value"] is not None)
-        calls_s, took_s, read_s = one_at_a_time(folder, cases, answers)
+        calls_s, took_s, read_s = one_at_a_time(folder, cases, answers, args.serial)
     batched, serial = calls_h / took_h, calls_s / took_s
     print(f"judge_batching: harness {calls_h} calls in {took_h:.1f} s ({read_h} readable), "
           f"one at a time {calls_s} calls in {took_s:.1f} s ({read_s} readable)", file=sys.stderr)

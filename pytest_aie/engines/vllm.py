@@ -258,14 +258,23 @@ class VLLMEngine(Engine):
 
 def _structured(schema: dict[str, Any]) -> dict[str, Any]:
     """``SamplingParams`` keywords that constrain output to a JSON schema: vLLM >= 0.11's
-    ``structured_outputs``, else the older ``guided_decoding``."""
+    ``structured_outputs``, else the older ``guided_decoding``. Compact JSON
+    (``disable_any_whitespace``), as the hf engine writes it: with free whitespace a small
+    model can spend its token budget on newlines inside the JSON and be cut off."""
     try:
         from vllm.sampling_params import StructuredOutputsParams
     except ImportError:  # vLLM <= 0.10
         from vllm.sampling_params import GuidedDecodingParams
 
-        return {"guided_decoding": GuidedDecodingParams(json=schema)}
-    return {"structured_outputs": StructuredOutputsParams(json=schema)}
+        return {"guided_decoding": _compact(GuidedDecodingParams, schema)}
+    return {"structured_outputs": _compact(StructuredOutputsParams, schema)}
+
+
+def _compact(params: Any, schema: dict[str, Any]) -> Any:
+    try:
+        return params(json=schema, disable_any_whitespace=True)
+    except TypeError:  # a vLLM without the option
+        return params(json=schema)
 
 
 def _timings(metrics: Any, tokens: int, wall: float, batch: int) -> Timings:
