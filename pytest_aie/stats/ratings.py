@@ -39,10 +39,11 @@ import numpy.typing as npt
 
 from pytest_aie.errors import UsageError
 
-__all__ = ["Battle", "BTFit", "Cycle", "EloResult", "EloStep", "Expectation", "GateVerdict",
-           "PairRecord", "Pairing", "Preference", "Stability", "as_battles", "bradley_terry",
-           "expect", "find_cycles", "online_elo", "parse_expectation", "preferences",
-           "agreement", "ranking_stable", "schedule", "win_matrix", "DEFAULT_RIDGE", "ELO_SCALE"]
+__all__ = ["DEFAULT_RIDGE", "ELO_SCALE", "BTFit", "Battle", "Cycle", "EloResult", "EloStep",
+           "Expectation", "GateVerdict", "PairRecord", "Pairing", "Preference", "Stability",
+           "as_battles", "bradley_terry", "find_cycles", "online_elo", "parse_expectation",
+           "expect", "preferences", "ranking_agreement", "ranking_stable", "schedule",
+           "win_matrix"]
 
 Outcome = Literal["a", "b", "tie"]
 OUTCOMES = ("a", "b", "tie")
@@ -559,7 +560,7 @@ class Stability:
     unsettled: tuple[tuple[str, str], ...]
 
 
-def agreement(fit: BTFit, min_spearman: float = 0.95) -> float | None:
+def ranking_agreement(fit: BTFit, min_spearman: float = 0.95) -> float | None:
     """Share of the fit's bootstrap resamples whose ranking has a Spearman correlation of at
     least ``min_spearman`` with the fit's own ranking; None without resamples."""
     ranking = fit.ranking()
@@ -581,7 +582,7 @@ def ranking_stable(fits: Sequence[BTFit], *, patience: int = 3, min_spearman: fl
     Stable when the budget is spent (``spent >= budget``), or when each of the last
     ``patience + 1`` fits gives the same ranking and is sure of it: in at least
     ``min_agreement`` of its bootstrap resamples the ranking has a Spearman correlation of at
-    least ``min_spearman`` with the fit's (:func:`agreement`). Asking it of several
+    least ``min_spearman`` with the fit's (:func:`ranking_agreement`). Asking it of several
     consecutive fits, each with more battles, guards against stopping on one lucky look.
     ``min_spearman=1`` asks the resamples for the same order (every adjacent pair separated,
     jointly); the default, 0.95, tolerates a swap of two near neighbours among 8 or more."""
@@ -591,14 +592,14 @@ def ranking_stable(fits: Sequence[BTFit], *, patience: int = 3, min_spearman: fl
     ranking = fit.ranking()
     unsettled = tuple((a, b) for a, b in zip(ranking, ranking[1:]) if fit.intervals and
                       not np.quantile(fit.difference_samples(a, b), (1 - fit.confidence) / 2) > 0)
-    share = agreement(fit, min_spearman)
+    share = ranking_agreement(fit, min_spearman)
     if spent is not None and budget is not None and spent >= budget:
         return Stability(True, f"budget spent ({spent} of {budget})", share, unsettled)
     recent = fits[-(patience + 1):]
     if len(recent) < patience + 1 or any(f.ranking() != ranking for f in recent):
         return Stability(False, f"the ranking changed within the last {patience} rounds",
                          share, unsettled)
-    shares = [agreement(f, min_spearman) for f in recent]
+    shares = [ranking_agreement(f, min_spearman) for f in recent]
     if any(x is None or x < min_agreement for x in shares):
         return Stability(False, f"{min(x or 0.0 for x in shares):.0%} of bootstrap resamples rank "
                          f"with Spearman >= {min_spearman} in one of the last {patience + 1} fits "
