@@ -13,7 +13,9 @@ Pure functions over plain lists; :mod:`scipy.stats` does the numerics. See the m
 * :mod:`~pytest_aie.stats.multiple`: Holm's family-wise adjustment;
 * :mod:`~pytest_aie.stats.power`: minimum detectable drop by simulation;
 * :mod:`~pytest_aie.stats.agreement`: agreement and bias of AI judges (Cohen's kappa,
-  Krippendorff's alpha, Fleiss' kappa, detection rates, length bias, position flips).
+  Krippendorff's alpha, Fleiss' kappa, detection rates, length bias, position flips);
+* :mod:`~pytest_aie.stats.ratings`: ratings from pairwise battles (online Elo, Bradley-Terry
+  with bootstrap intervals, win rates, cycles, pair scheduling, ranking gates).
 """
 
 from __future__ import annotations
@@ -59,6 +61,17 @@ from pytest_aie.stats.paired import (
     paired_score_gate,
 )
 from pytest_aie.stats.power import detection_rate, minimum_detectable_drop
+from pytest_aie.stats.ratings import (
+    Battle,
+    BTFit,
+    EloResult,
+    bradley_terry,
+    find_cycles,
+    online_elo,
+    ranking_stable,
+    schedule,
+    win_matrix,
+)
 from pytest_aie.stats.sampling import (
     SamplingSummary,
     consistency,
@@ -72,7 +85,10 @@ from pytest_aie.stats.sampling import (
 __all__ = [
     "Aggregate",
     "Alpha",
+    "BTFit",
+    "Battle",
     "DetectionRates",
+    "EloResult",
     "FleissKappa",
     "FlipRate",
     "GateResult",
@@ -82,6 +98,7 @@ __all__ = [
     "SamplingSummary",
     "aggregate",
     "binary_gate_from_counts",
+    "bradley_terry",
     "cluster_totals",
     "clustered_interval",
     "cohen_kappa",
@@ -89,6 +106,7 @@ __all__ = [
     "consistency",
     "detection_rate",
     "detection_rates",
+    "find_cycles",
     "flaky",
     "fleiss_kappa",
     "flip_rate",
@@ -100,15 +118,19 @@ __all__ = [
     "mean_t_interval",
     "mean_t_pvalue",
     "minimum_detectable_drop",
+    "online_elo",
     "paired_binary_gate",
     "paired_proportion_interval",
     "paired_score_gate",
     "pass_at_k",
     "pass_hat_k",
     "pass_rate_interval",
+    "ranking_stable",
     "sampling_summary",
     "sampling_table",
+    "schedule",
     "sign_flip_pvalue",
     "threshold_pvalue",
     "verdict",
+    "win_matrix",
 ]
