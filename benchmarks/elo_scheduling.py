@@ -19,7 +19,7 @@ on every case, else run the next round's battles from
 :func:`~pytest_aie.stats.ratings.schedule` (default round: 2 battles per pair); also stop when
 every pair still in doubt has met on every case.
 
-    .venv/bin/python benchmarks/elo_scheduling.py [--tournaments 20] [--models 8] [--cases 200]
+    .venv/bin/python benchmarks/elo_scheduling.py [--tournaments 50] [--models 8] [--cases 200]
 
 The simulation functions are imported by ``tests/test_ratings.py`` (a smaller configuration).
 """
@@ -100,7 +100,7 @@ def tournament(seed: int, n_models: int = 8, n_cases: int = 200, per_pair: int =
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tournaments", type=int, default=20)
+    ap.add_argument("--tournaments", type=int, default=50)
     ap.add_argument("--models", type=int, default=8)
     ap.add_argument("--cases", type=int, default=200)
     args = ap.parse_args()

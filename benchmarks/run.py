@@ -20,7 +20,7 @@ BENCHMARKS = [
     "aa_embedded.py",           # aa_rate_embedded, aa_embedded_mean_pass_rate (about 20 minutes)
     "latency_probe.py",         # hf_ttft_ms, hf_tpot_ms, probe_ttft_overhead_ratio
     "judge_batching.py",        # judge_batching_speedup (about 8 minutes)
-    "elo_scheduling.py",        # elo_calls_ratio, elo_scheduled_agreement (about a minute)
+    "elo_scheduling.py",        # elo_calls_ratio, elo_scheduled_agreement (2-4 minutes)
     "vllm_throughput.py",       # vllm_suite_throughput_ratio, vllm_vs_hf_throughput (.venv-vllm)
 ]
 #: benchmarks that run in vLLM's own environment (`make install-vllm`)

@@ -336,7 +336,7 @@ def test_ranking_stable():
 
 def test_adaptive_scheduling_needs_far_fewer_judge_calls_than_the_round_robin():
     # the benchmark's tournaments (8 models, 200 cases: round robin 11,200 judge calls),
-    # four of them (the benchmark runs 20)
+    # four of them (the benchmark runs 50)
     bench = _bench()
     runs = [bench.tournament(seed, n_models=8, n_cases=200) for seed in range(4)]
     for r in runs:

@@ -5,7 +5,7 @@ Pure functions over plain sequences. A *battle* is ``(model_a, model_b, outcome)
 ``(model_a, model_b, outcome, case)`` (or a :class:`Battle`), ``outcome`` being ``"a"`` (A
 won), ``"b"`` (B won) or ``"tie"``.
 
-* :func:`online_elo`: Elo (1978) as in Huyen, *AI Engineering* (2025), ch. 3-4: after each
+* :func:`online_elo`: Elo (1978) as in Huyen, *AI Engineering* (2025), ch. 3: after each
   match the expected score ``E_a = 1 / (1 + 10 ** ((R_b - R_a) / 400))`` moves the ratings
   by ``R_a += K (S_a - E_a)``, ``R_b -= K (S_a - E_a)`` with ``S_a`` 1, 0.5 or 0. The result
   depends on the order of the matches (Chatbot Arena's reason to move to Bradley-Terry,
