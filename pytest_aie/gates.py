@@ -192,6 +192,7 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
                     if worst == "inconclusive":
                         row["inconclusive_reason"] = "a ranking expectation's interval " \
                             "straddles its margin"
+                        row["inconclusive_todo"] = "add cases, or judge more battles"
                 elif own["elo"].get("expect") is not None and own["elo"].get("reason"):
                     row.update(verdict="inconclusive", interval_verdict="inconclusive",
                                inconclusive_reason=own["elo"]["reason"])
@@ -480,7 +481,8 @@ def exit_status(rows: list[dict[str, Any]], comparisons: list[Comparison], polic
                    else "the interval straddles the threshold")
             todo = "add cases or samples to decide"
             if row.get("inconclusive_reason"):
-                why, todo = row["inconclusive_reason"], "calibrate or change the judge"
+                why = row["inconclusive_reason"]
+                todo = row.get("inconclusive_todo") or "calibrate or change the judge"
             if policy.inconclusive == "fail":
                 failed = True
                 notes.append(f"{name}: inconclusive ({why}), counted as a failure "
