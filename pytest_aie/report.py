@@ -275,6 +275,12 @@ def _case_blob(header: Mapping[str, Any], cases: Iterable[Mapping[str, Any]],
         details = case.get("details") or {}
         if details.get("judgments"):  # an AI judge: each judgment with its rationale
             row["judge"] = text(_judgments(details))
+        if details.get("ranking"):  # an elo suite: the suite's ranking, best first
+            row["ranking"] = text("\n".join(
+                f"{n}. {r['model']}: {r['rating']:.0f}"
+                + ("" if r.get("low") is None else f" [{r['low']:.0f}, {r['high']:.0f}]")
+                for n, r in enumerate(details["ranking"], 1)) + "".join(
+                f"\nexpect {g['expect']}: {g['verdict']}" for g in details.get("expect") or ()))
         if details.get("injection"):
             row["flags"] = text("\n".join(details["injection"]))
         if case.get("engine") not in (None, run_engine):

@@ -63,6 +63,13 @@ def test_round_robin_ranks_the_variants_and_gates_expectations(pytester: pytest.
     recs = {(r["model"], r["case_id"]): r for r in read_records(pytester)}
     assert recs[("v2", "c1")]["value"] == 1.0 and recs[("v2", "c0")]["value"] == 0.5
     assert recs[("v0", "c1")]["value"] == 0.0
+    # the ranking rides on every case record (the results log) and into the report
+    board = recs[("v2", "c1")]["details"]["ranking"]
+    assert [r["model"] for r in board] == ["v2", "v1", "v0"]
+    assert recs[("v0", "c3")]["details"]["expect"][1] == {"expect": "v0 > v1", "verdict": "fail"}
+    html = (pytester.path / "aie-results" / "report.html").read_text()
+    assert "Ranking (Bradley-Terry" in html  # the drill-down block
+    assert "expect v0 \\u003e v1: fail" in html  # the data (escaped for the script tag)
     # online Elo as the book defines it is computed too, in judging order
     online = elo["online"]["ratings"]
     assert online["v2"] > online["v1"] > online["v0"]

@@ -238,6 +238,14 @@ class EloScorer(JudgeScorer):
                                 {"battles": [{"a": b.model_a, "b": b.model_b,
                                               "outcome": b.outcome} for b in mine]}))
         self._summary = self._ranking()
+        board = [{"model": r["model"], "rating": r["rating"], "low": r["low"], "high": r["high"]}
+                 for r in self._summary.get("ranking") or ()]
+        for sc in scores:  # the ranking goes into the results log with every case record
+            if sc.value is not None and board:
+                sc.details["ranking"] = board
+                if self._summary.get("expect"):
+                    sc.details["expect"] = [{"expect": g["expect"], "verdict": g["verdict"]}
+                                            for g in self._summary["expect"]]
         return scores
 
     def suite_aggregate(self, samples: Sequence[Sample]) -> dict[str, Any] | None:

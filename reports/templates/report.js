@@ -127,6 +127,7 @@
     grid.appendChild(block(c.expected_label || "Expected", c.expected));
     if (c.reason && c.reason.length > 80) { grid.appendChild(block("Reason", c.reason)); }
     if (c.judge) { grid.appendChild(block("Judge", c.judge)); }
+    if (c.ranking) { grid.appendChild(block("Ranking (Bradley-Terry, Elo scale, interval)", c.ranking)); }
     if (c.flags) { grid.appendChild(block("Flagged: the output tries to instruct the judge", c.flags)); }
     var facts = el("div", "facts");
     fact(facts, "node", c.nodeid);
