@@ -59,6 +59,8 @@ def test_round_robin_ranks_the_variants_and_gates_expectations(pytester: pytest.
     assert result.ret == 1, out  # a failed ranking expectation fails the run
     assert "expect v0 > v1" in out and "FAIL" in out, out
     assert "1. v2" in out, out
+    # the win-rate matrix, each pair once: v0 loses to v1 on 11 cases and ties on c0
+    assert "v0 vs v1 4% (0-11-1)" in out, out
     # each case record carries its battles; v2 wins all of its battles except on c0 (ties)
     recs = {(r["model"], r["case_id"]): r for r in read_records(pytester)}
     assert recs[("v2", "c1")]["value"] == 1.0 and recs[("v2", "c0")]["value"] == 0.5

@@ -98,6 +98,16 @@ def elo_lines(e: dict[str, Any]) -> list[Line]:
         elo = f", online Elo {online[r['model']]:.0f}" if r["model"] in online else ""
         out.append((f"    {place}. {r['model']}: {r['rating']:.0f}{ci} (Bradley-Terry, "
                     f"{r.get('battles', 0)} battles{elo})", {}))
+    matrix = e.get("win_matrix") or []
+    if matrix:  # each pair once, from the first model's side: wins + ties/2 over battles
+        seen, cells = set(), []
+        for r in matrix:
+            key = frozenset((r["model"], r["opponent"]))
+            if key not in seen:
+                seen.add(key)
+                cells.append(f"{r['model']} vs {r['opponent']} {r['win_rate']:.0%} "
+                             f"({r['wins']}-{r['losses']}-{r['ties']})")
+        out.append((f"  win rates (wins-losses-ties): {'; '.join(cells)}", {}))
     flips = e.get("flip_rate") or {}
     if flips.get("n"):
         out.append((f"  position bias: order flips the winner in {flips['flip_rate']:.0%} of "
