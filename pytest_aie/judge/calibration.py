@@ -146,6 +146,8 @@ def suite_stats(scorer: JudgeScorer, samples: Sequence[Sample], scores: Sequence
 
 def _position(scorer: JudgeScorer, scores: Sequence[Score], agreement: Any) -> dict[str, Any]:
     """Per judge: how often its two orders disagree, and how often it picks the first shown."""
+    from pytest_aie.judge.scorer import unswapped
+
     out = {}
     for judge in scorer.judges:
         first, swapped = [], []
@@ -155,7 +157,7 @@ def _position(scorer: JudgeScorer, scores: Sequence[Score], agreement: Any) -> d
             ba = next((j["value"] for j in pair if j["order"] == "BA"), None)
             if ab is not None and ba is not None:
                 first.append(ab)
-                swapped.append({"A": "B", "B": "A"}.get(ba, ba))  # back to the original labels
+                swapped.append(unswapped(ba))
         out[judge] = _plain(agreement.flip_rate(first, swapped))
     return out
 
@@ -182,13 +184,12 @@ def _judges_agreement(scorer: JudgeScorer, scores: Sequence[Score], agreement: A
 
 
 def _judge_winner(sc: Score, judge: str) -> Any:
+    from pytest_aie.judge.scorer import pair_winner
+
     pair = [j for j in sc.details.get("judgments", []) if j["judge"] == judge]
     ab = next((j["value"] for j in pair if j["order"] == "AB"), None)
     ba = next((j["value"] for j in pair if j["order"] == "BA"), None)
-    if ab is None or ba is None:
-        return None
-    ba = {"A": "B", "B": "A"}.get(ba, ba)
-    return ab if ab == ba else "tie"
+    return pair_winner(ab, ba)
 
 
 def _as_dict(value: Any, key: str) -> dict[str, Any]:

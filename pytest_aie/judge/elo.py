@@ -30,13 +30,12 @@ from typing import Any, ClassVar, Sequence
 from pytest_aie.engines.base import Generation, Request
 from pytest_aie.errors import UsageError
 from pytest_aie.judge.rubrics import load_rubric
-from pytest_aie.judge.scorer import JudgeScorer
+from pytest_aie.judge.scorer import JudgeScorer, _asked, pair_winner, unswapped
 from pytest_aie.judge.verdicts import read_reply
 from pytest_aie.scorers.base import Sample, Score
 
 __all__ = ["EloScorer", "build_elo"]
 
-_SWAP = {"A": "B", "B": "A", "tie": "tie"}
 _OUTCOME = {"A": "a", "B": "b", "tie": "tie"}
 
 
@@ -172,14 +171,13 @@ class EloScorer(JudgeScorer):
                 if len(slot) == 2:
                     del self._pending[key]
                     ab, ba = slot["AB"], slot["BA"]
-                    if ab is None or ba is None:
+                    winner = pair_winner(ab, ba)
+                    if ab is None or ba is None or winner is None:
                         self._unread += 1
                         continue
-                    second = _SWAP[ba]
-                    winner = ab if ab == second else "tie"
                     self._battles.append(Battle(x, y, _OUTCOME[winner],  # type: ignore[arg-type]
                                                 samples[s].case.id))
-                    self._flips.append((ab, second))
+                    self._flips.append((ab, unswapped(ba)))
             self._read[s] = len(gens)
 
     # --- human battles ------------------------------------------------------------------
@@ -298,12 +296,6 @@ def ratings_flip(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     from pytest_aie.stats.agreement import flip_rate
 
     return dict(_plain(flip_rate([a for a, _ in pairs], [b for _, b in pairs])))
-
-
-def _asked(s: Sample) -> str:
-    from pytest_aie.judge.scorer import _asked as asked
-
-    return asked(s)
 
 
 def build_elo(rubric: str = "preference", *, base_dir: Path, engine: Any = None,

@@ -33,6 +33,19 @@ __all__ = ["JudgeScorer", "build_judge"]
 
 Call = tuple[str, str | None, Request]  # (judge model, order "AB"/"BA" or None, request)
 _SWAP = {"A": "B", "B": "A", "tie": "tie"}
+
+
+def unswapped(label: str) -> str:
+    """A winner given with the answers shown as (B, A), in the original (A, B) labels."""
+    return _SWAP[label]
+
+
+def pair_winner(ab: str | None, ba: str | None) -> str | None:
+    """The winner of one pair judged in both orders (``ba`` as the judge said it, on the
+    swapped answers): the same winner both times, else a tie; None when either is missing."""
+    from pytest_aie.stats.agreement import consistent_winner
+
+    return None if ab is None or ba is None else consistent_winner(ab, unswapped(ba))
 _WIN = {"A": 1.0, "tie": 0.5, "B": 0.0}
 
 
@@ -235,10 +248,9 @@ class JudgeScorer(ModelScorer):
         for pair in per_judge.values():
             ab = next(j for j in pair if j["order"] == "AB")
             ba = next(j for j in pair if j["order"] == "BA")
-            if ab["value"] is None or ba["value"] is None:
-                continue
-            first, second = ab["value"], _SWAP[ba["value"]]  # both in the original labels
-            winners.append(first if first == second else "tie")
+            winner = pair_winner(ab["value"], ba["value"])
+            if winner is not None:
+                winners.append(winner)
         details["winners"] = winners
         if not winners:
             return _unreadable(self.metric, judgments, details)
@@ -257,11 +269,10 @@ class JudgeScorer(ModelScorer):
 
 
 def _combine(values: list[Any], how: str, numeric: bool) -> Any:
+    """The judges' combined value: the mean of numbers, else the strict majority (labels have
+    no mean); None when no value has a strict majority."""
     if how == "mean" and numeric:
         return sum(values) / len(values)
-    if how == "mean":  # verdict labels: the share of passing labels is not a label
-        top, count = Counter(values).most_common(1)[0]
-        return top if count * 2 > len(values) else None
     top, count = Counter(values).most_common(1)[0]
     return top if count * 2 > len(values) else None
 
