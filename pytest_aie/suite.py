@@ -325,7 +325,7 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], Mapping[str, Any]],
     prompt = kwargs.get("prompt")
     required = list(template_fields(prompt))
     target = kwargs.get("target")
-    if target is not None and not callable(target):
+    if target is not None and not callable(target) and not hasattr(target, "run_cases"):
         raise UsageError(f"@pytest.mark.dataset(target={target!r}) is not callable",
                          fix="pass your application's function: target=answer (not answer())")
     stray = [k for k in _TARGET_ARGS[1:] if k in kwargs and target is None]

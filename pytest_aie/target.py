@@ -15,6 +15,11 @@ A target is any of:
 * ``def answer(cases) -> list[str]`` with ``target_batch=True``: the whole suite in one call
   (``target_batch=16``: in calls of 16 cases).
 
+* an object with ``run_cases(cases, model) -> list[Generation]``: a *batch target* that the
+  harness hands the whole suite (a retriever's ``as_target()``, an
+  :class:`~pytest_aie.agent.Agent`); its ``target_identity(model)`` names what its outputs
+  depend on, for the cache, and its ``target_label`` its name.
+
 A parameter named ``model`` receives the session's model (``model.generate(...)``), so a
 target can be "retrieve, then ask the model". It may return a ``str`` or a
 :class:`~pytest_aie.engines.base.Generation`; an exception becomes that case's error (the case is
@@ -43,6 +48,9 @@ __all__ = ["TargetEngine", "target_label", "target_request"]
 
 def target_label(fn: Callable[..., Any]) -> str:
     """The target's name in results and reports: ``module.qualname``."""
+    label = getattr(fn, "target_label", None)
+    if isinstance(label, str):
+        return label
     module = getattr(fn, "__module__", "") or ""
     name = getattr(fn, "__qualname__", None) or type(fn).__name__
     return f"{module.rsplit('.', 1)[-1]}.{name}" if module else name
@@ -64,7 +72,8 @@ class TargetEngine(Engine):
     def __init__(self, fn: Callable[..., Any], *, batch: bool | int = False,
                  concurrency: int = 8, ident: str | None = None,
                  model: Callable[[], Any] | None = None) -> None:
-        if not callable(fn):
+        self._runner = getattr(fn, "run_cases", None)
+        if not callable(fn) and self._runner is None:
             raise UsageError(f"target={fn!r} is not callable",
                              fix="pass a function: target=my_app (not target=my_app())")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -76,8 +85,8 @@ class TargetEngine(Engine):
         self.label = target_label(fn)
         self.ident = ident
         self._get_model = model
-        self._is_async = inspect.iscoroutinefunction(fn)
-        params = inspect.signature(fn).parameters
+        self._is_async = self._runner is None and inspect.iscoroutinefunction(fn)
+        params = inspect.signature(self._runner or fn).parameters
         self._wants_model = "model" in params
         self._cases: dict[str, Any] = {}
         self.preferred_batch_size = 4096
@@ -87,6 +96,10 @@ class TargetEngine(Engine):
     def identity(self) -> dict[str, Any]:
         from pytest_aie.engines.scripted import _code_digest
 
+        if self._runner is not None and self.ident is None:
+            model = self._get_model() if self._get_model is not None else None
+            version = self.fn.target_identity(model)
+            return {"engine": self.name, "model": self.label, "version": version}
         return {"engine": self.name, "model": self.label,
                 "version": self.ident or _code_digest(self.fn)}
 
@@ -95,7 +108,7 @@ class TargetEngine(Engine):
         self._cases.update(cases)
 
     def describe_batches(self, n: int, call_size: int) -> str:
-        if self.batch:
+        if self.batch or self._runner is not None:
             return super().describe_batches(n, call_size)
         return f"with up to {min(n, self.concurrency)} cases in flight"
 
@@ -154,12 +167,25 @@ class TargetEngine(Engine):
                                  "cases")] * len(cases)
         return [self._wrap(o, took, len(cases)) for o in outs]
 
+    def _run_cases(self, cases: list[Any]) -> list[Generation]:
+        started = time.perf_counter()
+        try:
+            outs = list(self._runner(cases, **self._kwargs()))  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - the suite's cases become errors, not a crash
+            return [self._failed(f"{self.label} raised {type(exc).__name__}: {exc}")] * len(cases)
+        if len(outs) != len(cases):
+            return [self._failed(f"{self.label} returned {len(outs)} outputs for {len(cases)} "
+                                 "cases")] * len(cases)
+        return [self._wrap(o, time.perf_counter() - started, len(cases)) for o in outs]
+
     def generate(self, requests: Sequence[Request]) -> list[Generation]:
         missing = [r for r in requests if r.key() not in self._cases]
         if missing:
             raise UsageError("a target was asked for a request that is no case of its suite",
                              fix="targets run only through @pytest.mark.dataset(target=...)")
         cases = [self._cases[r.key()] for r in requests]
+        if self._runner is not None:
+            return self._run_cases(cases)
         if self.batch:
             size = self.micro_batch or len(cases)
             out: list[Generation] = []

@@ -39,6 +39,7 @@ class Capability:
     ADAPTERS = "adapters"  # per-request adapter (LoRA) names
     SCHEMA = "schema"  # per-request output JSON schema (constrained decoding)
     TIMINGS = "timings"  # per-request wall-clock timings
+    TOOLS = "tools"  # native tool calling: Request.tools in, Generation.tool_calls out
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ class Request:
     adapter: str | None = None  # adapter (LoRA) name, for engines with Capability.ADAPTERS
     output_schema: dict[str, Any] | None = None  # JSON schema, for Capability.SCHEMA
     stream: bool = False  # ask for streaming timings (time to first token)
+    #: JSON tool schemas in the OpenAI format ({"type": "function", "function": {...}}),
+    #: for engines with Capability.TOOLS (the agent loop uses a text protocol elsewhere)
+    tools: tuple[dict[str, Any], ...] | None = None
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
@@ -95,11 +99,13 @@ class Request:
                 if "role" not in m or "content" not in m:
                     raise ValueError(f"chat message needs 'role' and 'content': {m!r}")
             object.__setattr__(self, "messages", msgs)
+        if self.tools is not None:
+            object.__setattr__(self, "tools", tuple(dict(t) for t in self.tools))
 
     def to_dict(self) -> dict[str, Any]:
         # Written out rather than dataclasses.asdict: this runs once per case (cache keys).
         s = self.sampling
-        return {
+        out: dict[str, Any] = {
             "messages": None if self.messages is None else [dict(m) for m in self.messages],
             "prompt": self.prompt,
             "sampling": {"temperature": s.temperature, "top_p": s.top_p,
@@ -109,6 +115,9 @@ class Request:
             "output_schema": self.output_schema,
             "stream": self.stream,
         }
+        if self.tools is not None:  # only when set: older cache keys stay valid
+            out["tools"] = [dict(t) for t in self.tools]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Request:
@@ -118,7 +127,9 @@ class Request:
         if "stop" in sampling:
             sampling["stop"] = tuple(sampling["stop"])
         msgs = data.pop("messages", None)
+        tools = data.pop("tools", None)
         return cls(
+            tools=tuple(tools) if tools is not None else None,
             messages=tuple(msgs) if msgs is not None else None,
             sampling=Sampling(**sampling),
             **data,
@@ -155,6 +166,13 @@ class Generation:
     cached: bool = False  # served from the generation cache: timings are not measurements
     error: str | None = None  # set when the engine failed on this request
     token_logprobs: list[float] | None = None
+    #: native tool calls the model made: [{"id": ..., "name": ..., "arguments": {...} or the
+    #: raw string when it is not JSON}] (engines with Capability.TOOLS)
+    tool_calls: list[dict[str, Any]] | None = None
+    #: what a retrieval or RAG target retrieved, best first: [{"id", "score", "text"}]
+    retrieved: list[dict[str, Any]] | None = None
+    #: an agent's run, step by step (see pytest_aie.agent.trajectory)
+    trajectory: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -227,6 +245,9 @@ class Engine(abc.ABC):
                 f"engine {self.name!r} does not return token log-probabilities",
                 fix="use the hf engine, or an OpenAI-compatible server that returns logprobs",
             )
+        if request.tools is not None and not self.supports(Capability.TOOLS):
+            raise EngineError(f"engine {self.name!r} has no native tool calling",
+                              fix="let the agent use its text protocol (protocol='text')")
         if request.messages is not None and not self.supports(Capability.CHAT):
             raise EngineError(f"engine {self.name!r} does not accept chat messages",
                               fix="give the case a prompt instead of messages")
