@@ -89,6 +89,13 @@ class CaseRecord:
     samples: list[dict[str, Any]] | None = _f("repeated sampling: each sample's `seed`, "
                                               "`output`, `passed`, `value`, `reason`",
                                               optional=True)
+    retrieved: list[dict[str, Any]] | None = _f("what a retrieval or RAG target retrieved, best "
+                                                "first: `id`, `score`, `text`, `rank`",
+                                                optional=True)
+    trajectory: dict[str, Any] | None = _f("an agent's run: `task`, `steps` (each step's "
+                                           "`output`, `tool`, `arguments`, `result`, `error`, "
+                                           "`refused`, tokens, `seconds`), `answer`, `stopped`",
+                                           optional=True)
     type: str = _f("always `case` (the run header's is `run`)", "case")
 
     def to_dict(self) -> dict[str, Any]:

@@ -43,6 +43,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from pytest_aie.drilldown import judgments_text, passages_text, ranking_text, trajectory_text
 from pytest_aie.errors import AieError
 from pytest_aie.files import write_atomic
 from pytest_aie.records import (
@@ -194,23 +195,6 @@ def _script_json(value: Any) -> str:
     return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
-def _judgments(details: dict[str, Any]) -> str:
-    """A judge's judgments of one case as text: who, in which order, what, and why."""
-    lines = []
-    for j in details.get("judgments") or ():
-        order = f" ({j['order']})" if j.get("order") else ""
-        if j.get("value") is None:
-            lines.append(f"{j.get('judge')}{order}: unreadable ({j.get('error')}): {j.get('raw')!r}")
-        else:
-            fixed = ", after a repair request" if j.get("repaired") else ""
-            lines.append(f"{j.get('judge')}{order}: {j['value']}{fixed}: {j.get('rationale')}")
-    if details.get("human") is not None:
-        lines.append(f"human label: {details['human']}")
-    if details.get("untrusted"):
-        lines.append(f"judge untrusted: {details['untrusted']}")
-    return "\n".join(lines)
-
-
 def _expected(case: Mapping[str, Any]) -> tuple[Any, str | None]:
     """What the case was compared against, and a label when that is not ``expected``: the
     field a scorer was pointed at (``exact(field="answer")``), or a case's ``references``."""
@@ -274,13 +258,13 @@ def _case_blob(header: Mapping[str, Any], cases: Iterable[Mapping[str, Any]],
         }
         details = case.get("details") or {}
         if details.get("judgments"):  # an AI judge: each judgment with its rationale
-            row["judge"] = text(_judgments(details))
+            row["judge"] = text(judgments_text(details))
         if details.get("ranking"):  # an elo suite: the suite's ranking, best first
-            row["ranking"] = text("\n".join(
-                f"{n}. {r['model']}: {r['rating']:.0f}"
-                + ("" if r.get("low") is None else f" [{r['low']:.0f}, {r['high']:.0f}]")
-                for n, r in enumerate(details["ranking"], 1)) + "".join(
-                f"\nexpect {g['expect']}: {g['verdict']}" for g in details.get("expect") or ()))
+            row["ranking"] = text(ranking_text(details))
+        if case.get("retrieved"):  # a retrieval or RAG target: the passages, best first
+            row["retrieved"] = text(passages_text(case["retrieved"], details.get("relevant")))
+        if case.get("trajectory"):  # an agent: its run step by step
+            row["trajectory"] = text(trajectory_text(case["trajectory"]))
         if details.get("injection"):
             row["flags"] = text("\n".join(details["injection"]))
         if case.get("engine") not in (None, run_engine):

@@ -172,6 +172,7 @@ class AieSession:
             completion_tokens=sum(g.completion_tokens or 0 for g in gens),
             timings=dict(vars(gen.timings)), details=scores[0].details,
             references=run.case.fields.get("references"),
+            retrieved=gen.retrieved, trajectory=gen.trajectory,
             **reference_fields(ev.scorer, run.case))  # what the scorer compared with
         if len(gens) > 1:
             from pytest_aie.stats.sampling import consistency

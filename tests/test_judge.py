@@ -332,7 +332,8 @@ def test_stale_human_labels_are_not_used(pytester: pytest.Pytester) -> None:
     ('judge("correctness", combine="median")', "is not a way to combine judges"),
     ('judge("correctness", min_kappa=2)', "must be a kappa in [-1, 1]"),
     ('judge("correctness", rubrik="x")', "unknown argument 'rubrik'"),
-    ('judge("faithfulness")', "missing field(s): context"),  # the cases have no context
+    # the cases have no context and the output no retrieved passages
+    ('judge("faithfulness")', "uses variable 'context', which is not set for case"),
 ])
 def test_bad_judge_arguments_are_one_clear_error(pytester: pytest.Pytester, marker: str,
                                                  message: str) -> None:

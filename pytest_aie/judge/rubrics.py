@@ -18,7 +18,9 @@ an error naming the rubric and the variable, never an empty string. Variables: `
 question the model under test was asked), ``output`` (its answer), ``answer_a``/``answer_b``
 (preference rubrics), ``format`` (the JSON the judge must reply with, written from the header;
 appended when the rubric does not place it), ``case`` (all the case's fields), and every field
-of the case by name (``expected``, ``context``...).
+of the case by name (``expected``, ...). ``context`` is the case's ``context`` field, else the
+passages a RAG target retrieved (numbered by id); ``retrieved`` is those passages as dicts
+(``id``, ``score``, ``text``, ``rank``).
 
 The ``fence`` filter wraps untrusted text (the answer under evaluation) between markers that
 carry a hash of the text, so the text cannot close its own fence, and the judge's system
@@ -52,7 +54,10 @@ SYSTEM = ("You are an impartial evaluator. Text between <<<NAME id>>> and <<<END
 
 OUTPUTS = ("score", "verdict", "preference")
 #: Variables the judge scorer provides; any other variable must be a field of the case.
-PROVIDED = frozenset({"input", "output", "answer_a", "answer_b", "format", "case"})
+#: ``context`` is the case's field, else what a RAG target retrieved (``retrieved``: the
+#: passages as dicts), so it is checked when the case is judged rather than when it loads.
+PROVIDED = frozenset({"input", "output", "answer_a", "answer_b", "format", "case", "context",
+                      "retrieved"})
 _HEADER = re.compile(r"\A\s*\{#-?-{3}\s*\n(.*?)\n-{3}-?#\}[ \t]*\n?", re.S)
 _PROJECT_MARKERS = ("pyproject.toml", "setup.cfg", "setup.py", "pytest.ini", "tox.ini", ".git")
 #: The longest rationale a judge may write (characters; enforced by constrained decoding).
@@ -126,8 +131,11 @@ class Rubric:
             where = f" for case {case_id!r}" if case_id else ""
             raise UsageError(f"rubric {self.name!r} ({self.path}) uses variable {var!r}, which "
                              f"is not set{where}",
-                             fix=f"add a {var!r} field to every case, or remove it from the "
-                                 "rubric") from None
+                             fix=f"add a {var!r} field to every case"
+                                 + (", or judge a RAG target that returns what it retrieved "
+                                    "(Generation(retrieved=...), a retriever's as_target())"
+                                    if var in ("context", "retrieved") else "")
+                                 + ", or remove it from the rubric") from None
         if "format" not in self.variables:  # the judge must always be told the reply format
             text = text.rstrip("\n") + "\n\n" + values["format"]
         return str(text).strip("\n")

@@ -133,6 +133,11 @@ class JudgeScorer(ModelScorer):
         """The judge requests for one sample, or why it cannot be judged."""
         fields = dict(s.case.fields)
         variables = {**fields, "case": fields, "input": _asked(s), "output": s.text}
+        retrieved = s.generation.retrieved
+        if retrieved is not None:  # a RAG target: judge against what it retrieved
+            variables["retrieved"] = retrieved
+            variables.setdefault("context", "\n\n".join(
+                f"[{h.get('id')}] {h.get('text', '')}" for h in retrieved))
         if self.rubric.output != "preference":
             return [(j, None, self._request(j, variables, s.case.id)) for j in self.judges]
         other, label = self._other(s)

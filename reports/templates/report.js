@@ -128,6 +128,8 @@
     if (c.reason && c.reason.length > 80) { grid.appendChild(block("Reason", c.reason)); }
     if (c.judge) { grid.appendChild(block("Judge", c.judge)); }
     if (c.ranking) { grid.appendChild(block("Ranking (Bradley-Terry, Elo scale, interval)", c.ranking)); }
+    if (c.retrieved) { grid.appendChild(block("Retrieved passages (best first)", c.retrieved)); }
+    if (c.trajectory) { grid.appendChild(block("Agent trajectory, step by step", c.trajectory)); }
     if (c.flags) { grid.appendChild(block("Flagged: the output tries to instruct the judge", c.flags)); }
     var facts = el("div", "facts");
     fact(facts, "node", c.nodeid);
