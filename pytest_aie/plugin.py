@@ -263,9 +263,12 @@ def evaluate(request: pytest.FixtureRequest, case: Case) -> Callable[[Any], None
     nodeid = request.node.nodeid
 
     def hand_over(output: Any) -> None:
+        if hasattr(output, "to_generation"):  # an agent's Trajectory
+            output = output.to_generation()
         if not isinstance(output, (str, Generation)):
-            raise TypeError(f"evaluate() takes the output text (a str), got "
-                            f"{type(output).__name__}: {show(output, 80)}")
+            raise TypeError(f"evaluate() takes the output text (a str), a Generation or an "
+                            f"agent's Trajectory, got {type(output).__name__}: "
+                            f"{show(output, 80)}")
         aie.submitted[nodeid] = output
 
     return hand_over
@@ -285,6 +288,55 @@ def models(request: pytest.FixtureRequest) -> Models:
     ``--aie-models base=hf:PATH,candidate=hf:OTHER`` (ini ``aie_models``)."""
     aie = _aie(request.config)
     return Models(aie.model, aie.model_names)
+
+
+@pytest.fixture
+def retriever(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """A retriever factory: ``retriever("bm25", corpus="docs.jsonl")`` (kinds: bm25, dense,
+    hybrid, hybrid:weighted; ``corpus`` a path relative to the test file, or a list of
+    documents; other keywords go to the retriever). Indexed on first search and cached on
+    disk by corpus content and settings; the same arguments give the same retriever for the
+    whole session. ``retriever(...).search(["query"], k=5)`` returns ranked hits."""
+    from pytest_aie.retrieval import make_retriever
+
+    made = _aie(request.config).retrievers
+    base = Path(str(request.node.path)).parent
+
+    def make(kind: str = "hybrid", *, corpus: Any = None, **options: Any) -> Any:
+        if isinstance(corpus, (str, Path)) and not Path(corpus).is_absolute():
+            corpus = base / corpus
+        key = repr((kind, corpus if not isinstance(corpus, list) else id(corpus),
+                    sorted(options.items())))
+        if key not in made:
+            made[key] = make_retriever(kind, corpus=corpus, **options)
+        return made[key]
+
+    return make
+
+
+@pytest.fixture
+def agent(model: Model) -> Callable[..., Any]:
+    """An agent factory on the session's model: ``agent(tools=[add, lookup]).run("task")``
+    returns the :class:`~pytest_aie.agent.Trajectory` (``evaluate(trajectory)`` hands it to
+    the test's eval markers); ``.run_many(tasks)`` runs a batch, every agent advancing one
+    step per engine call. Keywords are :class:`~pytest_aie.agent.Agent`'s (``max_steps``,
+    ``max_seconds``, ``system``, ``protocol``, ``allow_state_changes``)."""
+    from pytest_aie.agent import Agent
+
+    class BoundAgent:
+        def __init__(self, runner: Agent) -> None:
+            self.agent = runner
+
+        def run(self, task: str) -> Any:
+            return self.agent.run(model, [task])[0]
+
+        def run_many(self, tasks: list[str]) -> list[Any]:
+            return self.agent.run(model, list(tasks))
+
+    def make(tools: Any, **options: Any) -> BoundAgent:
+        return BoundAgent(Agent(tools, **options))
+
+    return make
 
 
 @pytest.hookimpl(wrapper=True)

@@ -55,6 +55,7 @@ class AieSession:
     shown_errors: set[str] = field(default_factory=set)  # already printed by pytest
     failed_items: set[str] = field(default_factory=set)  # harness errors a test already failed on
     submitted: dict[str, Any] = field(default_factory=dict)  # test-body outputs (evaluate)
+    retrievers: dict[str, Any] = field(default_factory=dict)  # the retriever fixture's, by arguments
     log: ResultsLog | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)  # per-suite gate results

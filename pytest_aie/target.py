@@ -100,8 +100,12 @@ class TargetEngine(Engine):
             model = self._get_model() if self._get_model is not None else None
             version = self.fn.target_identity(model)
             return {"engine": self.name, "model": self.label, "version": version}
-        return {"engine": self.name, "model": self.label,
-                "version": self.ident or _code_digest(self.fn)}
+        ident = {"engine": self.name, "model": self.label,
+                 "version": self.ident or _code_digest(self.fn)}
+        if self._wants_model and self._get_model is not None and self.ident is None:
+            # a target that calls the session's model: its outputs change with that model
+            ident["uses"] = self._get_model().key
+        return ident
 
     def bind(self, cases: dict[str, Any]) -> None:
         """Which case each request stands for (request key -> case)."""

@@ -162,4 +162,26 @@ def test_wrong_type(case, evaluate):
     result = pytester.runpytest()
     result.assert_outcomes(failed=4)
     result.stdout.fnmatch_lines(["*did not hand its output over: call evaluate(output)*"])
-    result.stdout.fnmatch_lines(["*evaluate() takes the output text (a str), got int: 42*"])
+    result.stdout.fnmatch_lines(["*evaluate() takes the output text (a str), a Generation or an agent*got int: 42*"])
+
+
+def test_a_target_that_calls_the_model_is_regenerated_when_the_model_changes(
+        pytester: pytest.Pytester) -> None:
+    """The target's cache key includes the session model's identity: a new model is not
+    served the old model's answers."""
+    cases = CASES[:3]
+    write_scripted_suite(pytester, cases, {c["question"]: c["expected"] for c in cases}, APP + """
+@pytest.mark.dataset("cases.jsonl", target=answer_with_model)
+@pytest.mark.exact(min_pass_rate=0.5)
+def test_app(case, output):
+    pass
+""")
+    from scripted_suite import write_answers
+    write_answers(pytester, {c["question"]: "wrong" for c in cases}, name="wrong")
+    cache = ["--aie-cache", "on", "--aie-cache-dir", str(pytester.path / "cache")]
+    assert pytester.runpytest(*cache).ret == 0
+    assert [r["output"] for r in records(pytester)] == ["1", "2", "3"]
+    # the same target on another model: regenerated, not read from the first model's cache
+    pytester.runpytest(*cache, "--aie-model", "wrong.jsonl")
+    assert [r["output"] for r in records(pytester)] == ["wrong"] * 3
+    assert not any(r["cached"] for r in records(pytester))
