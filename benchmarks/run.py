@@ -21,6 +21,8 @@ BENCHMARKS = [
     "latency_probe.py",         # hf_ttft_ms, hf_tpot_ms, probe_ttft_overhead_ratio
     "judge_batching.py",        # judge_batching_speedup (about 8 minutes)
     "elo_scheduling.py",        # elo_calls_ratio, elo_scheduled_agreement (2-4 minutes)
+    "retrieval.py",             # bm25_qps_10k, dense_qps_10k, dense_index_10k_s, hnsw_recall_at_10
+    "agent_batching.py",        # agent_step_batching_speedup
     "vllm_throughput.py",       # vllm_suite_throughput_ratio, vllm_vs_hf_throughput (.venv-vllm)
 ]
 #: benchmarks that run in vLLM's own environment (`make install-vllm`)

@@ -102,7 +102,7 @@ class TargetEngine(Engine):
             return {"engine": self.name, "model": self.label, "version": version}
         ident = {"engine": self.name, "model": self.label,
                  "version": self.ident or _code_digest(self.fn)}
-        if self._wants_model and self._get_model is not None and self.ident is None:
+        if self._wants_model and self._get_model is not None:
             # a target that calls the session's model: its outputs change with that model
             ident["uses"] = self._get_model().key
         return ident
