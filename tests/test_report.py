@@ -541,3 +541,48 @@ def test_browser_scored_and_invisible_characters(chromium: Any, tmp_path: Path) 
         assert "\u202e" not in page.inner_text("body")
         assert ["Expected (field 'answer')", "42"] in [list(b) for b in blocks[3:]]
         assert log.errors == []
+
+
+def test_browser_shows_retrieved_passages_and_agent_trajectories_as_text(
+        chromium: Any, tmp_path: Path) -> None:
+    """A RAG case shows what was retrieved next to the answer (relevant ones marked); an agent
+    case its trajectory step by step; hostile text in either stays text."""
+    rag = make_case(0) | {
+        "output": "Paris", "details": {"relevant": ["eiffel"]},
+        "retrieved": [{"id": "eiffel", "score": 0.91, "text": "The Eiffel Tower is in Paris.",
+                       "rank": 1},
+                      {"id": "nile", "score": 0.2, "text": "<img src=x onerror=alert(1)>",
+                       "rank": 2}]}
+    agent = make_case(1) | {"output": "391", "trajectory": {
+        "task": "What is 17 times 23?", "protocol": "text", "tools": [], "state_changing": [],
+        "steps": [
+            {"index": 0, "output": '{"tool": "calculate"}', "tool": "calculate",
+             "arguments": {"expression": "17*23"}, "result": "391.0", "error": None,
+             "refused": False, "prompt_tokens": 120, "completion_tokens": 14, "seconds": 0.5},
+            {"index": 1, "output": '{"tool": "send_email"}', "tool": "send_email",
+             "arguments": {"to": "a@b"}, "result": None, "error": "refused", "refused": True,
+             "prompt_tokens": 150, "completion_tokens": 12, "seconds": 0.4},
+            {"index": 2, "output": '{"answer": "391"}', "tool": None, "arguments": None,
+             "result": None, "error": None, "refused": False, "prompt_tokens": 170,
+             "completion_tokens": 8, "seconds": 0.3}],
+        "answer": "391", "stopped": "answer", "error": None,
+        "prompt_tokens": 440, "completion_tokens": 34, "seconds": 1.2}}
+    path = render_html(make_header(), [rag, agent], None, tmp_path / "report.html")
+    with open_page(chromium, path) as (page, log):
+        page.locator("tr.case-row").nth(0).click()
+        page.locator("tr.case-row").nth(1).click()
+        blocks = dict(page.eval_on_selector_all(
+            "tr.detail-row .block",
+            "bs => bs.map(b => [b.querySelector('h4').textContent, b.querySelector('pre').textContent])"))
+        passages = blocks["Retrieved passages (best first)"]
+        assert passages.splitlines() == [
+            "1. eiffel (0.910) [relevant]: The Eiffel Tower is in Paris.",
+            "2. nile (0.200): <img src=x onerror=alert(1)>"]
+        steps = blocks["Agent trajectory, step by step"].splitlines()
+        assert steps[0].startswith("task: What is 17 times 23?")
+        assert "  call calculate({\"expression\": \"17*23\"})" in steps
+        assert "  result: 391.0" in steps
+        assert "  REFUSED: the tool changes state and this is an eval run" in steps
+        assert steps[-1] == "answer: 391"
+        assert page.locator("img").count() == 0
+        assert log.errors == []
