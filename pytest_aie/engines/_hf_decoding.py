@@ -13,6 +13,7 @@ import math
 from typing import TYPE_CHECKING, Any, Sequence
 
 from pytest_aie.engines._hf_loading import torch_module
+from pytest_aie.engines._tool_calls import template_messages
 from pytest_aie.engines.base import Request, Sampling
 from pytest_aie.errors import EngineError
 
@@ -35,14 +36,17 @@ def eos_ids(model: Any, tokenizer: Any) -> set[int]:
 
 def encode(tokenizer: Any, request: Request, model_ref: str) -> list[int]:
     """The prompt token ids of a request: chat messages through the chat template (generation
-    prompt added, no extra special tokens), a raw prompt as the tokenizer encodes it. Never
+    prompt added, no extra special tokens; the request's tools passed to it, tool-call
+    arguments as dicts), a raw prompt as the tokenizer encodes it. Never
     empty. Raises :class:`EngineError` for messages when the model has no chat template."""
     if request.messages is not None:
         if not getattr(tokenizer, "chat_template", None):
             raise EngineError(f"model {model_ref!r} has no chat template",
                               fix="give the case a prompt instead of messages, or use a chat model")
+        tools = {"tools": [dict(t) for t in request.tools]} if request.tools is not None else {}
         text = tokenizer.apply_chat_template(
-            list(request.messages), tokenize=False, add_generation_prompt=True)
+            template_messages(request.messages), tokenize=False, add_generation_prompt=True,
+            **tools)
         ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
     else:
         ids = list(tokenizer(request.prompt)["input_ids"])

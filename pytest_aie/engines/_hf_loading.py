@@ -14,8 +14,8 @@ from typing import Any
 
 from pytest_aie.errors import EngineError, require
 
-__all__ = ["DTYPES", "FIX_MODEL", "hub_revision", "load_model", "resolve_device_dtype",
-           "torch_module", "transformers_module"]
+__all__ = ["DTYPES", "FIX_MODEL", "hub_revision", "load_model", "load_tokenizer",
+           "resolve_device_dtype", "torch_module", "transformers_module"]
 
 FIX_MODEL = (
     "--aie-model takes a Hugging Face model id that is already in the local Hugging Face cache, "
@@ -69,6 +69,24 @@ def hub_revision(model_ref: str) -> str | None:
     return None
 
 
+def load_tokenizer(model_ref: str, *, local: bool) -> Any:
+    """The model's tokenizer alone (no weights: its chat template is all some callers need).
+    Raises :class:`EngineError` when the model is neither a local folder nor cached while
+    offline, or cannot be read."""
+    transformers = transformers_module()
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get(
+        "TRANSFORMERS_OFFLINE", "") not in ("", "0")
+    if not local and offline and hub_revision(model_ref) is None:
+        raise EngineError(f"model {model_ref!r} is not a local folder and not in the "
+                          "Hugging Face cache (offline mode)", fix=FIX_MODEL)
+    try:
+        return transformers.AutoTokenizer.from_pretrained(model_ref)
+    except (OSError, ValueError) as exc:
+        raise EngineError(f"hf engine cannot load model {model_ref!r}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                          fix=FIX_MODEL) from exc
+
+
 def load_model(model_ref: str, *, local: bool, device: str, dtype: str,
                threads: int | None) -> tuple[Any, Any]:
     """``(model, tokenizer)``: the causal LM on ``device`` in eval mode, and its tokenizer set to
@@ -76,13 +94,8 @@ def load_model(model_ref: str, *, local: bool, device: str, dtype: str,
     (process-wide) when the device is the CPU. Raises :class:`EngineError` when the model is
     neither a local folder nor cached while offline, cannot be read, or the device is unusable."""
     torch, transformers = torch_module(), transformers_module()
-    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get(
-        "TRANSFORMERS_OFFLINE", "") not in ("", "0")
-    if not local and offline and hub_revision(model_ref) is None:
-        raise EngineError(f"model {model_ref!r} is not a local folder and not in the "
-                          "Hugging Face cache (offline mode)", fix=FIX_MODEL)
+    tokenizer = load_tokenizer(model_ref, local=local)
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(model_ref)
         model = transformers.AutoModelForCausalLM.from_pretrained(
             model_ref, dtype=getattr(torch, dtype))
     except (OSError, ValueError) as exc:

@@ -10,6 +10,12 @@ mapping stay there).
   (``ttft_s``) and time per output token after it (``tpot_s``), asking without
   ``stream_options`` once the server rejected that field (remembered on the engine);
 * both cut the text before the first stop string (:func:`_cut_at_stop`), as the OpenAI API does;
+* a chat request with ``tools`` sends them as ``tools=`` (and earlier tool calls in the messages
+  with their arguments as JSON strings, as the API wants); ``message.tool_calls`` (streamed:
+  the merged ``delta.tool_calls``) come back as ``Generation.tool_calls`` with the arguments
+  JSON-decoded (the raw string kept when it is not a JSON object), ``finish_reason
+  "tool_calls"``. A server that returned no calls but left ``<tool_call>`` blocks (or a bare
+  call's JSON) in the text gets them parsed here (:mod:`._tool_calls`);
 * a request with an ``output_schema`` carries it as ``response_format={"type": "json_schema",
   "json_schema": {"name": "output", "schema": ..., "strict": true}}`` (chat: the API's own
   field; raw prompts: the same field in the body of ``/completions``, which vLLM's server reads
@@ -25,6 +31,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Sequence
 
+from pytest_aie.engines._tool_calls import api_messages, call_from_api, parse_tool_calls
 from pytest_aie.engines.base import Generation, Request, Timings
 
 if TYPE_CHECKING:
@@ -47,9 +54,11 @@ def params(engine: OpenAIEngine, request: Request) -> dict[str, Any]:
     if s.logprobs:
         out["logprobs"] = True if request.messages is not None else 0
     if request.messages is not None:
-        out["messages"] = [dict(m) for m in request.messages]
+        out["messages"] = api_messages(request.messages)
     else:
         out["prompt"] = request.prompt
+    if request.tools is not None:  # chat only: the engine's check refuses tools on a prompt
+        out["tools"] = [dict(t) for t in request.tools]
     if request.output_schema is not None:
         response_format = {"type": "json_schema", "json_schema": {
             "name": "output", "schema": request.output_schema, "strict": True}}
@@ -117,8 +126,15 @@ def _finish(
     logprobs: list[float] | None,
     timings: Timings,
     counted_tokens: int | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
 ) -> Generation:
     text, finish_reason = _cut_at_stop(text, request.sampling.stop, finish_reason)
+    if request.tools is not None and not tool_calls:
+        # a server that left the calls in the text (transformers serve without a response
+        # template for the model, vLLM without a tool parser for it): read them here
+        text, tool_calls = parse_tool_calls(text, request.tools)
+    if tool_calls and finish_reason in ("stop", None, "function_call"):
+        finish_reason = "tool_calls"
     prompt_tokens = getattr(usage, "prompt_tokens", None)
     completion_tokens = getattr(usage, "completion_tokens", None)
     if completion_tokens is None:
@@ -133,6 +149,7 @@ def _finish(
         adapter=request.adapter,
         timings=timings,
         token_logprobs=logprobs,
+        tool_calls=tool_calls or None,
     )
 
 
@@ -144,14 +161,19 @@ def plain(engine: OpenAIEngine, request: Request) -> Generation:
     if not response.choices:
         return engine._error(request, f"{engine.base_url} answered with no choices")
     choice = response.choices[0]
+    calls = None
     if request.messages is not None:
         text = choice.message.content or ""
+        calls = [call_from_api(c.id, getattr(c.function, "name", None),
+                               getattr(c.function, "arguments", None), i)
+                 for i, c in enumerate(getattr(choice.message, "tool_calls", None) or ())
+                 if getattr(c, "function", None) is not None]
     else:
         text = choice.text or ""
     return _finish(
         engine, request, text, choice.finish_reason, response.usage,
         _logprobs(choice, chat=request.messages is not None),
-        Timings(e2e_s=e2e, batch_size=1),
+        Timings(e2e_s=e2e, batch_size=1), tool_calls=calls,
     )  # fmt: skip
 
 
@@ -179,6 +201,7 @@ def streamed(engine: OpenAIEngine, request: Request,
     content_chunks = 0
     finish_reason: str | None = None
     usage = None
+    calls: dict[int, dict[str, Any]] = {}  # tool-call deltas by index: id, name, argument pieces
     with stream:
         for chunk in stream:
             if getattr(chunk, "usage", None) is not None:
@@ -195,6 +218,8 @@ def streamed(engine: OpenAIEngine, request: Request,
                         ttft = now - start
                     pieces.append(piece)
                     content_chunks += 1
+                for delta in (getattr(choice.delta, "tool_calls", None) or ()) if chat else ():
+                    _add_call_delta(calls, delta)
                 lp = _logprobs(choice, chat=chat)
                 if lp is not None:
                     got_logprobs = True
@@ -211,7 +236,23 @@ def streamed(engine: OpenAIEngine, request: Request,
         logprobs if got_logprobs else None,
         Timings(e2e_s=e2e, ttft_s=ttft, tpot_s=tpot, batch_size=1),
         counted_tokens=content_chunks,
+        tool_calls=[call_from_api(c["id"], c["name"], "".join(c["arguments"]), i)
+                    for i, (_, c) in enumerate(sorted(calls.items()))],
     )  # fmt: skip
+
+
+def _add_call_delta(calls: dict[int, dict[str, Any]], delta: Any) -> None:
+    """Merge one streamed ``tool_calls`` delta: the first of an index brings its id and name,
+    later ones pieces of its arguments."""
+    index = getattr(delta, "index", None)
+    index = len(calls) if index is None else int(index)
+    call = calls.setdefault(index, {"id": None, "name": None, "arguments": []})
+    call["id"] = call["id"] or getattr(delta, "id", None)
+    fn = getattr(delta, "function", None)
+    if fn is not None:
+        call["name"] = call["name"] or getattr(fn, "name", None)
+        if getattr(fn, "arguments", None):
+            call["arguments"].append(fn.arguments)
 
 
 def _logprobs(choice: Any, *, chat: bool) -> list[float] | None:

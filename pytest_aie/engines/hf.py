@@ -47,6 +47,14 @@ without one share micro-batches: the grammar leaves the logits of rows without a
 untouched. Greedy decoding stays greedy among the allowed tokens. A row that reaches
 ``max_tokens`` inside its JSON ends there, truncated, with ``finish_reason="length"``.
 
+Native tool calls (:attr:`Capability.TOOLS`, only for a model whose chat template renders a
+``tools`` list: the embedded SmolLM2-135M-Instruct's does not, so an agent uses its text protocol
+there): a request's ``tools`` go to ``apply_chat_template(..., tools=...)`` and earlier
+tool-call arguments into the messages as dicts; the calls are parsed out of the generated text
+(``<tool_call>{...}</tool_call>`` blocks, or a reply that is only a call's JSON) by
+:mod:`._tool_calls` into ``Generation.tool_calls``, the text keeping what is left, and
+``finish_reason="tool_calls"``.
+
 The pieces live in private sibling modules: model loading in :mod:`._hf_loading`, prompt
 encoding and the per-row sampler and stopper in :mod:`._hf_decoding`, JSON-schema grammars in
 :mod:`._hf_grammar`, LoRA adapters in :mod:`._hf_adapters` (:func:`split_adapter` is
@@ -77,10 +85,12 @@ from pytest_aie.engines._hf_loading import (
     FIX_MODEL,
     hub_revision,
     load_model,
+    load_tokenizer,
     resolve_device_dtype,
     torch_module,
     transformers_module,
 )
+from pytest_aie.engines._tool_calls import parse_tool_calls, template_uses_tools
 from pytest_aie.engines.base import (
     Capability,
     Engine,
@@ -119,7 +129,8 @@ class HFEngine(AdapterMixin, Engine):
 
     LoRA adapters and JSON schemas: see the module docstring. :meth:`supports` reports
     ``Capability.ADAPTERS`` when ``peft`` is installed and ``Capability.SCHEMA`` when ``xgrammar``
-    is (checked without importing them).
+    is (checked without importing them), and ``Capability.TOOLS`` when the model's chat template
+    renders a ``tools`` list (see the module docstring).
     """
 
     name = "hf"
@@ -168,13 +179,26 @@ class HFEngine(AdapterMixin, Engine):
         self._adapters: dict[str, str] = {}  # Request.adapter reference -> peft adapter name
         self._stream_lock = threading.Lock()  # stream_one with adapters: one at a time
         self._grammars: Grammars | None = None  # JSON-schema grammars of the loaded tokenizer
+        self._template_tools: bool | None = None  # does the chat template render tools?
 
     def supports(self, capability: str) -> bool:
         if capability == Capability.ADAPTERS:
             return importlib.util.find_spec("peft") is not None
         if capability == Capability.SCHEMA:
             return have_xgrammar()
+        if capability == Capability.TOOLS:
+            return self._template_has_tools()
         return super().supports(capability)
+
+    def _template_has_tools(self) -> bool:
+        """Whether the model's chat template renders a ``tools`` list (read from the tokenizer,
+        loaded alone when the model is not loaded yet; once per engine)."""
+        if self._template_tools is None:
+            tokenizer = self._tokenizer
+            if tokenizer is None:
+                tokenizer = load_tokenizer(self.model_ref, local=self.local)
+            self._template_tools = template_uses_tools(tokenizer)
+        return self._template_tools
 
     def check(self, request: Request) -> None:
         if request.output_schema is not None and not have_xgrammar():
@@ -311,10 +335,15 @@ class HFEngine(AdapterMixin, Engine):
                 stopper: RowStopper, row: int, timings: Timings) -> Generation:
         tokens, reason, text = stopper.result(row)
         logprobs = sampler.logprobs[row][:tokens] if request.sampling.logprobs else None
+        calls = None
+        if request.tools is not None:
+            text, calls = parse_tool_calls(text, request.tools)
+            if calls and reason == "stop":
+                reason = "tool_calls"
         return Generation(
             text=text, prompt_tokens=prompt_tokens, completion_tokens=tokens,
             finish_reason=reason, engine=self.name, model=self.model_ref, adapter=request.adapter,
-            timings=timings, token_logprobs=logprobs,
+            timings=timings, token_logprobs=logprobs, tool_calls=calls,
         )
 
     def _generate_kwargs(self, model: Any, tokenizer: Any, requests: list[Request],

