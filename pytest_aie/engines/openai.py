@@ -295,12 +295,16 @@ class OpenAIEngine(Engine):
     def generate(self, requests: Sequence[Request]) -> list[Generation]:
         """One generation per request, in order, ``concurrency`` requests in flight at once.
 
-        Raises :class:`EngineError` when no request of the batch could reach the server, and
-        when requests carry an ``output_schema`` that the server would not honour.
+        Raises :class:`EngineError` when no request of the batch could reach the server, when
+        requests carry an ``output_schema`` that the server would not honour, when one carries
+        ``tools`` with a raw prompt, and when the server rejects ``tools``.
         """
         requests = list(requests)
         if not requests:
             return []
+        for request in requests:  # tools on a raw prompt: one error, before any request
+            if request.tools is not None and request.messages is None:
+                self.check(request)
         for chat in sorted({r.messages is not None for r in requests if r.output_schema is not None}):
             problem = self._schema_problem(chat=chat)  # one error for the batch, before any request
             if problem is not None:
