@@ -95,3 +95,18 @@ def test_token_logprobs_come_back_from_vllms_server(served: OpenAIEngine) -> Non
     assert gen.error is None and gen.text
     assert gen.token_logprobs is not None and len(gen.token_logprobs) == gen.completion_tokens
     assert all(v <= 0 for v in gen.token_logprobs)
+
+
+@pytest.mark.slow
+def test_tools_without_the_servers_tool_flags_are_one_error_with_the_fix(
+        served: OpenAIEngine) -> None:  # noqa: F811
+    """This server runs without --enable-auto-tool-choice: vLLM answers a request with tools
+    with HTTP 400, and the engine stops with one EngineError that says how to start it."""
+    from pytest_aie.errors import EngineError
+
+    tool = {"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}
+    request = chat(QUESTION, max_tokens=4)
+    with pytest.raises(EngineError) as info:
+        served.generate([type(request)(messages=request.messages, tools=(tool,))] * 2)
+    assert "rejected the request's tools" in str(info.value)
+    assert "--enable-auto-tool-choice" in str(info.value)
