@@ -124,11 +124,13 @@ class TargetEngine(Engine):
         return {}
 
     def _wrap(self, out: Any, took: float, batch_size: int) -> Generation:
+        if not isinstance(out, (str, Generation)) and callable(getattr(out, "to_generation", None)):
+            out = out.to_generation()  # an agent's Trajectory (pytest_aie.agent.Recorder.finish)
         if isinstance(out, Generation):
             return out
         if not isinstance(out, str):
             return self._failed(f"target returned {type(out).__name__}, not text "
-                                "(return a str or a Generation)")
+                                "(return a str, a Generation or an agent's Trajectory)")
         return Generation(text=out, finish_reason="stop", engine=self.name, model=self.label,
                           timings=Timings(e2e_s=took, batch_size=batch_size))
 

@@ -171,9 +171,8 @@ def _parameters(fn: Callable[..., Any], name: str, docs: dict[str, str]) -> dict
         if param.default is param.empty:
             required.append(param.name)
         else:
-            try:
-                json.dumps(param.default)
-                schema["default"] = param.default
+            try:  # as JSON has it (a tuple default is a list)
+                schema["default"] = json.loads(json.dumps(param.default))
             except (TypeError, ValueError):
                 pass
         properties[param.name] = schema
