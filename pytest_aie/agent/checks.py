@@ -88,10 +88,11 @@ def _is_number(value: Any) -> bool:
 
 
 def show_call(tool: str, arguments: Any = None) -> str:
-    """``lookup(country="Japan", field="capital")``; arguments that are not a JSON object are
-    shown as they came; long calls are cut."""
+    """``lookup(country="Japan", field="capital")``; ``lookup`` without arguments (an expected
+    call that takes any); arguments that are not a JSON object are shown as they came; long
+    calls are cut."""
     if arguments is None:
-        text = f"{tool}()"
+        text = tool
     elif isinstance(arguments, Mapping):
         text = f"{tool}(" + ", ".join(f"{k}={json.dumps(v, default=str, ensure_ascii=False)}"
                                        for k, v in arguments.items()) + ")"
@@ -386,9 +387,10 @@ def invalid_arguments(traj: Mapping[str, Any]) -> list[dict[str, Any]]:
     where in the arguments); arguments that are not a JSON object, and calls to a tool the
     agent was not offered, are invalid too. :class:`ValueError` when a tool's own schema is not
     valid JSON Schema."""
+    calls = tool_sequence(traj)
     check = _Validators(traj)
     out = []
-    for call in tool_sequence(traj):
+    for call in calls:
         problem = check.problem(call["tool"], call["arguments"])
         if problem is not None:
             out.append({**call, "error": problem})
@@ -404,9 +406,10 @@ def tool_errors(traj: Mapping[str, Any]) -> list[dict[str, Any]]:
     ``invalid_arguments`` (against the tool's schema) or ``raised`` (the tool raised, or the
     agent recorded another error for the call). Unreadable replies are not calls (see
     :func:`no_progress`)."""
+    rows = _steps(traj)
     check = _Validators(traj)
     out = []
-    for n, step in enumerate(_steps(traj)):
+    for n, step in enumerate(rows):
         if step.get("tool") is None or not (step.get("error") or step.get("refused")):
             continue
         tool, args = str(step["tool"]), step.get("arguments")
