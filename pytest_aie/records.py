@@ -75,7 +75,7 @@ class CaseRecord:
     model_id: str = _f("the engine's model (a hub id, folder, served name or target label)", "")
     adapter: str | None = _f("the LoRA adapter applied, if any")
     cached: bool = _f("served from the generation cache", False)
-    finish_reason: str | None = _f("`stop`, `length` (cut by max_tokens), `error`")
+    finish_reason: str | None = _f("`stop`, `length` (cut by max_tokens), `tool_calls`, `error`")
     prompt_tokens: int | None = _f("prompt tokens of the first sample")
     completion_tokens: int = _f("generated tokens over all samples", 0)
     timings: dict[str, Any] = _f("the first sample's timings (seconds: `total`, `ttft`, ...)", {})
