@@ -17,6 +17,7 @@ only costs the saving (also a warning).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -92,7 +93,16 @@ class IndexStore:
         if folder is None or key is None:
             self.built += 1
             return build()
-        with file_lock(folder.with_name(folder.name + ".lock")):
+        held = contextlib.ExitStack()
+        try:
+            held.enter_context(file_lock(folder.with_name(folder.name + ".lock")))
+        except OSError as exc:
+            warnings.warn(f"pytest-aie: the retrieval cache folder {folder.parent} is not "
+                          f"usable ({type(exc).__name__}: {exc}); building the index without "
+                          "it", CacheWarning, stacklevel=3)
+            self.built += 1
+            return build()
+        with held:
             if folder.exists():
                 found = self._load(folder, kind, key, load)
                 if found is not None:
