@@ -262,7 +262,10 @@ def test_text_system_prompt_lists_tools_and_the_format() -> None:
     prompt = text_system_prompt([t.schema() for t in as_tools([add, convert])], "Be brief.")
     assert prompt.startswith("Be brief.\n\n")
     assert "- add: Add two whole numbers." in prompt
-    assert json.dumps(Tool.from_function(convert).parameters) in prompt
+    props = Tool.from_function(add).parameters["properties"]
+    assert f"  arguments: {json.dumps(props)}; required: a, b\n" in prompt
+    convert_props = json.dumps(Tool.from_function(convert).parameters["properties"])
+    assert f"  arguments: {convert_props}; required: value\n" in prompt  # to_unit has a default
     assert '{"tool": "<tool name>", "arguments":' in prompt and '{"answer":' in prompt
 
 

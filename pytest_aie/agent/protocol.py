@@ -1,8 +1,8 @@
 """How an agent talks to its model: the text protocol, and the native tool-calling messages.
 
 **Text protocol** (engines without :attr:`~pytest_aie.engines.base.Capability.TOOLS`). The system
-prompt (:func:`text_system_prompt`) lists the tools, each with its name, description and JSON
-parameters, and asks for exactly one JSON object per reply::
+prompt (:func:`text_system_prompt`) lists the tools, each with its name, description, the JSON
+schemas of its arguments and which are required, and asks for exactly one JSON object per reply::
 
     {"tool": "calculate", "arguments": {"expression": "17 * 23"}}     a tool call
     {"answer": "391"}                                                  the final answer
@@ -32,7 +32,7 @@ from typing import Any, Literal, Sequence
 __all__ = ["Reply", "UNPARSEABLE_FEEDBACK", "assistant_call_message", "parse_reply",
            "result_message", "text_system_prompt", "tool_message"]
 
-PROTOCOL_VERSION = "1"  # bump when the prompt or the messages below change (it is in the cache key)
+PROTOCOL_VERSION = "2"  # bump when the prompt or the messages below change (it is in the cache key)
 
 _INSTRUCTIONS = """\
 You can use tools to answer. The tools:
@@ -58,8 +58,13 @@ def text_system_prompt(tools: Sequence[dict[str, Any]], system: str | None = Non
     lines = []
     for schema in tools:
         fn = schema["function"]
+        params = fn.get("parameters") or {}
+        # the JSON schemas of the arguments (the object wrapper around them is left out: short
+        # prompts cost less prefill on every step), then which are required
+        required = params.get("required") or []
         lines.append(f"- {fn['name']}: {fn.get('description') or '(no description)'}\n"
-                     f"  parameters: {json.dumps(fn['parameters'], ensure_ascii=False)}")
+                     f"  arguments: {json.dumps(params.get('properties') or {}, ensure_ascii=False)}"
+                     + (f"; required: {', '.join(required)}" if required else ""))
     body = _INSTRUCTIONS.format(tools="\n".join(lines))
     return f"{system.strip()}\n\n{body}" if system else body
 
