@@ -657,3 +657,68 @@ def test_usage_and_dataset_errors_exit_10(pytester: pytest.Pytester, markers: st
     assert result.ret == EXIT_HARNESS_ERROR, result.stdout.str()
     result.stdout.fnmatch_lines([message])
 
+
+
+AGENT_REPLIES = '''
+import json
+
+def reply(request):
+    """Call add with the task's two numbers, then answer; a "loop" task calls add(1, 1) forever,
+    a "bad" task calls add with a string."""
+    msgs = request.messages
+    task = next(m["content"] for m in msgs if m["role"] == "user")
+    if "loop" in task:
+        return json.dumps({"tool": "add", "arguments": {"a": 1, "b": 1}})
+    if "bad" in task:
+        return json.dumps({"tool": "add", "arguments": {"a": "one", "b": 1}})
+    if msgs[-1]["role"] == "user" and msgs[-1]["content"].startswith("Result of add: "):
+        return json.dumps({"answer": msgs[-1]["content"].split(": ")[1]})
+    a, b = [int(w) for w in task.replace("?", "").split() if w.isdigit()]
+    return json.dumps({"tool": "add", "arguments": {"a": a, "b": b}})
+'''
+
+AGENT_SUITE = '''
+import pytest
+from pytest_aie.agent import Agent
+
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+@pytest.mark.dataset("tasks.jsonl", target=Agent([add], max_steps=4, name="adder"))
+@pytest.mark.agent("success")
+@pytest.mark.agent("tool_calls", match="exact")
+@pytest.mark.agent("arguments")
+@pytest.mark.agent("loops")
+@pytest.mark.agent("errors")
+@pytest.mark.agent("steps", max=3)
+def test_adder(case, output):
+    pass
+'''
+
+
+def test_the_agent_loops_trajectories_on_the_scripted_engine(pytester: pytest.Pytester) -> None:
+    """The checks on trajectories recorded by pytest_aie.agent.Agent itself (text protocol)."""
+    expected = [{"tool": "add", "arguments": {"a": 2, "b": 3}}]
+    tasks = [{"id": "ok", "question": "What is 2 plus 3?", "expected_tools": expected},
+             {"id": "loop", "question": "loop on 2 and 3", "expected_tools": expected},
+             {"id": "bad", "question": "bad call", "expected_tools": ["add"]}]
+    pytester.makefile(".jsonl", tasks="\n".join(json.dumps(t) for t in tasks))
+    pytester.makepyfile(agentfns=AGENT_REPLIES, test_suite=AGENT_SUITE)
+    pytester.makeini("[pytest]\naie_engine = scripted\naie_model = agentfns:reply\naie_cache = off\n")
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=2)  # no gates: a failing check fails the case
+    recs = {(r["metric"].split(".")[1], r["case_id"]): r for r in read_records(pytester)}
+    ok = {check: recs[(check, "ok")] for check, case in recs if case == "ok"}
+    assert all(r["status"] == "passed" for r in ok.values()), ok
+    assert ok["steps"]["value"] == 2.0
+    loop = {check: recs[(check, "loop")]["status"] for check, case in recs if case == "loop"}
+    assert loop == {"success": "failed", "tool_calls": "failed", "arguments": "passed",
+                    "loops": "failed", "errors": "passed", "steps": "failed"}
+    assert recs[("loops", "loop")]["details"]["loop"]["arguments"] == {"a": 1, "b": 1}
+    assert recs[("tool_calls", "loop")]["reason"] == (
+        "calls do not match (exact): call 1 (step 0) add: 'a' is 1, expected 2")
+    bad = {check: recs[(check, "bad")]["status"] for check, case in recs if case == "bad"}
+    assert bad["arguments"] == "failed" and bad["errors"] == "failed"
+    assert "invalid arguments at 'a': 'one' is not of type 'integer'" in recs[("arguments", "bad")]["reason"]
+    assert recs[("errors", "bad")]["details"]["errors"][0]["kind"] == "invalid_arguments"
