@@ -311,6 +311,11 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], Mapping[str, Any]],
         except TypeError as exc:
             raise UsageError(f"bad arguments to @pytest.mark.{marker}: {exc}",
                              fix=f"see `pytest --markers` for the signature of {marker}") from None
+        if "min_pass_rate" in gate and not scorer.binary and not scorer.higher_is_better:
+            raise UsageError(f"@pytest.mark.{marker}(min_pass_rate=...) on {scorer.metric!r}, "
+                             "a lower-is-better value with no pass rate",
+                             fix="gate its suite mean with min_score= (a ceiling), and per case "
+                                 "with the marker's own limit")
         if any(e.scorer.metric == scorer.metric for e in built):
             raise UsageError(f"two eval markers on one test measure the same metric "
                              f"{scorer.metric!r}", fix="keep one of them, or give them different "

@@ -647,6 +647,8 @@ def test_outputs_without_a_trajectory_are_unmeasured(pytester: pytest.Pytester) 
     ('@pytest.mark.agent("loop")', None, "*agent('loop'): unknown check*use one of success*"),
     ('@pytest.mark.agent("loops", window=2)', None, "*window= applies to check='progress' only*"),
     ('@pytest.mark.agent("steps", maximum=3)', None, "*unknown argument 'maximum'*"),
+    ('@pytest.mark.agent("steps", min_pass_rate=0.8)', None,
+     "*min_pass_rate=...) on 'agent.steps', a lower-is-better value*min_score=*"),
     ('@pytest.mark.agent("tool_calls")', [{"id": "c0", "question": "q"}], "*expected_tools*"),
     ('@pytest.mark.agent("tool_calls")', [{"id": "c0", "question": "q", "expected_tools": 3}],
      "*case 'c0' (*cases.jsonl:1): field 'expected_tools' must be a list of calls*"),
