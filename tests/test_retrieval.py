@@ -48,6 +48,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _own_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retrievers that keep the default cache_dir write under the test's folder."""
+    monkeypatch.setenv("PYTEST_AIE_CACHE_DIR", str(tmp_path / "aie-cache"))
+
+
 def words(text: str) -> list[str]:
     """bm25s's tokenizer without stopwords: lowercase words of two or more characters."""
     return re.findall(r"(?u)\b\w\w+\b", text.lower())
@@ -412,6 +418,21 @@ def test_bad_corpus_files(tmp_path: Path, name: str, content: str, message: str)
     (tmp_path / name).write_text(content)
     with pytest.raises(DatasetError, match=re.escape(message)):
         load_corpus(tmp_path / name)
+
+
+def test_a_relative_corpus_path_is_next_to_the_module_that_made_the_retriever(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import runpy
+
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "docs.jsonl").write_text('{"id": "a", "text": "red apples"}\n')
+    (tmp_path / "suite" / "test_x.py").write_text(
+        "from pytest_aie.retrieval import BM25\nSEARCH = BM25(corpus='docs.jsonl')\n")
+    monkeypatch.chdir(tmp_path)  # not the module's folder
+    search = runpy.run_path(str(tmp_path / "suite" / "test_x.py"))["SEARCH"]
+    assert ids(search.search(["apples"])[0]) == ["a"]
+    (tmp_path / "here.jsonl").write_text('{"id": "b", "text": "red cars"}\n')
+    assert ids(BM25(corpus="here.jsonl", cache_dir=False).search(["cars"])[0]) == ["b"]
 
 
 def test_missing_corpus_fails_at_first_search_not_at_construction(tmp_path: Path) -> None:

@@ -24,6 +24,9 @@ the harness caches a suite's retrieval results by it::
 ``question`` field in one batch; each case's output text is the hit ids joined by ``", "`` and
 its ``retrieved`` the hits' dicts, which the ``retrieval`` eval marker scores.
 
+``corpus=`` a relative path is found next to the file of the code that made the retriever (a
+test module, as dataset paths are), else in the working directory.
+
 Nothing heavy is imported here: numpy and the retrieval libraries load on first use.
 """
 
@@ -165,7 +168,7 @@ class Retriever(abc.ABC):
     _indexed: bool = False
 
     def __init__(self, *, corpus: Any = None) -> None:
-        self._corpus_source = corpus
+        self._corpus_source = corpus_path(corpus) if isinstance(corpus, (str, Path)) else corpus
         self._documents = None
         self._indexed = False
 
@@ -230,6 +233,26 @@ class Retriever(abc.ABC):
         """This retriever as a suite's target: ``query`` names the case field to search with
         (or is a function case -> query text)."""
         return RetrieverTarget(self, k=k, query=query)
+
+
+def corpus_path(path: str | Path) -> Path:
+    """A corpus path as given; a relative one is found next to the file of the code that
+    made the retriever (a test module, like dataset paths), else in the working directory."""
+    import sys
+
+    given = Path(path).expanduser()
+    if given.is_absolute():
+        return given
+    frame = sys._getframe(1)
+    while frame is not None and str(frame.f_globals.get("__name__", "")).startswith(
+            ("pytest_aie.", "inspect")):
+        frame = frame.f_back  # type: ignore[assignment]
+    caller = frame.f_globals.get("__file__") if frame is not None else None
+    if caller:
+        beside = Path(caller).resolve().parent / given
+        if beside.exists() or not given.exists():
+            return beside
+    return given.resolve()
 
 
 def load_source(source: Any) -> list[Document]:

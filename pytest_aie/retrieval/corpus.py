@@ -106,8 +106,8 @@ def _rows(path: Path) -> list[tuple[int | None, Any]]:
 
     if not path.is_file():
         raise _fail(path, None, "corpus file not found",
-                    "check the corpus path (the retriever fixture resolves it next to the "
-                    "test file; a retriever made in code, against the working directory)")
+                    "check the corpus path (a relative path is found next to the file that "
+                    "made the retriever, else in the working directory)")
     suffix = path.suffix.lower()
     if suffix not in _FORMATS:
         raise _fail(path, None, f"unsupported corpus format {suffix!r}",
