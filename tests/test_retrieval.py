@@ -154,6 +154,7 @@ def test_top_k_orders_ties_by_position() -> None:
     assert top_k(scores, 4).tolist() == [1, 4, 0, 2]
     assert top_k(scores, 10).tolist() == [1, 4, 0, 2, 5, 3]
     assert top_k(scores, 1).tolist() == [1]
+    assert top_k(np.array([np.nan, 0.2, np.nan, 0.1]), 3).tolist() == [1, 3, 0]
 
 
 # --------------------------------------------------------------------------- dense

@@ -135,9 +135,11 @@ def check_search(queries: Any, k: Any) -> list[str]:
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """The indices of the ``k`` highest scores, best first; equal scores in index order (also
-    at the cut), so the ranking is fully determined by the scores."""
+    at the cut), so the ranking is fully determined by the scores. NaN counts as the lowest."""
     import numpy as np
 
+    if np.isnan(scores).any():
+        scores = np.where(np.isnan(scores), -np.inf, scores)
     k = min(k, len(scores))
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
