@@ -14,8 +14,8 @@ Figures (``name: value`` on stdout; details on stderr):
   queries included, median of 3 runs;
 * ``dense_index_10k_s``: seconds to index the corpus with ``Dense`` (embedding every document
   and storing the matrix), cache disabled, model already loaded;
-* ``hnsw_recall_at_10``: mean recall@10 of the hnswlib index (default ``m=16``,
-  ``ef_construction=200``, ``ef_search=100``) against exact search, on those embeddings.
+* ``hnsw_recall_at_10``: mean recall@10 of the hnswlib index (``Dense``'s defaults: ``m=32``,
+  ``ef_construction=200``, ``ef_search=200``) against exact search, on those embeddings.
 
 Run: ``.venv/bin/python benchmarks/retrieval.py [--docs 10000] [--queries 500]``
 """
