@@ -506,6 +506,41 @@ def test_protocol_choice() -> None:
     assert traj.protocol == "text" and traj.answer == "5"
 
 
+class NoSchemaScripted(ScriptedEngine):
+    """A scripted engine without constrained decoding."""
+
+    capabilities = ScriptedEngine.capabilities - {Capability.SCHEMA}
+
+
+def test_text_replies_are_constrained_to_the_protocol_where_the_engine_can() -> None:
+    """On an engine with constrained decoding every text-protocol request carries the reply
+    schema: a call of one of the tools with schema-valid arguments, or the answer."""
+    import jsonschema
+
+    from pytest_aie.agent.protocol import reply_schema
+
+    task = "What is 2 plus 3?"
+    model = recording({task: [call("add", a=2, b=3), answer("5")]})
+    Agent([add, send_email]).run(model, [task])
+    requests = model.seen[task]  # type: ignore[attr-defined]
+    schema = requests[0].output_schema
+    assert schema == reply_schema([t.schema() for t in as_tools([add, send_email])])
+    assert all(r.output_schema == schema for r in requests)
+    jsonschema.validate({"tool": "add", "arguments": {"a": 2, "b": 3}}, schema)
+    jsonschema.validate({"answer": "5"}, schema)
+    for bad in ({"tool": "add", "arguments": {"a": "two", "b": 3}}, {"tool": "nope", "arguments": {}},
+                {"answer": "5", "tool": "add"}, {"tool": "add"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+    plain = recording({task: [answer("5")]})
+    Agent([add], constrained=False).run(plain, [task])
+    assert plain.seen[task][0].output_schema is None  # type: ignore[attr-defined]
+    native = model_on({task: [answer("5")]}, NativeScripted)
+    with pytest.raises(UsageError, match="constrained=True but engine"):
+        Agent([add], constrained=True).run(model_on({task: [answer("5")]}, NoSchemaScripted), [task])
+    assert Agent([add]).run(native, [task])[0].protocol == "native"
+
+
 # ---------------------------------------------------------------------------- formats, targets
 
 

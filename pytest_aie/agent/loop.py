@@ -38,6 +38,7 @@ from pytest_aie.agent.protocol import (
     UNPARSEABLE_FEEDBACK,
     assistant_call_message,
     parse_reply,
+    reply_schema,
     result_message,
     text_system_prompt,
     tool_message,
@@ -86,7 +87,8 @@ class Agent:
                  task: str | Callable[[Any], str] = "question", max_steps: int = 8,
                  max_seconds: float = 60.0, allow_state_changes: bool = False,
                  protocol: Literal["auto", "native", "text"] = "auto", max_tokens: int = 256,
-                 temperature: float = 0.0, name: str | None = None) -> None:
+                 temperature: float = 0.0, name: str | None = None,
+                 constrained: bool | Literal["auto"] = "auto") -> None:
         self.tools = as_tools(tools)
         self._by_name = {t.name: t for t in self.tools}
         if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
@@ -111,6 +113,11 @@ class Agent:
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.name = name
+        if constrained not in ("auto", True, False):
+            raise UsageError(f"constrained={constrained!r} is not 'auto', True or False",
+                             fix="leave constrained='auto': replies constrained to the protocol "
+                                 "where the engine can")
+        self.constrained = constrained
 
     # ------------------------------------------------------------------ batch target
 
@@ -126,7 +133,7 @@ class Agent:
                 "max_steps": self.max_steps, "max_seconds": self.max_seconds,
                 "allow_state_changes": self.allow_state_changes, "protocol": self.protocol,
                 "max_tokens": self.max_tokens, "temperature": self.temperature,
-                "protocol_version": PROTOCOL_VERSION}
+                "constrained": self.constrained, "protocol_version": PROTOCOL_VERSION}
 
     def target_identity(self, model: Any) -> str:
         """What the agent's outputs depend on: its tools' schemas and code, its settings and
@@ -197,7 +204,20 @@ class Agent:
                                           temperature=self.temperature)
         if protocol == "native":
             request = dataclasses.replace(request, tools=tuple(t.schema() for t in self.tools))
+        elif self._constrain(model):
+            request = dataclasses.replace(
+                request, output_schema=reply_schema([t.schema() for t in self.tools]))
         return request
+
+    def _constrain(self, model: Any) -> bool:
+        """Whether text-protocol replies are constrained to :func:`reply_schema`."""
+        can = bool(model.engine.supports(Capability.SCHEMA))
+        if self.constrained is True and not can:
+            raise UsageError(f"constrained=True but engine {model.engine.name!r} cannot "
+                             "constrain its output to a JSON schema",
+                             fix="use constrained='auto' (or False), or an engine with "
+                                 "constrained decoding (hf with xgrammar, vllm)")
+        return can and self.constrained is not False
 
     def run(self, model: Any, tasks: Sequence[Any]) -> list[Trajectory]:
         """One trajectory per task (a string, or a case), all advancing one step per engine call."""

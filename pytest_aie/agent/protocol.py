@@ -15,6 +15,13 @@ object is *unparseable*: it is a step with an error, and the model is told so on
 (:data:`UNPARSEABLE_FEEDBACK`); a second unparseable reply in a row ends the run
 (``stopped: "error"``).
 
+**Constrained replies.** Where the engine can constrain its output to a JSON schema
+(:attr:`~pytest_aie.engines.base.Capability.SCHEMA`: hf with xgrammar, vLLM, OpenAI-compatible
+servers with ``response_format``), each reply of the text protocol is constrained to
+:func:`reply_schema`: one of the tool calls, its arguments valid against the tool's schema, or the
+answer. A small model then always replies in the protocol (its choices are still its own: the
+wrong tool, the wrong values, an answer without a call). ``Agent(constrained=False)`` turns it off.
+
 **Native tool calling**: the request carries the tool schemas (``Request.tools``), the model's
 calls come back in ``Generation.tool_calls``; the conversation goes on with the assistant message
 holding the calls (:func:`assistant_call_message`) and one ``{"role": "tool", "tool_call_id": ...,
@@ -30,7 +37,26 @@ from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
 __all__ = ["Reply", "UNPARSEABLE_FEEDBACK", "assistant_call_message", "parse_reply",
-           "result_message", "text_system_prompt", "tool_message"]
+           "reply_schema", "result_message", "text_system_prompt", "tool_message"]
+
+#: the longest final answer a constrained reply may write (characters)
+ANSWER_CHARS = 300
+
+
+def reply_schema(tools: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON schema of one text-protocol reply: a call of one of ``tools`` (OpenAI schemas)
+    with arguments valid against its parameters, or ``{"answer": "..."}``."""
+    options: list[dict[str, Any]] = []
+    for schema in tools:
+        fn = schema["function"]
+        params = fn.get("parameters") or {"type": "object", "properties": {}}
+        options.append({"type": "object",
+                        "properties": {"tool": {"const": fn["name"]}, "arguments": params},
+                        "required": ["tool", "arguments"], "additionalProperties": False})
+    options.append({"type": "object",
+                    "properties": {"answer": {"type": "string", "maxLength": ANSWER_CHARS}},
+                    "required": ["answer"], "additionalProperties": False})
+    return {"anyOf": options}
 
 PROTOCOL_VERSION = "2"  # bump when the prompt or the messages below change (it is in the cache key)
 
