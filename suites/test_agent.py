@@ -99,8 +99,10 @@ def send_email(to: str, body: str) -> str:
     raise AssertionError("an eval run must never send email")  # refused before it is called
 
 
-AGENT = Agent([calculate, lookup, convert, send_email], max_steps=4, max_seconds=120,
-              max_tokens=64, name="toolbox")
+# tool_choice="required": the first reply must call a tool (the 135M model otherwise answers
+# from memory every time); on the hf engine replies are constrained to the protocol's JSON
+AGENT = Agent([calculate, lookup, convert, send_email], max_steps=4, max_seconds=180,
+              max_tokens=64, tool_choice="required", name="toolbox")
 
 
 @pytest.mark.dataset("agent/tasks.jsonl", target=AGENT)

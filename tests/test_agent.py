@@ -532,6 +532,15 @@ def test_text_replies_are_constrained_to_the_protocol_where_the_engine_can() -> 
                 {"answer": "5", "tool": "add"}, {"tool": "add"}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
+    # tool_choice="required": the first reply must be a call (no answer option), later ones not
+    forced = recording({task: [call("add", a=2, b=3), answer("5")]})
+    Agent([add], tool_choice="required").run(forced, [task])
+    first, second = forced.seen[task]  # type: ignore[attr-defined]
+    assert first.output_schema == reply_schema([as_tools([add])[0].schema()], answer=False)
+    assert second.output_schema == reply_schema([as_tools([add])[0].schema()])
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"answer": "5"}, first.output_schema)
+    assert "Call a tool first" in first.messages[0]["content"]  # type: ignore[index]
     plain = recording({task: [answer("5")]})
     Agent([add], constrained=False).run(plain, [task])
     assert plain.seen[task][0].output_schema is None  # type: ignore[attr-defined]

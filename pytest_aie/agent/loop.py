@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Literal, Sequence, cast
 
 from pytest_aie.agent.protocol import (
     PROTOCOL_VERSION,
+    REQUIRED_NOTE,
     UNPARSEABLE_FEEDBACK,
     assistant_call_message,
     parse_reply,
@@ -88,7 +89,8 @@ class Agent:
                  max_seconds: float = 60.0, allow_state_changes: bool = False,
                  protocol: Literal["auto", "native", "text"] = "auto", max_tokens: int = 256,
                  temperature: float = 0.0, name: str | None = None,
-                 constrained: bool | Literal["auto"] = "auto") -> None:
+                 constrained: bool | Literal["auto"] = "auto",
+                 tool_choice: Literal["auto", "required"] = "auto") -> None:
         self.tools = as_tools(tools)
         self._by_name = {t.name: t for t in self.tools}
         if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
@@ -118,6 +120,10 @@ class Agent:
                              fix="leave constrained='auto': replies constrained to the protocol "
                                  "where the engine can")
         self.constrained = constrained
+        if tool_choice not in ("auto", "required"):
+            raise UsageError(f"tool_choice={tool_choice!r} is not 'auto' or 'required'",
+                             fix="write tool_choice='required' to make the first reply a tool call")
+        self.tool_choice = tool_choice
 
     # ------------------------------------------------------------------ batch target
 
@@ -133,7 +139,8 @@ class Agent:
                 "max_steps": self.max_steps, "max_seconds": self.max_seconds,
                 "allow_state_changes": self.allow_state_changes, "protocol": self.protocol,
                 "max_tokens": self.max_tokens, "temperature": self.temperature,
-                "constrained": self.constrained, "protocol_version": PROTOCOL_VERSION}
+                "constrained": self.constrained, "tool_choice": self.tool_choice,
+                "protocol_version": PROTOCOL_VERSION}
 
     def target_identity(self, model: Any) -> str:
         """What the agent's outputs depend on: its tools' schemas and code, its settings and
@@ -192,10 +199,13 @@ class Agent:
 
     def _start(self, task: str, protocol: Protocol) -> list[dict[str, Any]]:
         schemas = [t.schema() for t in self.tools]
+        system = self.system
+        if self.tool_choice == "required":
+            system = f"{system}\n\n{REQUIRED_NOTE}" if system else REQUIRED_NOTE
         if protocol == "text":
-            return [{"role": "system", "content": text_system_prompt(schemas, self.system)},
+            return [{"role": "system", "content": text_system_prompt(schemas, system)},
                     {"role": "user", "content": task}]
-        first = [{"role": "system", "content": self.system}] if self.system else []
+        first = [{"role": "system", "content": system}] if system else []
         return [*first, {"role": "user", "content": task}]
 
     def _request(self, model: Any, run: _Run, protocol: Protocol) -> Request:
@@ -206,7 +216,9 @@ class Agent:
             request = dataclasses.replace(request, tools=tuple(t.schema() for t in self.tools))
         elif self._constrain(model):
             request = dataclasses.replace(
-                request, output_schema=reply_schema([t.schema() for t in self.tools]))
+                request, output_schema=reply_schema(
+                    [t.schema() for t in self.tools],
+                    answer=not (self.tool_choice == "required" and not run.trajectory.steps)))
         return request
 
     def _constrain(self, model: Any) -> bool:

@@ -21,6 +21,9 @@ servers with ``response_format``), each reply of the text protocol is constraine
 :func:`reply_schema`: one of the tool calls, its arguments valid against the tool's schema, or the
 answer. A small model then always replies in the protocol (its choices are still its own: the
 wrong tool, the wrong values, an answer without a call). ``Agent(constrained=False)`` turns it off.
+``Agent(tool_choice="required")`` (as in the OpenAI API) makes the first reply a tool call: the
+model is told so (:data:`REQUIRED_NOTE`, on every protocol), and a constrained first reply has no
+answer option.
 
 **Native tool calling**: the request carries the tool schemas (``Request.tools``), the model's
 calls come back in ``Generation.tool_calls``; the conversation goes on with the assistant message
@@ -36,16 +39,20 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
-__all__ = ["Reply", "UNPARSEABLE_FEEDBACK", "assistant_call_message", "parse_reply",
+__all__ = ["REQUIRED_NOTE", "Reply", "UNPARSEABLE_FEEDBACK", "assistant_call_message", "parse_reply",
            "reply_schema", "result_message", "text_system_prompt", "tool_message"]
 
 #: the longest final answer a constrained reply may write (characters)
 ANSWER_CHARS = 300
 
 
-def reply_schema(tools: Sequence[dict[str, Any]]) -> dict[str, Any]:
+#: what the model is told when ``Agent(tool_choice="required")``
+REQUIRED_NOTE = "Call a tool first: do not answer before you have a tool's result."
+
+
+def reply_schema(tools: Sequence[dict[str, Any]], *, answer: bool = True) -> dict[str, Any]:
     """The JSON schema of one text-protocol reply: a call of one of ``tools`` (OpenAI schemas)
-    with arguments valid against its parameters, or ``{"answer": "..."}``."""
+    with arguments valid against its parameters, or (``answer=True``) ``{"answer": "..."}``."""
     options: list[dict[str, Any]] = []
     for schema in tools:
         fn = schema["function"]
@@ -53,9 +60,10 @@ def reply_schema(tools: Sequence[dict[str, Any]]) -> dict[str, Any]:
         options.append({"type": "object",
                         "properties": {"tool": {"const": fn["name"]}, "arguments": params},
                         "required": ["tool", "arguments"], "additionalProperties": False})
-    options.append({"type": "object",
-                    "properties": {"answer": {"type": "string", "maxLength": ANSWER_CHARS}},
-                    "required": ["answer"], "additionalProperties": False})
+    if answer:
+        options.append({"type": "object",
+                        "properties": {"answer": {"type": "string", "maxLength": ANSWER_CHARS}},
+                        "required": ["answer"], "additionalProperties": False})
     return {"anyOf": options}
 
 PROTOCOL_VERSION = "2"  # bump when the prompt or the messages below change (it is in the cache key)
