@@ -6,13 +6,16 @@ same engine, in the same run.
 The model is the embedded SmolLM2-135M-Instruct on the ``hf`` engine (no generation cache, so
 every step is generated); the agent has three tools (a calculator, a unit converter, a lookup in
 a small table), ``max_steps=3`` and ``max_tokens=48``, and runs ``--tasks`` tasks (16). The
-batched side runs all of them as one batch; the other side runs the first ``--serial`` of them (8)
-one agent at a time (steps per second is a rate). Both sides time the agent loop only (the
-engine is loaded and warmed up first), tool calls and prompt building included. The embedded
-model is a poor agent (most of its replies are not protocol JSON), so a run's steps are what the
-model makes of it; both sides count the steps they really took.
+engine is loaded and warmed up first; both sides time the agent loop only, tool calls and prompt
+building included, and count the steps they really took (the embedded model is a poor agent:
+most of its replies are not protocol JSON, so most runs end after two steps).
 
-    .venv/bin/python benchmarks/agent_batching.py [--tasks 16] [--serial 16]
+The two sides are interleaved so that a shared machine's load falls on both alike: in each of
+``--chunks`` (4) chunks, one batched run of all the tasks, then a quarter of the tasks one agent
+at a time; over the chunks every task runs alone once. Steps per second of each side are its
+steps over its time, summed over the chunks.
+
+    .venv/bin/python benchmarks/agent_batching.py [--tasks 16] [--chunks 4]
 """
 
 from __future__ import annotations
@@ -95,11 +98,22 @@ def run(agent: Any, model: Any, tasks: list[str]) -> tuple[int, float, list[Any]
     return sum(len(t.steps) for t in trajectories), took, trajectories
 
 
+def tokens(trajectories: list[Any]) -> str:
+    """Mean prompt and completion tokens per step, and the steps that used all of max_tokens."""
+    steps = [s for t in trajectories for s in t.steps]
+    prompt = sum(s.prompt_tokens or 0 for s in steps) / max(len(steps), 1)
+    completion = [s.completion_tokens or 0 for s in steps]
+    return (f"{prompt:.0f} prompt and {sum(completion) / max(len(steps), 1):.1f} completion "
+            f"tokens per step (completions {min(completion, default=0)}-"
+            f"{max(completion, default=0)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=16)
-    parser.add_argument("--serial", type=int, default=8,
-                        help="how many of the agents to run one at a time (a rate)")
+    parser.add_argument("--chunks", type=int, default=4,
+                        help="the one-at-a-time agents run in this many chunks, each after a "
+                             "batched run of all the tasks")
     parser.add_argument("--max-tokens", type=int, default=48)
     args = parser.parse_args()
 
@@ -117,17 +131,30 @@ def main() -> None:
     print(f"agent_batching: engine loaded and warmed up in {time.perf_counter() - started:.1f} s "
           f"(protocol {agent._protocol(model)})", file=sys.stderr)
 
-    steps_b, took_b, trajs = run(agent, model, tasks)
-    print(f"agent_batching: batched {len(tasks)} agents: {steps_b} steps in {took_b:.1f} s, "
-          f"{engine_rounds(trajs)} engine calls; stopped {dict(Counter(t.stopped for t in trajs))}",
-          file=sys.stderr)
-    steps_s, took_s = 0, 0.0
-    for task in tasks[:args.serial]:
-        n, took, _ = run(agent, model, [task])
-        steps_s += n
-        took_s += took
-    print(f"agent_batching: one at a time {args.serial} agents: {steps_s} steps in {took_s:.1f} s",
-          file=sys.stderr)
+    # Interleaved, so that both sides see the same load on a shared machine: each chunk is a
+    # batched run of every task, then a slice of the tasks one agent at a time; over the chunks
+    # every task runs alone once.
+    steps_b = steps_s = 0
+    took_b = took_s = 0.0
+    batched_runs: list[Any] = []
+    alone: list[Any] = []
+    size = -(-len(tasks) // args.chunks)
+    for chunk in range(args.chunks):
+        n, took, trajs = run(agent, model, tasks)
+        steps_b, took_b = steps_b + n, took_b + took
+        batched_runs.extend(trajs)
+        n_s, took_chunk = 0, 0.0
+        for task in tasks[chunk * size:(chunk + 1) * size]:
+            n1, took1, one = run(agent, model, [task])
+            n_s, took_chunk = n_s + n1, took_chunk + took1
+            alone.extend(one)
+        steps_s, took_s = steps_s + n_s, took_s + took_chunk
+        print(f"agent_batching: chunk {chunk + 1}: batched {n} steps in {took:.1f} s "
+              f"({engine_rounds(trajs)} engine calls), one at a time {n_s} steps in "
+              f"{took_chunk:.1f} s", file=sys.stderr)
+    for label, trajs in (("batched", batched_runs), ("one at a time", alone)):
+        print(f"agent_batching: {label}: {tokens(trajs)}; "
+              f"stopped {dict(Counter(t.stopped for t in trajs))}", file=sys.stderr)
     batched, serial = steps_b / took_b, steps_s / took_s
     print(f"agent_steps_per_s_batched: {batched:.3f}")
     print(f"agent_steps_per_s_serial: {serial:.3f}")
