@@ -439,6 +439,7 @@ def test_agents_advance_in_lockstep_one_engine_call_per_step() -> None:
     assert isinstance(engine, ScriptedEngine)
     # one generate call per step, all unfinished agents in it: steps = the longest trajectory
     assert engine.calls == [5, 5, 4, 3, 2, 1]
+    assert Agent([add]).run(model, []) == [] and len(engine.calls) == 6  # nothing to send
     assert sum(len(t.steps) for t in trajs) == 20
     # a batched step's seconds: that engine call's wall time, the same for every agent in it
     # (plus each agent's own tool time: here none)

@@ -235,6 +235,8 @@ class Agent:
         """One trajectory per task (a string, or a case), all advancing one step per engine call."""
         if isinstance(tasks, str):
             raise UsageError("Agent.run takes a list of tasks", fix="write run(model, [task])")
+        if not tasks:
+            return []
         protocol = self._protocol(model)
         schemas = [t.schema() for t in self.tools]
         changing = [t.name for t in self.tools if t.changes_state]
