@@ -43,7 +43,26 @@ __all__ = ["REQUIRED_NOTE", "Reply", "UNPARSEABLE_FEEDBACK", "assistant_call_mes
            "reply_schema", "result_message", "text_system_prompt", "tool_message"]
 
 #: the longest final answer a constrained reply may write (characters)
-ANSWER_CHARS = 300
+ANSWER_CHARS = 200
+
+
+#: the longest string argument a constrained reply may write (characters), where the tool's
+#: schema sets no limit: an unbounded string lets a small model ramble until max_tokens cuts
+#: the reply (and its JSON) off
+ARGUMENT_CHARS = 120
+
+
+def _capped(schema: Any) -> Any:
+    """A copy of a parameters schema with :data:`ARGUMENT_CHARS` on every unbounded string."""
+    if isinstance(schema, list):
+        return [_capped(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _capped(v) for k, v in schema.items()}
+    if out.get("type") == "string" and "maxLength" not in out and "enum" not in out \
+            and "const" not in out:
+        out["maxLength"] = ARGUMENT_CHARS
+    return out
 
 
 #: what the model is told when ``Agent(tool_choice="required")``
@@ -56,7 +75,7 @@ def reply_schema(tools: Sequence[dict[str, Any]], *, answer: bool = True) -> dic
     options: list[dict[str, Any]] = []
     for schema in tools:
         fn = schema["function"]
-        params = fn.get("parameters") or {"type": "object", "properties": {}}
+        params = _capped(fn.get("parameters") or {"type": "object", "properties": {}})
         options.append({"type": "object",
                         "properties": {"tool": {"const": fn["name"]}, "arguments": params},
                         "required": ["tool", "arguments"], "additionalProperties": False})
@@ -66,7 +85,7 @@ def reply_schema(tools: Sequence[dict[str, Any]], *, answer: bool = True) -> dic
                         "required": ["answer"], "additionalProperties": False})
     return {"anyOf": options}
 
-PROTOCOL_VERSION = "2"  # bump when the prompt or the messages below change (it is in the cache key)
+PROTOCOL_VERSION = "3"  # bump when the prompt or the messages below change (it is in the cache key)
 
 _INSTRUCTIONS = """\
 You can use tools to answer. The tools:
