@@ -102,7 +102,7 @@ def send_email(to: str, body: str) -> str:
 # tool_choice="required": the first reply must call a tool (the 135M model otherwise answers
 # from memory every time); on the hf engine replies are constrained to the protocol's JSON
 AGENT = Agent([calculate, lookup, convert, send_email], max_steps=4, max_seconds=600,
-              max_tokens=96, tool_choice="required", name="toolbox")
+              max_tokens=128, tool_choice="required", name="toolbox")
 
 
 @pytest.mark.dataset("agent/tasks.jsonl", target=AGENT)

@@ -530,8 +530,8 @@ def test_text_replies_are_constrained_to_the_protocol_where_the_engine_can() -> 
     jsonschema.validate({"tool": "add", "arguments": {"a": 2, "b": 3}}, schema)
     jsonschema.validate({"answer": "5"}, schema)
     # unbounded strings are capped, so a rambling argument cannot run into max_tokens
-    jsonschema.validate({"tool": "send_email", "arguments": {"to": "a@b", "body": "x" * 120}}, schema)
-    for bad in ({"tool": "send_email", "arguments": {"to": "a@b", "body": "x" * 121}},
+    jsonschema.validate({"tool": "send_email", "arguments": {"to": "a@b", "body": "x" * 60}}, schema)
+    for bad in ({"tool": "send_email", "arguments": {"to": "a@b", "body": "x" * 61}},
                 {"tool": "add", "arguments": {"a": "two", "b": 3}}, {"tool": "nope", "arguments": {}},
                 {"answer": "5", "tool": "add"}, {"tool": "add"}):
         with pytest.raises(jsonschema.ValidationError):

@@ -49,7 +49,7 @@ ANSWER_CHARS = 200
 #: the longest string argument a constrained reply may write (characters), where the tool's
 #: schema sets no limit: an unbounded string lets a small model ramble until max_tokens cuts
 #: the reply (and its JSON) off
-ARGUMENT_CHARS = 120
+ARGUMENT_CHARS = 60
 
 
 def _capped(schema: Any) -> Any:
@@ -85,7 +85,7 @@ def reply_schema(tools: Sequence[dict[str, Any]], *, answer: bool = True) -> dic
                         "required": ["answer"], "additionalProperties": False})
     return {"anyOf": options}
 
-PROTOCOL_VERSION = "3"  # bump when the prompt or the messages below change (it is in the cache key)
+PROTOCOL_VERSION = "4"  # bump when the prompt or the messages below change (it is in the cache key)
 
 _INSTRUCTIONS = """\
 You can use tools to answer. The tools:
