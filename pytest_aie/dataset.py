@@ -80,6 +80,25 @@ def _read_text(path: Path) -> str:
                     "'save with encoding UTF-8')") from None
 
 
+def _jsonl_rows(path: Path, text: str) -> list[tuple[int | None, Any]]:
+    """(line number, value) per non-blank line of a JSONL file (datasets and corpora)."""
+    rows: list[tuple[int | None, Any]] = []
+    # split on "\n" only: str.splitlines() also splits on U+2028, U+0085 and form feeds,
+    # which JSON writers leave raw inside strings
+    for no, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((no, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise _fail(path, no, f"invalid JSON ({exc.msg} at column {exc.colno})",
+                        "write one JSON object per line") from None
+        except RecursionError:
+            raise _fail(path, no, "JSON is nested too deeply to load",
+                        "flatten the nested fields") from None
+    return rows
+
+
 def _csv_rows(path: Path, text: str) -> list[tuple[int, Any]]:
     reader = csv.DictReader(io.StringIO(text, newline=""))  # keeps newlines in cells
     fix = "give every row as many cells as the header, and quote cells that contain commas"
@@ -114,19 +133,7 @@ def _rows(path: Path) -> list[tuple[int | None, Any]]:
     text = _read_text(path)
     rows: list[tuple[int | None, Any]] = []
     if suffix in (".jsonl", ".ndjson"):
-        # split on "\n" only: str.splitlines() also splits on U+2028, U+0085 and form feeds,
-        # which JSON writers leave raw inside strings
-        for no, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((no, json.loads(line)))
-            except json.JSONDecodeError as exc:
-                raise _fail(path, no, f"invalid JSON ({exc.msg} at column {exc.colno})",
-                            "write one JSON object per line") from None
-            except RecursionError:
-                raise _fail(path, no, "JSON is nested too deeply to load",
-                            "flatten the case's fields") from None
+        rows = _jsonl_rows(path, text)
     elif suffix == ".csv":
         rows = list(_csv_rows(path, text))
     else:

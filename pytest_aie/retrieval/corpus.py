@@ -29,19 +29,6 @@ def _fail(path: Path, line: int | None, problem: str, fix: str) -> DatasetError:
     return DatasetError(f"{where}: {problem}", fix=fix)
 
 
-def _jsonl_rows(path: Path, text: str) -> list[tuple[int | None, Any]]:
-    rows: list[tuple[int | None, Any]] = []
-    for no, line in enumerate(text.split("\n"), start=1):  # not splitlines(): see dataset.py
-        if not line.strip():
-            continue
-        try:
-            rows.append((no, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise _fail(path, no, f"invalid JSON ({exc.msg} at column {exc.colno})",
-                        "write one JSON object per line") from None
-    return rows
-
-
 def _json_rows(path: Path, text: str) -> list[tuple[int | None, Any]]:
     """The items of a top-level JSON list with their line numbers (or of a mapping's
     ``documents`` list, without)."""
@@ -102,7 +89,7 @@ def _yaml_rows(path: Path, text: str) -> list[tuple[int | None, Any]]:
 
 
 def _rows(path: Path) -> list[tuple[int | None, Any]]:
-    from pytest_aie.dataset import _csv_rows, _read_text
+    from pytest_aie.dataset import _csv_rows, _jsonl_rows, _read_text
 
     if not path.is_file():
         raise _fail(path, None, "corpus file not found",
