@@ -712,3 +712,57 @@ def test_agent_as_a_dataset_target_in_a_pytest_run(pytester: pytest.Pytester) ->
     t3 = records["t3"]["trajectory"]
     assert t3["stopped"] == "max_steps" and len(t3["steps"]) == 3 and not records["t3"]["passed"]
     assert [t["name"] for t in [s["function"] for s in t1["tools"]]] == ["add", "again"]
+
+
+FIXTURES_TEST = '''
+import json
+import pytest
+
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+@pytest.mark.dataset("tasks.jsonl")
+@pytest.mark.agent("tool_calls", match="exact")
+@pytest.mark.exact()
+def test_in_the_body(case, agent, evaluate):
+    evaluate(agent([add], max_steps=3).run(case["question"]))
+
+def test_retriever_fixture(retriever, tmp_path):
+    search = retriever("bm25", corpus="docs.jsonl")
+    assert retriever("bm25", corpus="docs.jsonl") is search      # one per arguments
+    hits = search.search(["where is the eiffel tower", "nile river"], k=2)
+    assert [h[0].id for h in hits] == ["eiffel", "nile"]
+    with pytest.raises(Exception, match="has no option 'k9'"):
+        retriever("bm25", corpus="docs.jsonl", k9=1)
+'''
+
+
+def test_the_agent_and_retriever_fixtures(pytester: pytest.Pytester) -> None:
+    """``agent(tools).run(task)`` in a test body, handed to the markers with ``evaluate``;
+    ``retriever(kind, corpus=)`` built once per arguments, the corpus found next to the test."""
+    tasks = [{"id": "t1", "question": "What is 2 plus 3?", "expected": "5",
+              "expected_tools": ["add"]},
+             {"id": "t2", "question": "What is 10 plus 7?", "expected": "17",
+              "expected_tools": ["add"]}]
+    write_jsonl(pytester, "tasks", tasks)
+    write_jsonl(pytester, "docs", [
+        {"id": "eiffel", "text": "The Eiffel Tower is in Paris."},
+        {"id": "nile", "text": "The Nile is a river in Africa."},
+        {"id": "bees", "text": "Bees make honey."}])
+    pytester.makepyfile(agentfns=AGENTFNS, test_fixtures=FIXTURES_TEST)
+    pytester.makeini(textwrap.dedent("""
+        [pytest]
+        aie_engine = scripted
+        aie_model = agentfns:reply
+        aie_cache = off
+    """))
+    result = pytester.runpytest_subprocess("-p", "no:randomly",
+                                           f"--aie-cache-dir={pytester.path / 'cache'}")
+    assert result.ret == 0, result.stdout.str()
+    result.assert_outcomes(passed=3)
+    records = read_records(pytester)
+    calls = [r for r in records if r["metric"] == "agent.tool_calls"]
+    assert [r["status"] for r in calls] == ["passed", "passed"]
+    assert all(r["trajectory"]["steps"][0]["tool"] == "add" for r in calls)
+    assert sorted(r["output"] for r in records if r["metric"] == "exact.match") == ["17", "5"]
