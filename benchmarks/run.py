@@ -23,6 +23,7 @@ BENCHMARKS = [
     "elo_scheduling.py",        # elo_calls_ratio, elo_scheduled_agreement (2-4 minutes)
     "retrieval.py",             # bm25_qps_10k, dense_qps_10k, dense_index_10k_s, hnsw_recall_at_10
     "agent_batching.py",        # agent_step_batching_speedup
+    "report_scale.py",          # report_{1k,10k,100k}_mb, report_{1k,10k,100k}_open_s, report_100k_filter_s
     "vllm_throughput.py",       # vllm_suite_throughput_ratio, vllm_vs_hf_throughput (.venv-vllm)
 ]
 #: benchmarks that run in vLLM's own environment (`make install-vllm`)

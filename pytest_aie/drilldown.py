@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Sequence
 
-__all__ = ["judgments_text", "passages_text", "ranking_text", "trajectory_text"]
+__all__ = ["judgments_text", "passages_text", "ranking_text", "samples_text", "trajectory_text"]
 
 #: how much of a passage, a tool result or a model reply one line of the drill-down shows
 SNIPPET_CHARS = 400
@@ -61,6 +61,20 @@ def passages_text(retrieved: Sequence[Mapping[str, Any]],
         shown = f"{score:.3f}" if isinstance(score, (int, float)) else "-"
         mark = " [relevant]" if str(hit.get("id")) in marks else ""
         lines.append(f"{rank}. {hit.get('id')} ({shown}){mark}: {_snippet(hit.get('text', ''))}")
+    return "\n".join(lines)
+
+
+def samples_text(samples: Sequence[Mapping[str, Any]]) -> str:
+    """Repeated sampling: each sample's seed, outcome, score and reason, then its output."""
+    lines = []
+    for n, sample in enumerate(samples, 1):
+        passed = sample.get("passed")
+        outcome = "passed" if passed is True else "failed" if passed is False else "scored"
+        value = sample.get("value")
+        score = f" {value:.3g}" if isinstance(value, (int, float)) else ""
+        lines.append(f"sample {n} (seed {sample.get('seed')}): {outcome}{score}: "
+                     f"{_snippet(sample.get('reason') or '')}")
+        lines.append(f"  output: {_snippet(sample.get('output') or '')}")
     return "\n".join(lines)
 
 

@@ -203,8 +203,10 @@ def test_a_hostile_answer_does_not_move_the_verdict_through_fenced_rubrics(
     assert row["judge"]["injection_cases"] == ["c0", "c1", "c2"]
     # the report shows each case's judgments and its flags
     html = (pytester.path / "aie-results" / "report.html").read_text()
-    assert "asks the judge to ignore its instructions" in html
-    assert "misses the fact" in html  # the rationale, in the case's drill-down
+    from pytest_aie.report.blob import cases_in  # the case data (packed in the page)
+    shown = json.dumps(cases_in(html))
+    assert "asks the judge to ignore its instructions" in shown
+    assert "misses the fact" in shown  # the rationale, in the case's drill-down
 
 
 def _pair_suite(pytester: pytest.Pytester, judge: str) -> None:

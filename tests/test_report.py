@@ -9,14 +9,16 @@ import json
 import os
 import re
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
 from pytest_aie import report
 from pytest_aie.records import ResultsError, ResultsWarning, basic_summary, load_results
 from pytest_aie.report import render_html
+from pytest_aie.report.blob import cases_in, decode
 
 try:  # `python -m pytest` puts the repo root on sys.path; plain `pytest` puts tests/ there
     from tests.browser import chromium_or_skip, open_page
@@ -97,6 +99,18 @@ def blob_of(html: str) -> dict[str, Any]:
     return json.loads(match.group(1), parse_constant=no_constants)
 
 
+def table_of(html: str) -> dict[str, Any]:
+    """The case table the page's script decompresses (columnar)."""
+    return decode(blob_of(html)["table"])
+
+
+def shown_cases(html: str) -> list[dict[str, Any]]:
+    """Each case as the page shows it (the table's columns joined with its drill-down)."""
+    shown = cases_in(html)
+    assert len(shown) == table_of(html)["n"]
+    return [c | {"st": c["status"], "id": c["case_id"]} for c in shown]
+
+
 # --------------------------------------------------------------------------- load_results
 
 
@@ -165,7 +179,7 @@ def test_autoescape_shows_hostile_text_as_text(tmp_path: Path) -> None:
     path = render_html(make_header(), cases, make_summary(cases), tmp_path / "report.html")
     html = path.read_text(encoding="utf-8")
     # Nothing hostile appears as markup anywhere in the file.
-    for raw in ("<script>alert(1)", "<img src=x", "<svg", "<b>q4</b>", "<b>bold", "<!-- not"):
+    for raw in ("<script>alert(1)", "<img src=x", "<svg onload", "<b>q4</b>", "<b>bold", "<!-- not"):
         assert raw not in html, raw
     # Server-rendered places (suite names, model name) are HTML-escaped...
     assert "test_&lt;img src=x onerror=&#34;window.__aie_pwned=5&#34;&gt;" in html
@@ -174,11 +188,11 @@ def test_autoescape_shows_hostile_text_as_text(tmp_path: Path) -> None:
     assert len(re.findall(r"<script\b", html, re.I)) == 2
     assert len(re.findall(r"</script", html, re.I)) == 2
     # The data block gives every string back unchanged.
-    blob = blob_of(html)
-    assert [blob["suites"][c["s"]] for c in blob["cases"]] == [c["suite"] for c in cases]
-    assert [c["output"] for c in blob["cases"]] == [c["output"] for c in cases]
-    assert [c["expected"] for c in blob["cases"]] == [c["expected"] for c in cases]
-    assert set(HOSTILE) <= {c["output"] for c in blob["cases"]}
+    shown = shown_cases(html)
+    assert [c["suite"] for c in shown] == [c["suite"] for c in cases]
+    assert [c["output"] for c in shown] == [c["output"] for c in cases]
+    assert [c["expected"] for c in shown] == [c["expected"] for c in cases]
+    assert set(HOSTILE) <= {c["output"] for c in shown}
 
 
 def test_csp_allows_exactly_the_inline_script(tmp_path: Path) -> None:
@@ -194,15 +208,15 @@ def test_csp_allows_exactly_the_inline_script(tmp_path: Path) -> None:
 def test_non_finite_numbers_and_odd_values_still_make_valid_json(tmp_path: Path) -> None:
     case = make_case(2) | {"expected": [float("nan"), float("inf"), {"k": object}], "value": 0.123456}
     html = render_html(make_header(), [case], None, tmp_path / "r.html").read_text(encoding="utf-8")
-    blob = blob_of(html)
-    assert blob["cases"][0]["expected"][:2] == ["nan", "inf"]
-    assert blob["cases"][0]["value"] == 0.123456
+    shown = shown_cases(html)[0]
+    assert shown["expected"][:2] == ["nan", "inf"]
+    assert shown["value"] == 0.123456
 
 
 def test_long_text_is_cut_with_a_note(tmp_path: Path) -> None:
     case = make_case(2) | {"output": "x" * 5000}
     html = render_html(make_header(), [case], None, tmp_path / "r.html", max_text_chars=1000).read_text()
-    output = blob_of(html)["cases"][0]["output"]
+    output = shown_cases(html)[0]["output"]
     assert output.startswith("x" * 1000) and output.endswith("[report cut 4000 more characters]")
 
 
@@ -236,7 +250,7 @@ def test_basic_summary_counts() -> None:
 def test_cli_renders_from_a_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_log(tmp_path / "r.jsonl", make_header(), [make_case(i) for i in range(10)])
     assert report.main([str(tmp_path / "r.jsonl")]) == 0
-    assert len(blob_of((tmp_path / "r.html").read_text(encoding="utf-8"))["cases"]) == 10
+    assert table_of((tmp_path / "r.html").read_text(encoding="utf-8"))["n"] == 10
     assert report.main([str(tmp_path / "nope.jsonl")]) == 10
     assert "not found" in capsys.readouterr().err
 
@@ -258,7 +272,7 @@ def test_scored_cases_are_neither_passes_nor_failures(tmp_path: Path) -> None:
                 "passed": 8, "failed": 0, "unmeasured": 0, "pass_rate": 1.0, "mean_score": 0.535,
                 "binary": False, "verdict": None, "interval": None}]
     html = render_html(make_header(), cases, summary, tmp_path / "r.html").read_text(encoding="utf-8")
-    assert {c["st"] for c in blob_of(html)["cases"]} == {"scored"}
+    assert {c["st"] for c in shown_cases(html)} == {"scored"}
     row = re.search(r'<tr class="suite-row".*?</tr>', html, re.S).group(0)  # type: ignore[union-attr]
     assert re.search(r'class="num passed">0</td>', row) and re.search(r'class="num scored">8</td>', row)
     assert re.search(r'class="num pass-rate">—</td>', row) and "100.0%" not in html
@@ -289,12 +303,11 @@ def test_control_and_bidi_characters_are_made_visible(tmp_path: Path) -> None:
     html = render_html(header, [case], None, tmp_path / "r.html").read_text(encoding="utf-8")
     for raw in ("\u202e", "\u200b", "\x1b", "\ufeff", "\u2066"):
         assert raw not in html, repr(raw)
-    shown = blob_of(html)
-    row = shown["cases"][0]
+    row = shown_cases(html)[0]
     assert row["output"] == SHOWN + "\nline two\r\nthree\ttab"  # newlines and tabs stay
     assert row["prompt"] == "q<U+2066>x<U+2069>" and row["expected"] == {"any": ["<U+202E>Paris"]}
     assert row["id"] == "id<U+202E>1" and row["reason"] == "got <U+202E>X"
-    assert shown["suites"] == ["suites/t.py::test_<U+202E>rtl"]
+    assert table_of(html)["suites"] == ["suites/t.py::test_<U+202E>rtl"]
     assert "m&lt;U+202E&gt;odel" in html  # server-rendered metadata and summary too
     assert "test_&lt;U+202E&gt;rtl" in html
 
@@ -304,7 +317,7 @@ def test_long_expected_and_references_are_cut(tmp_path: Path) -> None:
              make_case(2) | {"expected": [f"option {i}" for i in range(2000)]},
              make_case(3) | {"expected": None, "reference_field": "answer", "reference": "R" * 5000}]
     html = render_html(make_header(), cases, None, tmp_path / "r.html", max_text_chars=1000).read_text()
-    shown = blob_of(html)["cases"]
+    shown = shown_cases(html)
     assert shown[0]["expected"] == "E" * 1000 + "\n… [report cut 4000 more characters]"
     assert isinstance(shown[1]["expected"], str) and shown[1]["expected"].startswith('[\n  "option 0"')
     assert "more characters]" in shown[1]["expected"] and len(shown[1]["expected"]) < 1100
@@ -317,10 +330,10 @@ def test_expected_shows_the_reference_the_scorer_used(tmp_path: Path) -> None:
     cases = [make_case(1) | {"expected": None, "reference_field": "answer", "reference": "42"},
              make_case(2) | {"expected": None, "references": ["a cat", "the cat"]},
              make_case(4)]
-    shown = blob_of(render_html(make_header(), cases, None, tmp_path / "r.html").read_text())["cases"]
+    shown = shown_cases(render_html(make_header(), cases, None, tmp_path / "r.html").read_text())
     assert (shown[0]["expected"], shown[0]["expected_label"]) == ("42", "Expected (field 'answer')")
     assert (shown[1]["expected"], shown[1]["expected_label"]) == (["a cat", "the cat"], "Expected (references)")
-    assert shown[2]["expected"] == "Paris" and "expected_label" not in shown[2]
+    assert shown[2]["expected"] == "Paris" and shown[2]["expected_label"] is None
 
 
 def test_command_row_has_no_credentials_even_from_an_old_log(tmp_path: Path) -> None:
@@ -392,13 +405,26 @@ def big_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dic
     return path, cases, summary
 
 
+@contextmanager
+def open_report(browser: Any, path: Path) -> Iterator[tuple[Any, Any]]:
+    """:func:`open_page`, once the case table is shown (the page decompresses it first)."""
+    with open_page(browser, path) as (page, log):
+        page.wait_for_selector("body[data-ready]", timeout=30_000)
+        yield page, log
+
+
+def wait_details(page: Any, n: int) -> None:
+    """Wait until ``n`` drill-downs are filled in (their chunk decompressed)."""
+    page.wait_for_selector(f"tr.detail-row.ready >> nth={n - 1}", timeout=10_000)
+
+
 def visible_ids(page: Any) -> list[str]:
     return page.eval_on_selector_all("tr.case-row", "rows => rows.map(r => r.dataset.caseId)")
 
 
 def test_browser_summary_table(chromium: Any, big_report: Any) -> None:
     path, cases, summary = big_report
-    with open_page(chromium, path) as (page, log):
+    with open_report(chromium, path) as (page, log):
         heads = page.eval_on_selector_all("#aie-summary thead th", "hs => hs.map(h => h.innerText.trim())")
         rows = [dict(zip(heads, cells)) for cells in page.eval_on_selector_all(
             "#aie-summary tbody tr.suite-row",
@@ -422,7 +448,7 @@ def test_browser_summary_table(chromium: Any, big_report: Any) -> None:
 def test_browser_paging(chromium: Any, big_report: Any) -> None:
     path, cases, _ = big_report
     ids = [c["case_id"] for c in cases]
-    with open_page(chromium, path) as (page, log):
+    with open_report(chromium, path) as (page, log):
         assert visible_ids(page) == ids[:PAGE]
         assert page.inner_text("#aie-page-info") == f"Page 1 of {-(-len(ids) // PAGE)}"
         assert page.is_disabled("#aie-prev")
@@ -440,7 +466,7 @@ def test_browser_paging(chromium: Any, big_report: Any) -> None:
 def test_browser_filter_and_failures_only(chromium: Any, big_report: Any) -> None:
     path, cases, _ = big_report
     failed = [c["case_id"] for c in cases if c["passed"] is False]
-    with open_page(chromium, path) as (page, log):
+    with open_report(chromium, path) as (page, log):
         page.check("#aie-failures-only")
         shown = visible_ids(page)
         assert shown == failed[:PAGE]
@@ -476,11 +502,12 @@ def test_browser_filter_and_failures_only(chromium: Any, big_report: Any) -> Non
 def test_browser_hostile_output_is_text_and_never_runs(chromium: Any, big_report: Any) -> None:
     path, cases, _ = big_report
     hostile = [c for c in cases if "hostile" in c["tags"]]
-    with open_page(chromium, path) as (page, log):
+    with open_report(chromium, path) as (page, log):
         page.fill("#aie-filter", "hostile")
         page.press("#aie-filter", "Enter")
         for row in page.query_selector_all("tr.case-row"):
             row.click()  # open every drill-down: the outputs are now in the DOM
+        wait_details(page, len(hostile))
         details = page.eval_on_selector_all(
             "tr.detail-row", "rs => rs.map(r => Array.from(r.querySelectorAll('pre')).map(p => p.textContent))")
         assert len(details) == len(hostile)
@@ -501,9 +528,10 @@ def test_browser_hostile_output_is_text_and_never_runs(chromium: Any, big_report
 
 def test_browser_drill_down_toggles(chromium: Any, big_report: Any) -> None:
     path, cases, _ = big_report
-    with open_page(chromium, path) as (page, log):
+    with open_report(chromium, path) as (page, log):
         first = page.locator("tr.case-row").first
         first.click()
+        wait_details(page, 1)
         assert page.locator("tr.detail-row").count() == 1
         facts = page.inner_text("tr.detail-row .facts")
         assert cases[0]["nodeid"] in facts and cases[0]["source"] in facts
@@ -520,7 +548,7 @@ def test_browser_scored_and_invisible_characters(chromium: Any, tmp_path: Path) 
     cases = [scored_case(0, output=INVISIBLE), scored_case(1),
              make_case(1) | {"expected": None, "reference_field": "answer", "reference": "42"}]
     path = render_html(make_header(), cases, None, tmp_path / "report.html")
-    with open_page(chromium, path) as (page, log):
+    with open_report(chromium, path) as (page, log):
         badges = page.eval_on_selector_all("tr.case-row .badge", "bs => bs.map(b => b.textContent)")
         assert badges == ["scored", "scored", "fail"]
         heads = page.eval_on_selector_all("#aie-summary thead th", "hs => hs.map(h => h.innerText.trim())")
@@ -533,6 +561,7 @@ def test_browser_scored_and_invisible_characters(chromium: Any, tmp_path: Path) 
         page.uncheck("#aie-failures-only")
         page.locator("tr.case-row").nth(0).click()
         page.locator("tr.case-row").nth(2).click()
+        wait_details(page, 2)
         blocks = page.eval_on_selector_all(
             "tr.detail-row .block",
             "bs => bs.map(b => [b.querySelector('h4').textContent, b.querySelector('pre').textContent])")
@@ -568,9 +597,10 @@ def test_browser_shows_retrieved_passages_and_agent_trajectories_as_text(
         "answer": "391", "stopped": "answer", "error": None,
         "prompt_tokens": 440, "completion_tokens": 34, "seconds": 1.2}}
     path = render_html(make_header(), [rag, agent], None, tmp_path / "report.html")
-    with open_page(chromium, path) as (page, log):
+    with open_report(chromium, path) as (page, log):
         page.locator("tr.case-row").nth(0).click()
         page.locator("tr.case-row").nth(1).click()
+        wait_details(page, 2)
         blocks = dict(page.eval_on_selector_all(
             "tr.detail-row .block",
             "bs => bs.map(b => [b.querySelector('h4').textContent, b.querySelector('pre').textContent])"))

@@ -65,7 +65,8 @@ def test_app(case, output):
     assert {r["model"] for r in recs} == {f"target:test_suite.{target}"}
     assert sorted(r["case_id"] for r in recs if r["status"] == "failed") == ["c0", "c10", "c15", "c5"]
     report = (pytester.path / "aie-results" / "report.html").read_text()
-    assert "test_app" in report and "c15" in report
+    from pytest_aie.report.blob import cases_in  # the case data (packed in the page)
+    assert "test_app" in report and "c15" in {c["case_id"] for c in cases_in(report)}
 
 
 def test_batch_target_is_called_once_for_the_suite_and_cached(pytester: pytest.Pytester) -> None:

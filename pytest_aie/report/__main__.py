@@ -1,0 +1,5 @@
+"""``python -m pytest_aie.report RESULTS.jsonl [REPORT.html]``."""
+
+from pytest_aie.report import main
+
+raise SystemExit(main())

@@ -1,0 +1,373 @@
+"""The server-rendered sections of the report, as display rows for the template: run metadata,
+the suite table (with each metric's interval against its threshold and its change against the
+baseline or the other model), the comparisons, the baseline diff, per-tag breakdowns, score and
+latency histograms, and Elo leaderboards. Every string is made visible and cut
+(:mod:`pytest_aie.report.shown`); the template escapes it."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections import defaultdict
+from typing import Any, Iterable, Mapping, Sequence
+
+from pytest_aie.records import status_of
+from pytest_aie.redact import scrub, scrub_argv
+from pytest_aie.report.charts import histogram, interval_bar, whiskers
+from pytest_aie.report.shown import (
+    MAX_NAME_CHARS,
+    is_number,
+    name,
+    number,
+    percent,
+    shown,
+)
+
+__all__ = ["change_rows", "comparison_rows", "elo_boards", "engine_of", "latency",
+           "metadata", "score_histograms", "summary_rows", "tag_breakdown"]
+
+_COUNTS = ("n", "passed", "failed", "scored", "unmeasured")
+#: baseline diff rows shown per kind (newly failing, newly passing); the rest are counted
+MAX_CHANGES = 500
+#: characters of an old or new output shown in the baseline diff
+CHANGE_TEXT_CHARS = 2_000
+
+
+def engine_of(header: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The header's engine block (engine, model, revision, options), or an empty one."""
+    engine = header.get("engine")
+    return engine if isinstance(engine, Mapping) else {}
+
+
+def metadata(header: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) pairs for the run metadata block, in display order, present values only
+    (credentials scrubbed, even from a log written before pytest-aie scrubbed them)."""
+    header = scrub(dict(header))
+    engine = engine_of(header)
+    argv = header.get("argv")
+    pairs: list[tuple[str, Any]] = [
+        ("Started", header.get("started_at")),
+        ("Engine", engine.get("engine")),
+        ("Model", engine.get("model")),
+        ("Revision", engine.get("revision")),
+        ("Git commit", header.get("git_commit") or "not recorded"),
+        ("Seed", header.get("seed")),
+        ("pytest-aie", header.get("pytest_aie")),
+        ("Python", header.get("python")),
+        ("Platform", header.get("platform")),
+        ("Command", shlex.join(str(a) for a in scrub_argv(argv)) if isinstance(argv, list) else argv),
+    ]
+    for key, value in engine.items():
+        if key not in ("engine", "model", "revision") and value not in (None, ""):
+            pairs.append((f"Engine {key}", value))
+    versions = header.get("versions")
+    if isinstance(versions, Mapping) and versions:
+        pairs.append(("Versions", ", ".join(f"{k} {v}" for k, v in versions.items())))
+    return [(label, shown(value if isinstance(value, str) else json.dumps(value, default=str),
+                          2 * MAX_NAME_CHARS))
+            for label, value in pairs if value is not None and value != ""]
+
+
+def _signed(value: Any, binary: bool) -> str:
+    if not is_number(value):
+        return "n/a"
+    return f"{100 * value:+.1f} pt" if binary else f"{value:+.3g}"
+
+
+def _state(c: Mapping[str, Any]) -> str:
+    if c.get("regressed"):
+        return "regressed"
+    if c.get("improved"):
+        return "improved"
+    if c.get("models") and not c.get("confirmatory") and (c.get("gate") or {}).get("regressed"):
+        return "worse (exploratory)"
+    return "no significant change"
+
+
+def _against(c: Mapping[str, Any]) -> str:
+    models = c.get("models")
+    return f"vs {models[0]}" if models else "vs baseline"
+
+
+def comparison_rows(comparisons: Sequence[Mapping[str, Any]] | None,
+                    binary: Mapping[tuple[str, str], bool] | None = None) -> list[dict[str, Any]]:
+    """One display row per comparison (suite or tag scope): delta with its interval,
+    p-values, the decision, and the case counts."""
+    rows = []
+    for c in comparisons or ():
+        gate = c.get("gate") or {}
+        is_binary = (binary or {}).get((str(c.get("suite")), str(c.get("metric"))), True)
+        ci = ""
+        if is_number(gate.get("low")) and is_number(gate.get("high")):
+            ci = f"[{_signed(gate['low'], is_binary)}, {_signed(gate['high'], is_binary)}]"
+        models = c.get("models")
+        rows.append({
+            "suite": name(c.get("suite")), "metric": name(c.get("metric")),
+            "scope": name(c.get("scope") or "suite"),
+            "against": name(f"{models[1]} vs {models[0]}" if models else
+                            "baseline" + (f" ({c['model']})" if c.get("model") else "")),
+            "delta": _signed(gate.get("delta"), is_binary), "interval": ci,
+            "p": number(c.get("p_value")) or "—", "p_adjusted": number(c.get("p_adjusted")) or "—",
+            "family": c.get("family_size") or "", "confirmatory": bool(c.get("confirmatory")),
+            "state": _state(c), "shared": c.get("shared"), "added": c.get("added"),
+            "removed": c.get("removed"),
+            "newly_failing": len(c.get("newly_failing") or ()),
+            "newly_passing": len(c.get("newly_passing") or ()),
+        })
+    return rows
+
+
+def _change_for(row: Mapping[str, Any], comparisons: Sequence[Mapping[str, Any]]
+                ) -> Mapping[str, Any] | None:
+    """The suite-scope comparison for a summary row: against the baseline (for its model), or
+    between two models with this row's model on the compared side."""
+    model = str(row.get("model") or "default")
+    fallback = None
+    for c in comparisons:
+        if (c.get("scope") or "suite") != "suite" or c.get("suite") != row.get("suite") \
+                or c.get("metric") != row.get("metric"):
+            continue
+        models = c.get("models")
+        if models:
+            if str(models[1]) == model:
+                fallback = fallback or c
+        elif c.get("model") in (None, model):
+            return c
+    return fallback
+
+
+def summary_rows(summary: Sequence[Mapping[str, Any]],
+                 tallies: Mapping[tuple[str, str, str], Mapping[str, Any]] | None = None,
+                 comparisons: Sequence[Mapping[str, Any]] | None = None,
+                 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Display rows for the suite table, and the totals. ``tallies`` (from
+    :func:`basic_summary` of the cases shown) supplies the counts and pass rate, so the table
+    agrees with the case rows whatever the summary counted; verdicts, intervals, thresholds and
+    mean scores come from ``summary``; the change from ``comparisons``."""
+    rows = []
+    totals: dict[str, Any] = {k: 0 for k in _COUNTS}
+    models: dict[tuple[str, str], set[str]] = {}
+    for item in summary:
+        models.setdefault((str(item.get("suite", "")), str(item.get("metric") or "")),
+                          set()).add(str(item.get("model") or "default"))
+    for item in summary:
+        suite, metric = str(item.get("suite", "")), str(item.get("metric") or "")
+        model = str(item.get("model") or "default")
+        counted = (tallies or {}).get((suite, metric, model))
+        if counted is None and "model" not in item:  # a summary that does not name models
+            same = [t for k, t in (tallies or {}).items() if k[:2] == (suite, metric)]
+            counted = same[0] if len(same) == 1 else None
+        counted = counted or item
+        if len(models[(suite, metric)]) > 1:  # a suite gated on several models: one row each
+            metric = f"{metric} · {model}"
+        binary = item.get("binary", True) is not False
+        fmt = percent if binary else number  # pass rate or score
+        interval = item.get("interval")
+        low = high = None
+        interval_text = ""
+        if isinstance(interval, (list, tuple)) and len(interval) == 2:
+            low, high = interval
+            interval_text = f"{fmt(low)} – {fmt(high)}"
+        threshold = item.get("threshold")
+        verdict = item.get("verdict")
+        row: dict[str, Any] = {
+            "suite": name(suite), "metric": name(metric),
+            **{k: int(counted.get(k) or 0) for k in _COUNTS},
+            "mean_score": number(item.get("mean_score", counted.get("mean_score"))),
+            "interval": interval_text,
+            "threshold": (("≤ " if item.get("higher_is_better") is False else "≥ ")
+                          + fmt(threshold)) if is_number(threshold) else "",
+            "verdict": name(str(verdict)) if verdict else "",
+            "reason": name(item.get("inconclusive_reason")) if item.get("inconclusive_reason") else "",
+        }
+        judged = row["passed"] + row["failed"]
+        row["pass_rate"] = percent(row["passed"] / judged) if judged else "—"
+        estimate = item.get("estimate")
+        if not is_number(estimate):
+            estimate = (row["passed"] / judged if judged else None) if binary else \
+                item.get("mean_score")
+        candidates: tuple[Any, ...] = (estimate, low, high, threshold)
+        values = [float(v) for v in candidates if is_number(v)]
+        if values:
+            lo, hi = (0.0, 1.0) if binary or (min(values) >= 0 and max(values) <= 1) else \
+                (min(values) - 0.05 * abs(min(values)), max(values) + 0.05 * abs(max(values)))
+            label = (f"estimate {fmt(estimate)}, interval {interval_text or 'none'}, "
+                     f"threshold {row['threshold'] or 'none'}")
+            row["bar"] = interval_bar(estimate if is_number(estimate) else None,
+                                      low if is_number(low) else None,
+                                      high if is_number(high) else None,
+                                      threshold if is_number(threshold) else None,
+                                      lo=lo, hi=hi, label=label)
+        change = _change_for(item, comparisons or ())
+        if change is not None:
+            gate = change.get("gate") or {}
+            row["change"] = {"delta": _signed(gate.get("delta"), binary), "against": _against(change),
+                             "p": number(change.get("p_adjusted") if change.get("p_adjusted")
+                                         is not None else change.get("p_value")),
+                             "state": _state(change)}
+        for key in _COUNTS:
+            totals[key] += row[key]
+        rows.append(row)
+    judged = totals["passed"] + totals["failed"]
+    totals["pass_rate"] = percent(totals["passed"] / judged) if judged else "—"
+    return rows, totals
+
+
+def change_rows(changes: Sequence[Mapping[str, Any]] | None,
+                ) -> dict[str, Any]:
+    """The baseline diff: newly failing and newly passing cases, old and new side by side
+    (at most :data:`MAX_CHANGES` of each kind; ``hidden`` counts the rest)."""
+    out: dict[str, Any] = {"newly_failing": [], "newly_passing": [], "hidden": 0, "total": 0}
+    for ch in changes or ():
+        kind = ch.get("change")
+        if kind not in ("newly_failing", "newly_passing"):
+            continue
+        out["total"] += 1
+        if len(out[kind]) >= MAX_CHANGES:
+            out["hidden"] += 1
+            continue
+
+        def side(s: Any) -> dict[str, Any]:
+            s = s if isinstance(s, Mapping) else {}
+            output = s.get("output")
+            return {"status": name(str(s.get("status") or "—")),
+                    "value": number(s.get("value")) or "—",
+                    "output": shown(output, CHANGE_TEXT_CHARS) if output is not None else None}
+
+        out[kind].append({"suite": name(ch.get("suite")), "metric": name(ch.get("metric")),
+                          "model": name(ch.get("model")) if ch.get("model") not in (None, "default")
+                          else "", "case_id": name(ch.get("case_id")),
+                          "old": side(ch.get("old")), "new": side(ch.get("new"))})
+    return out
+
+
+def tag_breakdown(cases: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Pass rate per tag per suite (and metric), for tags that some case carries."""
+    counts: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for case in cases:
+        tags = case.get("tags")
+        if not tags:
+            continue
+        st = status_of(case)
+        for tag in tags:
+            c = counts[(str(case.get("suite", "")), str(case.get("metric") or ""), str(tag))]
+            c[0] += 1
+            c[1] += st == "passed"
+            c[2] += st == "failed"
+    rows = []
+    for (suite, metric, tag), (n, passed, failed) in sorted(counts.items()):
+        rate = passed / (passed + failed) if passed + failed else None
+        rows.append({"suite": name(suite), "metric": name(metric), "tag": name(tag), "n": n,
+                     "passed": passed, "failed": failed, "pass_rate": percent(rate),
+                     "width": 0 if rate is None else round(100 * rate, 1)})
+    return rows
+
+
+def _bins(values: Sequence[float], bins: int = 10) -> tuple[list[int], list[float]]:
+    lo, hi = min(values), max(values)
+    if lo >= 0 and hi <= 1:
+        lo, hi = 0.0, 1.0
+    if hi == lo:
+        hi = lo + 1
+    width = (hi - lo) / bins
+    counts = [0] * bins
+    for v in values:
+        counts[min(int((v - lo) / width), bins - 1)] += 1
+    return counts, [lo + i * width for i in range(bins + 1)]
+
+
+def score_histograms(cases: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A histogram of the scores of each suite and metric that has graded scores (a metric
+    whose values are all 0 or 1 is a pass rate, shown in the suite table)."""
+    values: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for case in cases:
+        v: Any = case.get("value")
+        if is_number(v):
+            values[(str(case.get("suite", "")), str(case.get("metric") or ""))].append(float(v))
+    out = []
+    for (suite, metric), vs in values.items():
+        if all(v in (0.0, 1.0) for v in vs):
+            continue
+        counts, edges = _bins(vs)
+        out.append({"suite": name(suite), "metric": name(metric), "n": len(vs),
+                    "svg": histogram(counts, edges, label=f"{metric} scores in {suite}"),
+                    "bins": [(f"{edges[i]:.3g}–{edges[i + 1]:.3g}", c) for i, c in enumerate(counts)]})
+    return out
+
+
+def latency(cases: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """p50/p90/p99 of end-to-end time and time to first token per suite and model (cached
+    generations left out: their timings are not measurements), and a histogram of each."""
+    import numpy as np
+
+    series: dict[str, dict[tuple[str, str], list[float]]] = {"e2e_s": defaultdict(list),
+                                                              "ttft_s": defaultdict(list)}
+    for case in cases:
+        timings = case.get("timings")
+        if not timings or case.get("cached"):
+            continue
+        key = (str(case.get("suite", "")), str(case.get("model") or "default"))
+        for field, store in series.items():
+            v = timings.get(field)
+            if is_number(v):
+                store[key].append(float(v))
+    rows, charts = [], []
+    for field, label in (("e2e_s", "end to end"), ("ttft_s", "time to first token")):
+        everything: list[float] = []
+        for (suite, model), vs in series[field].items():
+            p50, p90, p99 = np.percentile(vs, [50, 90, 99])
+            rows.append({"suite": name(suite), "model": name(model), "what": label, "n": len(vs),
+                         "p50": f"{1000 * p50:.0f}", "p90": f"{1000 * p90:.0f}",
+                         "p99": f"{1000 * p99:.0f}"})
+            everything.extend(vs)
+        if everything:
+            counts, edges = _bins([1000 * v for v in everything], 12)
+            charts.append({"what": label, "n": len(everything),
+                           "svg": histogram(counts, edges, label=f"{label} (ms), all suites",
+                                            unit=" ms"),
+                           "bins": [(f"{edges[i]:.0f}–{edges[i + 1]:.0f} ms", c)
+                                    for i, c in enumerate(counts)]})
+    return {"rows": rows, "charts": charts}
+
+
+def _whole(value: Any) -> str:
+    return f"{value:.0f}" if is_number(value) else "—"
+
+
+def elo_boards(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each elo suite's leaderboard (ratings with intervals) and win-rate matrix."""
+    boards = []
+    for row in summary:
+        elo = row.get("elo")
+        if not isinstance(elo, Mapping) or not elo.get("ranking"):
+            continue
+        ranking = [dict(r) for r in elo["ranking"]]
+        online = (elo.get("online") or {}).get("ratings") or {}
+        models = [str(r.get("model")) for r in ranking]
+        cells: dict[tuple[str, str], Mapping[str, Any]] = {
+            (str(w.get("model")), str(w.get("opponent"))): w for w in elo.get("win_matrix") or ()}
+        matrix = []
+        for m in models:
+            line: list[dict[str, Any] | None] = []
+            for o in models:
+                w = cells.get((m, o))
+                if m == o or w is None:
+                    line.append(None)
+                else:
+                    rate: Any = w.get("win_rate")
+                    line.append({"rate": percent(rate), "record": f"{w.get('wins')}-{w.get('losses')}-"
+                                 f"{w.get('ties')}", "hue": round(120 * rate) if is_number(rate) else 60})
+            matrix.append((name(m), line))
+        boards.append({
+            "suite": name(row.get("suite")), "metric": name(row.get("metric")),
+            "battles": elo.get("battles"), "svg": whiskers(ranking),
+            "ranking": [{"model": name(r.get("model")), "rating": _whole(r.get("rating")),
+                         "interval": (f"[{r['low']:.0f}, {r['high']:.0f}]"
+                                      if is_number(r.get("low")) and is_number(r.get("high")) else "—"),
+                         "battles": r.get("battles", ""),
+                         "online": _whole(online.get(r.get("model")))} for r in ranking],
+            "models": [name(m) for m in models], "matrix": matrix,
+            "expect": [{"expect": name(g.get("expect")), "verdict": name(g.get("verdict"))}
+                       for g in elo.get("expect") or ()],
+        })
+    return boards
