@@ -38,9 +38,9 @@ __all__ = ["CHUNK", "FLAGS", "PREVIEW_CHARS", "case_blob", "cases_in", "decode",
 #: cases per compressed drill-down chunk
 CHUNK = 500
 #: characters of the output shown in the table (the drill-down has the full text)
-PREVIEW_CHARS = 160
+PREVIEW_CHARS = 120
 #: characters of the reason shown in the table
-REASON_CHARS = 160
+REASON_CHARS = 120
 #: the flags column's bits
 FLAGS = {"cached": 1, "truncated": 2, "flaky": 4, "error": 8}
 _STATUS_CODE = {s: s[0] for s in STATUSES}  # passed -> p, failed -> f, scored -> s, unmeasured -> u

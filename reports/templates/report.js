@@ -7,7 +7,9 @@
   "use strict";
   var dataEl = document.getElementById("aie-data");
   if (!dataEl) { return; }
+  performance.mark("aie-script");
   var blob = JSON.parse(dataEl.textContent);
+  performance.mark("aie-blob");
   var pageSize = blob.page_size || 200, chunkSize = blob.chunk || 500;
   var FLAG = blob.flags || { cached: 1, truncated: 2, flaky: 4, error: 8 };
   var STATUS = { p: "pass", f: "fail", s: "scored", u: "unmeasured" };
@@ -85,7 +87,7 @@
     return hay;
   }
   function buildHayLater() {
-    if (hayBuilt >= T.n) { return; }
+    if (hayBuilt >= T.n) { document.body.dataset.searchReady = "true"; return; }
     buildHay(Math.min(T.n, hayBuilt + 5000));
     setTimeout(buildHayLater, 0);
   }
@@ -274,6 +276,7 @@
   }
 
   function start(table) {
+    performance.mark("aie-table");
     T = table;
     options(suiteEl, T.suites);
     options(metricEl, T.metrics);
@@ -322,6 +325,7 @@
     // A reload keeps form state in some browsers: start from what the controls show.
     state.terms = filterEl.value.toLowerCase().split(/\s+/).filter(Boolean);
     applyFilter();
+    performance.mark("aie-ready");
     document.body.dataset.ready = "true";
     setTimeout(buildHayLater, 50);
   }
