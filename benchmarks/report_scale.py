@@ -59,7 +59,7 @@ def synthetic_run(n: int, seed: int = 0) -> tuple[dict[str, Any], list[dict[str,
         output = _text(rng, rng.randint(30, 70))
         tags = rng.sample(TAGS, rng.randint(0, 3))
         e2e = rng.lognormvariate(-1.2, 0.4)
-        sampled = k % 20 == 0
+        sampled = k % 19 == 0
         for metric in metrics:
             if len(cases) >= n:
                 break
