@@ -80,7 +80,8 @@ def harness_tokens_per_s(folder: Path, engine: str, batch_size: int) -> float:
     took = time.perf_counter() - started
     if code != 0:
         raise RuntimeError(f"harness run on {engine} failed with exit code {code}")
-    records = [json.loads(line) for line in results.read_text().splitlines()[1:]]
+    records = [r for r in map(json.loads, results.read_text().splitlines()[1:])
+               if r.get("type") == "case"]
     return sum(r["completion_tokens"] or 0 for r in records) / took
 
 

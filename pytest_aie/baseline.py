@@ -4,10 +4,13 @@
 ``aie-baselines/`` at the project root); ``--aie-baseline NAME`` compares the run against it.
 The file is sorted and stable (the same outcomes give the same bytes) and written atomically.
 
-Format versions: 2 (current) stores each case's ``group`` (its cluster in paired tests) and
-``status``; version 1 files have neither and still load: their cases are compared as
-unclustered unless the current run declares groups for them (a case's group is a property
-of the dataset, so the current run's declaration is used first).
+Format versions: 3 (current) also keeps each case's ``output`` (its first
+:data:`OUTPUT_CHARS` characters, cut with a note like the results log's long fields), so a
+later run can show a changed case's old and new output side by side; version 2 stores each
+case's ``group`` (its cluster in paired tests) and ``status``; version 1 files have neither
+and still load: their cases are compared as unclustered unless the current run declares
+groups for them (a case's group is a property of the dataset, so the current run's
+declaration is used first). Cases of versions 1 and 2 have no output (``None``).
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from typing import Any, Iterable
 from pytest_aie.errors import UsageError
 from pytest_aie.files import write_atomic
 
-__all__ = ["BASELINE_FORMAT", "baseline_path", "load_baseline", "make_baseline", "save_baseline"]
+__all__ = ["BASELINE_FORMAT", "OUTPUT_CHARS", "baseline_path", "load_baseline", "make_baseline", "save_baseline"]
 
-BASELINE_FORMAT = 2
-READABLE_FORMATS = (1, 2)
+BASELINE_FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
+#: Longest output a baseline keeps per case (characters); longer ones are cut with a note.
+OUTPUT_CHARS = 2_000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _RUN_KEYS = ("pytest_aie", "engine", "git_commit", "seed", "versions")
 
@@ -40,6 +45,7 @@ def make_baseline(name: str, header: dict[str, Any], records: Iterable[dict[str,
     suite's reference model is not saved: it is compared against within the run)."""
     from pytest_aie.gates import _group_records, baseline_key, several_models
     from pytest_aie.records import status_of
+    from pytest_aie.results import _cut
 
     suites: dict[str, dict[str, Any]] = {}
     groups = _group_records(records)
@@ -52,7 +58,8 @@ def make_baseline(name: str, header: dict[str, Any], records: Iterable[dict[str,
             entry["cases"][rec["case_id"]] = {
                 "passed": rec.get("passed"), "value": rec.get("value"), "status": status_of(rec),
                 "group": None if rec.get("group") in (None, "") else str(rec["group"]),
-                "tags": list(rec.get("tags") or ())}
+                "tags": list(rec.get("tags") or ()),
+                "output": _cut(str(rec.get("output") or ""), OUTPUT_CHARS)}
     return {
         "format_version": BASELINE_FORMAT,
         "name": name,

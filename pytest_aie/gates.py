@@ -411,8 +411,9 @@ def _compare_two(suite: str, metric: str, a: str, b: str, ref_recs: list[dict[st
     out = []
     for scope, ids in scopes:
         comp = compare_pairs(suite, metric, scope, binary,
-                             ref if ids is None else {c: ref[c] for c in ids if c in ref},
-                             cur if ids is None else {c: cur[c] for c in ids}, policy, higher)
+                             ref if ids is None else {c: ref[c] for c in ref if c in ids},
+                             cur if ids is None else {c: cur[c] for c in cur if c in ids},
+                             policy, higher)  # in run order, not a set's
         comp.models = (a, b)
         if not confirmatory:  # figures only: never a regression of the run
             comp.confirmatory, comp.regressed = False, False

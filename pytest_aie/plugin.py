@@ -15,6 +15,7 @@ Flow of a run:
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -363,9 +364,11 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
             raise
         item.stash[_RECORD_KEY] = aie.case_records(item.nodeid,
                                                    failure=f"{type(exc).__name__}: {exc}")
+        _junit_properties(item, item.stash[_RECORD_KEY])
         raise
     records = aie.case_records(item.nodeid)
     item.stash[_RECORD_KEY] = records
+    _junit_properties(item, records)
     bad = failing(records)
     if bad:
         message = failure_line(bad, 300, 160)
@@ -379,6 +382,14 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     if untrusted:  # the judge's verdict on this case decides nothing
         pytest.skip(f"pytest-aie: verdict inconclusive: judge untrusted ({untrusted})")
     return result
+
+
+def _junit_properties(item: pytest.Item, records: list[dict[str, Any]]) -> None:
+    """Under ``--junitxml``: the case's figures as its ``<testcase>`` properties."""
+    if records and getattr(item.config.option, "xmlpath", None):
+        from pytest_aie.junit import case_properties
+
+        item.user_properties.extend(case_properties(records))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -421,6 +432,33 @@ class _Collector:
 _HIDDEN_KEY = pytest.StashKey[list[pytest.TestReport]]()
 
 
+def _ci_outputs(config: pytest.Config, aie: AieSession, status: int) -> None:
+    """Controller, at session end: the suite figures as ``--junitxml`` properties of the
+    test suite, and the Markdown summary appended to ``$GITHUB_STEP_SUMMARY`` when set (a
+    summary that cannot be written is a warning line, never a failed run)."""
+    if not aie.records:
+        return
+    from _pytest.junitxml import xml_key
+
+    xml = config.stash.get(xml_key, None)
+    if xml is not None:
+        from pytest_aie.junit import suite_properties
+
+        for name, value in suite_properties(aie.rows, status):
+            xml.add_global_property(name, value)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        from pytest_aie.markdown import append_step_summary, markdown_summary
+
+        text = markdown_summary(
+            aie.rows, aie.baseline_comparisons + aie.model_comparisons, aie.changes,
+            exit_status=status, notes=aie.notes, harness_errors=aie.harness_errors,
+            baseline=aie.settings.baseline, report=config.stash.get(_REPORT_KEY, None),
+            results=str(aie.log.path) if aie.log is not None else None)
+        warning = append_step_summary(text)
+        if warning:
+            aie.notes.append(warning)
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
                             config: pytest.Config) -> Generator[None, None, None]:
@@ -449,9 +487,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
     return result
 
 
+@pytest.hookimpl(tryfirst=True)  # before junitxml writes its file
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Controller: gate the suites, compare, write the report and baseline, set the exit
-    status. Every process: close engines."""
+    """Controller: gate the suites, compare, write the report and baseline, the results
+    log's conclusion, the CI outputs; set the exit status. Every process: close engines."""
     config = session.config
     aie = config.stash.get(SESSION_KEY, None)
     if aie is None:
@@ -464,11 +503,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                                                   Path(run_dir) if run_dir else None)
             except AieError as exc:
                 aie.harness_errors.append(exc.line())
+            status = EXIT_HARNESS_ERROR if aie.harness_errors else int(session.exitstatus)
+            aie.write_conclusion(status)
             if aie.settings.report and aie.log is not None and aie.records:
-                from pytest_aie.report import render_html
+                from pytest_aie.rebuild import render
 
-                path = render_html(aie.log.header, aie.records, aie.rows, Path(aie.settings.report))
+                path = render(aie.log.header, aie.records, aie.rows, Path(aie.settings.report),
+                              comparisons=[c.to_dict() for c in aie.baseline_comparisons
+                                           + aie.model_comparisons],
+                              changes=aie.changes, exit_status=status,
+                              notes=aie.harness_errors + aie.notes)
                 config.stash[_REPORT_KEY] = str(path)
+            _ci_outputs(config, aie, status)
     finally:
         aie.close()
         run_dir = config.stash.get(_RUN_DIR_KEY, None)

@@ -27,8 +27,11 @@ __all__ = ["FORMAT_VERSION", "STATUSES", "CaseRecord", "ResultsError", "ResultsW
 
 #: The results log's schema version (its run header's ``format_version``). 2: records carry
 #: the run's model name (``model``; the engine's model is ``model_id``) and ``gated``, one
-#: record per case, model and metric (version 1 had one model and a ``base`` sub-record).
-FORMAT_VERSION = 2
+#: record per case, model and metric (version 1 had one model and a ``base`` sub-record). 3: the
+#: log ends with the run's ``change`` records (its baseline diff) and a ``conclusion`` record
+#: (gate policy, suite aggregates, rows, comparisons, exit status): what ``python -m pytest_aie
+#: report`` needs to rebuild the report; a log without them (a crash) still loads.
+FORMAT_VERSION = 3
 
 #: Record statuses, and the status of an old record without one.
 STATUSES = ("passed", "failed", "scored", "unmeasured")
@@ -136,8 +139,10 @@ class ResultsWarning(UserWarning):
     """A results log with a damaged line that was skipped (e.g. a crash mid-write)."""
 
 
-def load_results(jsonl_path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Read a results log: ``(header, cases)``.
+def load_results(jsonl_path: str | os.PathLike[str], *, other: list[dict[str, Any]] | None = None
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Read a results log: ``(header, cases)`` (``other``: a list that receives the records of
+    other types, e.g. the run's ``change`` and ``conclusion`` records).
 
     A line that is not valid JSON is skipped with a :class:`ResultsWarning` and the records
     around it are kept: a truncated last line is what a crash mid-write leaves. Records of
@@ -174,6 +179,9 @@ def load_results(jsonl_path: str | os.PathLike[str]) -> tuple[dict[str, Any], li
         kind = record.get("type")
         if kind == "case":
             cases.append(record)
+        elif kind != "run":
+            if other is not None:
+                other.append(record)
         elif kind == "run":
             if header is None:
                 header = record

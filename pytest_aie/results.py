@@ -132,8 +132,12 @@ def _bounded(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _cut(text: str) -> str:
-    return f"{text[:MAX_FIELD_CHARS]}… [results log cut {len(text) - MAX_FIELD_CHARS:,} more characters]"
+def _cut(text: str, limit: int = MAX_FIELD_CHARS) -> str:
+    """``text`` cut to its first ``limit`` characters, with a note of how many more there were
+    (also used for the outputs a baseline keeps)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [results log cut {len(text) - limit:,} more characters]"
 
 
 def reference_fields(scorer: Any, case: Any) -> dict[str, Any]:

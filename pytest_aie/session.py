@@ -64,6 +64,10 @@ class AieSession:
     notes: list[str] = field(default_factory=list)
     saved_baseline: str | None = None
     baseline_data: dict[str, Any] | None = None  # loaded at configure time
+    changes: list[dict[str, Any]] = field(default_factory=list)  # the baseline diff
+    aggregates: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+    pytest_status: int = 0  # pytest's own exit status, before the gates
+    policy: Any = None
 
     def __post_init__(self) -> None:
         from pytest_aie.registry import ModelRegistry
@@ -188,8 +192,8 @@ class AieSession:
     def conclude(self, status: int, run_dir: Path | None = None) -> int:
         """Controller, at session end: suite verdicts, comparisons (baseline, base vs
         candidate), the baseline file if asked for; returns the exit status."""
+        from pytest_aie.conclusion import gate_policy
         from pytest_aie.gates import (
-            GatePolicy,
             compare_models,
             compare_to_baseline,
             evaluate_suites,
@@ -197,12 +201,12 @@ class AieSession:
         )
 
         s = self.settings
-        policy = GatePolicy(mode="point" if s.gate == "point" else "interval",
-                            inconclusive=s.inconclusive, confidence=s.confidence,
-                            margin=s.regression_margin, alpha=s.alpha)
+        self.pytest_status = status
+        self.policy = policy = gate_policy(vars(s))
         from pytest_aie.scoring import SharedScores
 
         aggregates = {**self.pipeline.aggregates, **SharedScores(run_dir).read_aggregates()}
+        self.aggregates = aggregates
         self.rows = evaluate_suites(self.records, policy, aggregates)
         if s.baseline:
             from pytest_aie.baseline import baseline_path, load_baseline
@@ -210,6 +214,9 @@ class AieSession:
             baseline = self.baseline_data or load_baseline(baseline_path(s.baseline_dir,
                                                                          s.baseline))
             self.baseline_comparisons = compare_to_baseline(self.records, baseline, policy)
+            from pytest_aie.changes import case_changes
+
+            self.changes = case_changes(self.records, baseline)
         self.model_comparisons = compare_models(self.records, policy)
         if s.save_baseline and self.records:
             from pytest_aie.baseline import baseline_path, make_baseline, save_baseline
@@ -223,6 +230,23 @@ class AieSession:
         self.harness_errors.extend(e for e in evidence_problems(self.records)
                                    if e not in self.harness_errors)
         return status
+
+    def write_conclusion(self, status: int) -> None:
+        """Controller, after :meth:`conclude`: append the baseline diff (one ``change`` record
+        per case) and the ``conclusion`` record to the results log (see
+        :mod:`pytest_aie.conclusion`), so that the report can be rebuilt from the log."""
+        if self.log is None or not self.records or self.policy is None:
+            return
+        from pytest_aie.conclusion import conclusion_record
+
+        for change in self.changes:
+            self.log.append({"type": "change", **change})
+        self.log.append(conclusion_record(
+            policy=self.policy, aggregates=self.aggregates, rows=self.rows,
+            comparisons=self.baseline_comparisons + self.model_comparisons,
+            baseline=self.settings.baseline, changes=len(self.changes),
+            pytest_status=self.pytest_status, exit_status=status, notes=self.notes,
+            harness_errors=self.harness_errors))
 
     def add_record(self, record: dict[str, Any]) -> None:
         """Controller only: keep and log one case record."""

@@ -49,4 +49,4 @@ def eval_test(marker: str, name: str = "test_eval") -> str:
 def read_records(pytester: pytest.Pytester) -> list[dict[str, Any]]:
     """The case records of the last run's results log (without the header)."""
     lines = (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines[1:]]
+    return [r for r in map(json.loads, lines[1:]) if r.get("type") == "case"]  # not the conclusion

@@ -154,7 +154,7 @@ def _clustered_runs() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 def test_baseline_stores_groups_and_paired_test_uses_clusters():
     base, cur = _clustered_runs()
     baseline = make_baseline("main", {}, base)
-    assert baseline["format_version"] == BASELINE_FORMAT == 2
+    assert baseline["format_version"] == BASELINE_FORMAT == 3
     case = baseline["suites"]["s::exact.match"]["cases"]["c3"]
     assert case["group"] == "g0" and case["status"] == "passed"
     (comp,) = compare_to_baseline(cur, baseline, POLICY)
@@ -179,8 +179,8 @@ def test_version_1_baselines_still_load(tmp_path):
     loaded = load_baseline(path)
     (comp,) = compare_to_baseline([{**r, "group": None} for r in cur], loaded, POLICY)
     assert comp.shared == 100 and comp.regressed
-    path.write_text(json.dumps({**old, "format_version": 3}))
-    with pytest.raises(UsageError, match="format 3"):
+    path.write_text(json.dumps({**old, "format_version": 4}))
+    with pytest.raises(UsageError, match="format 4"):
         load_baseline(path)
 
 

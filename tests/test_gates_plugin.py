@@ -98,7 +98,7 @@ def test_regression_against_saved_baseline(pytester: pytest.Pytester) -> None:
     path = pytester.path / "aie-baselines" / "main.json"
     first = path.read_text()
     data = json.loads(first)
-    assert data["format_version"] == 2 and len(data["suites"]) == 1
+    assert data["format_version"] == 3 and len(data["suites"]) == 1
     pytester.runpytest("--aie-save-baseline", "main")
     assert path.read_text() == first  # stable: same outcomes, same bytes
 

@@ -70,8 +70,8 @@ def test_embedded_judge_parses_every_reply_under_constrained_decoding(
                      f"aie_cache_dir = {cache}\n")  # the judge: the default, embedded on hf
     result = pytester.runpytest_subprocess("-p", "no:randomly")
     out = result.stdout.str()
-    recs = [json.loads(x) for x in
-            (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()[1:]]
+    recs = [r for r in map(json.loads,
+            (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()[1:]) if r.get("type") == "case"]
     judgments = [j for r in recs for j in r["details"]["judgments"]]
     assert len(judgments) == 52, out
     assert all(j["constrained"] for j in judgments)

@@ -354,7 +354,7 @@ def _run_files(pytester: pytest.Pytester, cases: list[dict[str, Any]], test: str
 
 def _records(pytester: pytest.Pytester) -> list[dict[str, Any]]:
     lines = (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines[1:]]
+    return [r for r in map(json.loads, lines[1:]) if r.get("type") == "case"]
 
 
 def _budgets(pytester: pytest.Pytester) -> dict[str, dict[str, Any]]:

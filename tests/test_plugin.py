@@ -37,7 +37,7 @@ def write_suite(pytester: pytest.Pytester, answers: dict[str, str] | None = None
 def read_results(pytester: pytest.Pytester) -> tuple[dict, list[dict]]:
     lines = (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()
     header, *records = [json.loads(line) for line in lines]
-    return header, records
+    return header, [r for r in records if r.get("type") == "case"]
 
 
 def test_markers_and_fixtures_are_documented(pytester: pytest.Pytester) -> None:
@@ -358,8 +358,7 @@ def test_ungated_exact(case, output):
     assert "GATE FAILED: 1 suite gate(s) failed: test_suite.py::test_two [exact.match]" in out
     # a case fails when any metric fails it: gated -> xfailed, ungated -> failed
     result.assert_outcomes(passed=36, xfailed=12, failed=12)
-    records = [json.loads(line) for line in
-               (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()[1:]]
+    _, records = read_results(pytester)
     c0 = [r for r in records if r["case_id"] == "c0" and r["suite"].endswith("test_two")]
     assert sorted(r["metric"] for r in c0) == ["exact.match", "similarity.rouge1"]
     assert {r["status"] for r in c0} == {"failed", "scored"}
@@ -426,8 +425,7 @@ def test_len(case, output):
     pytester.makeconftest(SAMPLE_SCORER)
     result = pytester.runpytest()
     result.assert_outcomes(passed=2, failed=2)
-    records = [json.loads(line) for line in
-               (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()[1:]]
+    _, records = read_results(pytester)
     assert [r["value"] for r in records] == [1.0, 2.0, 3.0, 4.0]
     assert all(r["binary"] is False and r["higher_is_better"] is False for r in records)
     # the declared required field is checked when the dataset loads

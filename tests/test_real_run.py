@@ -43,7 +43,7 @@ def real_suite(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFacto
 
 def _records(pytester: pytest.Pytester) -> dict[str, dict]:
     lines = (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()
-    return {r["case_id"]: r for r in map(json.loads, lines[1:])}
+    return {r["case_id"]: r for r in map(json.loads, lines[1:]) if r.get("type") == "case"}
 
 
 def test_embedded_model_end_to_end(real_suite: pytest.Pytester) -> None:

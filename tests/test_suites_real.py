@@ -27,7 +27,7 @@ def run_suite(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[s
          "-q", f"--aie-results={results}", f"--aie-report={tmp_path / 'report.html'}"],
         cwd=SUITES.parent, capture_output=True, text=True, timeout=1500)
     lines = results.read_text(encoding="utf-8").splitlines()[1:]
-    return proc, [json.loads(line) for line in lines]
+    return proc, [r for r in map(json.loads, lines) if r.get("type") == "case"]
 
 
 def relevant_ids(case: dict[str, Any]) -> set[str]:

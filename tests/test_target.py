@@ -43,7 +43,7 @@ def answer_with_model(case, model):
 
 def records(pytester: pytest.Pytester) -> list[dict]:
     lines = (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()[1:]
-    return [json.loads(line) for line in lines]
+    return [r for r in map(json.loads, lines) if r.get("type") == "case"]
 
 
 @pytest.mark.parametrize("target, extra", [("answer", ""), ("answer_async", ", target_concurrency=3"),

@@ -313,7 +313,7 @@ def _latency_run(pytester: pytest.Pytester, *args: str) -> tuple[Any, dict[str, 
     result = pytester.runpytest_inprocess("-p", "no:randomly", "-p", "no:cacheprovider", *args)
     rows = json.loads((pytester.path / "rows.json").read_text())
     lines = (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()
-    return result, rows[0], [json.loads(line) for line in lines[1:]]
+    return result, rows[0], [r for r in map(json.loads, lines[1:]) if r.get("type") == "case"]
 
 
 def test_a_latency_run_with_the_cpu_bandwidth_reports_the_hand_computed_mbu(
