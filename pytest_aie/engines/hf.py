@@ -6,7 +6,13 @@ How a call to :meth:`HFEngine.generate` runs:
    (``add_generation_prompt=True``, no extra special tokens), raw prompts as they are.
 2. Requests are sorted by (``max_tokens``, prompt length) and cut into micro-batches of
    ``batch_size``; each micro-batch is one left-padded ``model.generate`` call, with the position
-   ids taken from the attention mask. Results come back in input order.
+   ids taken from the attention mask. Results come back in input order. The rows' shared
+   beginning (a system prompt with its tools or rubric) is computed once and kept for later
+   calls (:mod:`._hf_prefix`; ``prefix_cache_mb``, 256 by default, 0 turns it off); streamed
+   requests (:meth:`HFEngine.stream_one`, the latency probe) never use it. Micro-batches run
+   through the engine's own decoding loop (:mod:`._hf_loop`), in which rows that finished leave
+   the batch instead of riding along as padding (``model.generate`` for models whose cache is
+   not a plain ``DynamicCache``, and for streamed requests).
 3. Token choice is done per row by :class:`~pytest_aie.engines._hf_decoding.RowSampler`, a
    logits processor at the end of the chain: ``argmax`` when ``temperature == 0``, else
    temperature + top-p sampling with the row's own ``torch.Generator`` seeded from the
@@ -90,6 +96,8 @@ from pytest_aie.engines._hf_loading import (
     torch_module,
     transformers_module,
 )
+from pytest_aie.engines._hf_loop import decode
+from pytest_aie.engines._hf_prefix import PrefixCache, plain_cache, prefix_layout
 from pytest_aie.engines._tool_calls import parse_tool_calls, template_uses_tools
 from pytest_aie.engines.base import (
     Capability,
@@ -146,6 +154,7 @@ class HFEngine(AdapterMixin, Engine):
         dtype: str = "auto",
         batch_size: int = 16,
         threads: int | None = None,
+        prefix_cache_mb: float = 256,
         **_ignored: Any,
     ) -> None:
         from pytest_aie.embedded import resolve_model
@@ -180,6 +189,14 @@ class HFEngine(AdapterMixin, Engine):
         self._stream_lock = threading.Lock()  # stream_one with adapters: one at a time
         self._grammars: Grammars | None = None  # JSON-schema grammars of the loaded tokenizer
         self._template_tools: bool | None = None  # does the chat template render tools?
+        if prefix_cache_mb < 0:
+            raise EngineError(f"hf engine prefix_cache_mb must be 0 (off) or more, got {prefix_cache_mb}",
+                              fix="pass a size in MB, or 0 to turn prefix caching off")
+        self.prefix_cache = PrefixCache(int(prefix_cache_mb * 2**20))
+        #: run micro-batches through the engine's own loop, where finished rows leave the
+        #: batch (:mod:`._hf_loop`); False: ``model.generate``, as before (tests compare them)
+        self.own_loop = True
+        self._plain_cache: bool | None = None
 
     def supports(self, capability: str) -> bool:
         if capability == Capability.ADAPTERS:
@@ -257,6 +274,8 @@ class HFEngine(AdapterMixin, Engine):
         had_model = self._model is not None
         self._model = self._tokenizer = self._peft_model = None
         self._grammars = None
+        self._plain_cache = None
+        self.prefix_cache.clear()
         self._adapters.clear()
         self._closed = True
         if had_model:
@@ -319,13 +338,26 @@ class HFEngine(AdapterMixin, Engine):
         return Generation(text="", finish_reason="error", engine=self.name, model=self.model_ref,
                           adapter=request.adapter, error=message)
 
+    def _own_loop(self, model: Any) -> bool:
+        """Whether micro-batches run through :func:`._hf_loop.decode` (finished rows leave the
+        batch) rather than ``model.generate``: when :attr:`own_loop` is on and the model's cache
+        is a plain ``DynamicCache``."""
+        if self._plain_cache is None:
+            self._plain_cache = plain_cache(model)
+        return self.own_loop and self._plain_cache
+
     def _generate_batch(self, model: Any, tokenizer: Any, requests: list[Request],
                         prompts: list[list[int]]) -> list[Generation]:
         torch = torch_module()
         started = time.perf_counter()
         kwargs, sampler, stopper = self._generate_kwargs(model, tokenizer, requests, prompts)
         with torch.inference_mode():
-            model.generate(**kwargs)
+            if self._own_loop(model):
+                config = kwargs.pop("generation_config")
+                decode(model, **kwargs, max_new_tokens=config.max_new_tokens,
+                       pad_token_id=config.pad_token_id)
+            else:
+                model.generate(**kwargs)
         elapsed = time.perf_counter() - started
         return [self._result(request, len(prompts[row]), sampler, stopper, row,
                              Timings(e2e_s=elapsed, batch_size=len(requests)))
@@ -347,13 +379,19 @@ class HFEngine(AdapterMixin, Engine):
         )
 
     def _generate_kwargs(self, model: Any, tokenizer: Any, requests: list[Request],
-                         prompts: list[list[int]]) -> tuple[dict[str, Any], RowSampler, RowStopper]:
+                         prompts: list[list[int]], *, cached: bool = True,
+                         ) -> tuple[dict[str, Any], RowSampler, RowStopper]:
         """``model.generate``'s arguments for one left-padded micro-batch, with its per-row
-        sampler and stopper."""
+        sampler and stopper; with ``cached``, the rows' shared prefix comes from the prefix
+        cache (:mod:`._hf_prefix`) when it is long enough."""
         transformers = transformers_module()
         device = self._device or "cpu"
         pad_id = int(tokenizer.pad_token_id)
-        input_ids, attention, width = left_padded(prompts, pad_id)
+        shared = self.prefix_cache.length(prompts) if cached and self.prefix_cache.usable(model) else 0
+        if shared:
+            input_ids, attention, width = prefix_layout(prompts, shared, pad_id)
+        else:
+            input_ids, attention, width = left_padded(prompts, pad_id)
         eos = eos_ids(model, tokenizer)
         stopper = RowStopper(tokenizer, [r.sampling for r in requests], width, eos)
         schemas = [r.output_schema for r in requests]
@@ -371,6 +409,9 @@ class HFEngine(AdapterMixin, Engine):
                   "generation_config": config,
                   "logits_processor": transformers.LogitsProcessorList([sampler]),
                   "stopping_criteria": transformers.StoppingCriteriaList([stopper])}
+        if shared:
+            kwargs["past_key_values"] = self.prefix_cache.expanded(
+                model, requests[0].adapter or "", prompts[0][:shared], len(prompts))
         return kwargs, sampler, stopper
 
     def stream_one(self, request: Request) -> Generator[tuple[str, float], None, Generation]:
@@ -386,7 +427,8 @@ class HFEngine(AdapterMixin, Engine):
         model, tokenizer = self._load()
         self.check(request)
         prompt = encode(tokenizer, request, self.model_ref)
-        kwargs, sampler, stopper = self._generate_kwargs(model, tokenizer, [request], [prompt])
+        kwargs, sampler, stopper = self._generate_kwargs(model, tokenizer, [request], [prompt],
+                                                         cached=False)
         streamer = transformers.TextIteratorStreamer(tokenizer, skip_prompt=True,
                                                      skip_special_tokens=True)
         lock = self._stream_lock if (request.adapter or self._peft_model is not None) \
