@@ -223,8 +223,11 @@ def _recompute(logs: list[Log], baseline: str | None) -> Rebuilt:
             statuses.append(1 if any(_fails_its_test(c) for c in log.cases) else 0)
             missing = sorted({f"{c['suite']} [{c['metric']}]" for c in log.cases
                               if str(c["metric"]).startswith(_AGGREGATED)})
+            version = log.header.get("format_version")
+            why = "the run stopped before its end" if not isinstance(version, int) or version >= 3 \
+                else f"results format {version} kept none"
             messages.append(
-                f"{log.path}: no conclusion record (the run stopped before its end): rows "
+                f"{log.path}: no conclusion record ({why}): rows "
                 "recomputed from its case records and its settings; pytest's own outcome of "
                 "tests without evals is not in the log"
                 + (f"; suite-level figures never written, not recomputed: {', '.join(missing)}"

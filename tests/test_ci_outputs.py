@@ -85,6 +85,17 @@ def test_junitxml_carries_case_and_suite_properties(pytester: pytest.Pytester) -
     assert low < (N - 1) / N < high
 
 
+def test_junitxml_properties_travel_from_xdist_workers(pytester: pytest.Pytester) -> None:
+    make_suite(pytester, wrong={3})
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-n", "2", "--junitxml=junit.xml")
+    assert result.ret == 0
+    root = ET.parse(pytester.path / "junit.xml").getroot()
+    statuses = [p.get("value") for p in root.iter("property")
+                if p.get("name") == "aie.exact.match.status"]
+    assert sorted(statuses) == ["failed"] + ["passed"] * (N - 1)
+    assert any(p.get("name") == "aie.exit_status" for p in root.iter("property"))
+
+
 def test_case_properties_of_a_timed_case_and_its_reference_model() -> None:
     from pytest_aie.junit import case_properties
 

@@ -78,6 +78,16 @@ def test_split_run_merges_to_the_single_runs_rows_and_exit_status(
     assert merged.rows == conclusion["rows"]
     assert merged.comparisons == conclusion["comparisons"]
     assert merged.exit_status == EXIT_REGRESSION and not merged.messages
+    # a suite-level figure computed on each shard (corpus BLEU, Elo...) is not the suite's
+    def with_figure(r: dict[str, Any]) -> dict[str, Any]:
+        if r["type"] != "conclusion":
+            return r
+        return {**r, "aggregates": [{"suite": "test_suite.py::test_gate", "metric": "exact.match",
+                                     "model": "candidate", "value": {"n": N // 2}}]}
+
+    figured = [_edit(log, pytester.path / f"fig{i}.jsonl", with_figure) for i, (_, log) in enumerate(shards)]
+    split = rebuild(figured)
+    assert "corpus" not in split.rows[0] and "cannot be combined" in split.messages[0]
     out = pytester.path / "merged.html"
     assert main([str(shards[0][1]), str(shards[1][1]), "-o", str(out), "--summary"]) == EXIT_REGRESSION
     printed = capsys.readouterr()
