@@ -14,6 +14,8 @@ from components import in_ci, pytest_runtest_makereport  # noqa: F401  (the hook
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the runs inside our tests must not append their summaries to our own CI job's summary
+os.environ.pop("GITHUB_STEP_SUMMARY", None)
 
 try:
     from hypothesis import HealthCheck, settings
