@@ -138,8 +138,9 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
         passed, failed = statuses.count("passed"), statuses.count("failed")
         values, groups = _gate_values(recs, binary)
         has_groups = any(g is not None for g in groups)
+        bounds = _bounds(recs)
         agg = aggregate(values, binary=binary, groups=groups if has_groups else None,
-                        confidence=policy.confidence)
+                        confidence=policy.confidence, bounds=bounds)
         gate = next((r["gate"] for r in recs if r.get("gate")), None) or {}
         threshold = gate.get("min_pass_rate") if binary else gate.get("min_score")
         if threshold is None:
@@ -171,7 +172,7 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
             row["interval_verdict"] = row["verdict"]
             if policy.mode == "interval":
                 row["p_value"] = _shortfall_p(values, groups if has_groups else None,
-                                              threshold, binary, higher)
+                                              threshold, binary, higher, bounds)
                 row["p_level"] = (1 - policy.confidence) / 2
                 row["confirmatory"] = row["p_value"] is not None
         own = (aggregates or {}).get((suite, metric, model))
@@ -217,19 +218,33 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
     return rows
 
 
+def _bounds(recs: list[dict[str, Any]]) -> tuple[float | None, float | None] | None:
+    """The metric's bounds as the records carry them (``[low, high]``, either may be null)."""
+    found = next((r["bounds"] for r in recs if isinstance(r.get("bounds"), (list, tuple))
+                  and len(r["bounds"]) == 2), None)
+    if found is None:
+        return None
+    low, high = (None if b is None else float(b) for b in found)
+    return low, high
+
+
 def _shortfall_p(values: list[Any], groups: list[Any] | None, threshold: float, binary: bool,
-                 higher: bool) -> float | None:
+                 higher: bool, bounds: tuple[float | None, float | None] | None = None
+                 ) -> float | None:
     """One-sided p-value that the suite is on the wrong side of its threshold (below a
     floor, above a ceiling)."""
     from pytest_aie.stats import threshold_pvalue
 
     if higher:
-        return threshold_pvalue(values, threshold, binary=binary, groups=groups)
+        return threshold_pvalue(values, threshold, binary=binary, groups=groups, bounds=bounds)
     if binary:  # a ceiling on a pass rate: the rate of the opposite outcome is a floor
         flipped = [None if v is None else 1.0 - float(v) for v in values]
         return threshold_pvalue(flipped, 1.0 - threshold, binary=True, groups=groups)
     negated = [None if v is None else -float(v) for v in values]
-    return threshold_pvalue(negated, -threshold, binary=False, groups=groups)
+    flipped_bounds = None if bounds is None else (
+        None if bounds[1] is None else -bounds[1], None if bounds[0] is None else -bounds[0])
+    return threshold_pvalue(negated, -threshold, binary=False, groups=groups,
+                            bounds=flipped_bounds)
 
 
 def _negated(agg: Any) -> Any:

@@ -66,6 +66,9 @@ class CaseRecord:
                       True)
     higher_is_better: bool = _f("False for TER, perplexity, latency: thresholds are ceilings",
                                 True)
+    bounds: list[float | None] | None = _f("the metric's `[lowest, highest]` value (null: "
+                                           "unbounded); every value at a bound gets an exact "
+                                           "interval", optional=True)
     output: str = _f("the output scored (the first sample's)", "")
     expected: Any = _f("the case's `expected` field")
     prompt: str = _f("the prompt sent (chat messages as `[role] content` lines)", "")

@@ -168,6 +168,7 @@ class AieSession:
             status=status, value=value, passed=passed, reason=reason,
             error=next((g.error for g in gens if g.error is not None), None),
             binary=ev.scorer.binary, higher_is_better=ev.scorer.higher_is_better,
+            bounds=None if ev.scorer.binary else list(ev.scorer.bounds),
             output=gen.text, expected=run.case.expected, prompt=prompt or "",
             tags=list(run.case.tags), group=_group(run.case),
             must_pass=bool(run.case.id in ev.must_pass or run.case.fields.get("must_pass")),

@@ -296,3 +296,37 @@ def test_latency_budgets_from_the_scorers_aggregate_decide_the_exit_status():
     assert status == 0 and any("ttft_p95_ms inconclusive" in n for n in notes)
     strict = GatePolicy(inconclusive="fail")
     assert exit_status([row], [], strict, 0)[0] == 1
+
+
+def _scores(values: list[float], threshold: float, *, bounds: Any = (0.0, 1.0), higher: bool = True,
+            groups: list[str | None] | None = None) -> list[dict[str, Any]]:
+    return [rec(f"c{i}", None, v, metric="retrieval.mrr", binary=False, higher_is_better=higher,
+                bounds=None if bounds is None else list(bounds), gate={"min_score": threshold},
+                **({"group": groups[i]} if groups else {}))
+            for i, v in enumerate(values)]
+
+
+def test_a_perfect_bounded_metric_gets_an_exact_interval_and_a_verdict() -> None:
+    # 22 cases all at MRR 1.0: the bootstrap has no spread (zero width, "too little data");
+    # the metric's bounds give the Clopper-Pearson interval of 22 successes in 22
+    row = evaluate_suites(_scores([1.0] * 22, 0.7))[0]
+    exact = sps.binomtest(22, 22).proportion_ci(0.95, method="exact")
+    assert row["interval"] == pytest.approx([exact.low, 1.0])
+    assert row["verdict"] == "pass" and row["interval_method"].startswith("exact")
+    assert row["p_value"] == pytest.approx(0.7 ** 22)
+    # the same values without bounds (an old log) stay undecided, as before
+    assert evaluate_suites(_scores([1.0] * 22, 0.7, bounds=None))[0]["verdict"] == "inconclusive"
+    # three cases cannot show a mean of at least 0.7; every case at the floor fails
+    assert evaluate_suites(_scores([1.0] * 3, 0.7))[0]["verdict"] == "inconclusive"
+    zero = evaluate_suites(_scores([0.0] * 22, 0.7))[0]
+    assert zero["verdict"] == "fail" and zero["interval"][0] == 0.0
+    # a 1-5 judge scale, and a ceiling (lower is better) with every value at the floor
+    five = evaluate_suites(_scores([5.0] * 30, 4.0, bounds=(1.0, 5.0)))[0]
+    assert five["verdict"] == "pass" and five["interval"][0] == pytest.approx(1 + 4 * 0.025 ** (1 / 30))
+    ceiling = evaluate_suites(_scores([0.0] * 22, 0.2, higher=False))[0]
+    assert ceiling["verdict"] == "pass" and ceiling["p_value"] == pytest.approx(0.8 ** 22)
+    # an interior constant value has no exact bound: undecided
+    assert evaluate_suites(_scores([0.5] * 22, 0.3))[0]["verdict"] == "inconclusive"
+    # a shared group counts once: 22 cases in 2 clusters are 2 units
+    grouped = evaluate_suites(_scores([1.0] * 22, 0.7, groups=["a"] * 11 + ["b"] * 11))[0]
+    assert grouped["verdict"] == "inconclusive" and grouped["interval"][0] == pytest.approx(0.025 ** 0.5)

@@ -30,6 +30,7 @@ __all__ = [
     "Interval",
     "aggregate",
     "clustered_interval",
+    "extreme_interval",
     "mean_interval",
     "pass_rate_interval",
     "threshold_pvalue",
@@ -241,10 +242,48 @@ def clustered_interval(values: Sequence[float] | np.ndarray, groups: Sequence[st
                     f"cluster-bootstrap-{used} ({n_groups} groups)", confidence)
 
 
+def _units(groups: Sequence[str | None] | None, count: int) -> int:
+    """Independent units among ``count`` measured cases: each shared group counts once."""
+    if groups is None:
+        return count
+    return len({g for g in groups if g is not None}) + sum(1 for g in groups if g is None)
+
+
+def _at_bound(arr: np.ndarray, bounds: tuple[float | None, float | None] | None) -> int:
+    """+1 when every value sits at the metric's upper bound, -1 at its lower bound, else 0
+    (also 0 for an unbounded side, or no values)."""
+    if bounds is None or arr.size == 0 or bounds[0] is None or bounds[1] is None \
+            or not bounds[1] > bounds[0]:
+        return 0
+    if np.all(arr == bounds[1]):
+        return 1
+    return -1 if np.all(arr == bounds[0]) else 0
+
+
+def extreme_interval(values: Sequence[float], bounds: tuple[float, float], confidence: float,
+                     units: int | None = None) -> tuple[float, float] | None:
+    """The interval for the mean of a metric bounded in ``bounds`` when every value sits at
+    one bound, where the bootstrap has no spread to work with; None otherwise.
+
+    For a metric rescaled to ``u`` in [0, 1] with mean ``mu``, ``P(u = 1) <= mu`` (Markov), so
+    ``n`` independent cases all at 1 have probability at most ``mu ** n``: the two-sided
+    ``confidence`` interval is ``[((1 - confidence) / 2) ** (1 / n), 1]``, the Clopper-Pearson
+    interval of ``n`` successes in ``n`` (and its mirror at the lower bound). ``units``: the
+    number of independent units (clusters), which replaces ``n`` when cases share a group."""
+    arr = np.asarray([float(v) for v in values], dtype=np.float64)
+    side = _at_bound(arr, bounds)
+    if side == 0:
+        return None
+    lo, hi = float(bounds[0]), float(bounds[1])
+    reach = ((1.0 - confidence) / 2.0) ** (1.0 / max(1, units or arr.size))
+    return (lo + (hi - lo) * reach, hi) if side > 0 else (lo, hi - (hi - lo) * reach)
+
+
 def aggregate(values: Sequence[float | bool | None], *, binary: bool,
               groups: Sequence[str | None] | None = None, confidence: float = 0.95,
               method: str | None = None, n_resamples: int = 9999,
-              seed: int | None = 0) -> Aggregate:
+              seed: int | None = 0,
+              bounds: tuple[float | None, float | None] | None = None) -> Aggregate:
     """Summarise one metric over a suite: estimate, interval and counts.
 
     ``values`` holds one entry per case; ``None`` (or NaN) is *unmeasured* and is left out
@@ -260,7 +299,10 @@ def aggregate(values: Sequence[float | bool | None], *, binary: bool,
       clustering can only be ignored at the cost of too-narrow intervals, and a cluster
       bootstrap can come out narrower than the i.i.d. interval by resampling noise or on
       degenerate data (e.g. every case passes), the result is the hull of the cluster and
-      the i.i.d. intervals: never narrower than the independent-case interval.
+      the i.i.d. intervals: never narrower than the independent-case interval;
+    * a continuous metric with ``bounds`` whose every value sits at one bound (a perfect
+      MRR): :func:`extreme_interval`, counting shared groups once (the bootstrap would give
+      a zero-width interval, which decides nothing).
     """
     n = len(values)
     if groups is not None and len(groups) != n:
@@ -277,6 +319,13 @@ def aggregate(values: Sequence[float | bool | None], *, binary: bool,
         iid = pass_rate_interval(int(arr.sum()), measured, confidence,
                                  method=_rate_method(method or "wilson"))
     else:
+        kept = [groups[i] for i in keep] if groups is not None else None
+        if _at_bound(arr, bounds) and measured >= MIN_CASES:
+            low, high = extreme_interval(arr.tolist(), bounds, confidence,  # type: ignore[arg-type]
+                                         _units(kept, measured)) or (None, None)
+            where = "maximum" if _at_bound(arr, bounds) > 0 else "minimum"
+            return Aggregate(n, measured, n - measured, float(arr.mean()), low, high,
+                             f"exact (every value at the {where})", confidence)
         iid = mean_interval(arr, confidence, method or "bca", n_resamples, seed)
     kept_groups = [groups[i] for i in keep] if groups is not None else None
     named = [g for g in kept_groups or () if g is not None]
@@ -323,7 +372,8 @@ def verdict(agg: Aggregate, threshold: float,
 
 
 def threshold_pvalue(values: Sequence[float | bool | None], threshold: float, *, binary: bool,
-                     groups: Sequence[str | None] | None = None) -> float | None:
+                     groups: Sequence[str | None] | None = None,
+                     bounds: tuple[float | None, float | None] | None = None) -> float | None:
     """One-sided p-value for "the suite falls short of ``threshold``" (``H0``: the true pass
     rate or mean is at least ``threshold``); ``None`` if nothing was measured.
 
@@ -331,7 +381,10 @@ def threshold_pvalue(values: Sequence[float | bool | None], threshold: float, *,
     threshold verdict that can fail a run. Pass/fail: the exact binomial test
     (``scipy.stats.binomtest``, ``alternative="less"``); with shared groups also the
     cluster-robust t-test, and the larger p-value counts. Scores: the one-sample t-test
-    (cluster-robust with groups); no spread or fewer than two clusters gives 1.0.
+    (cluster-robust with groups); no spread or fewer than two clusters gives 1.0, except every
+    value at one of the metric's ``bounds`` (see :func:`extreme_interval`): at the upper bound
+    the p-value is ``t ** n`` for the threshold ``t`` rescaled to [0, 1] (``n``: independent
+    units), at the lower bound ``(1 - t) ** n``.
     """
     from scipy import stats
 
@@ -347,6 +400,14 @@ def threshold_pvalue(values: Sequence[float | bool | None], threshold: float, *,
     if len(keep) < MIN_CASES:
         return 1.0
     if not binary:
+        side = _at_bound(arr, bounds)
+        if side and bounds is not None and bounds[0] is not None and bounds[1] is not None:
+            lo, hi = float(bounds[0]), float(bounds[1])
+            share = min(1.0, max(0.0, (float(threshold) - lo) / (hi - lo)))
+            units = _units([groups[i] for i in keep] if groups is not None else None, len(keep))
+            if side > 0:
+                return float(share ** units)
+            return float((1.0 - share) ** units) if share > 0 else 1.0
         return mean_t_pvalue(arr, threshold, kept_groups)
     t0 = min(1.0, max(0.0, float(threshold)))
     p = float(stats.binomtest(int(arr.sum()), arr.size, t0, alternative="less").pvalue)
