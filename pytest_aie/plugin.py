@@ -306,8 +306,15 @@ def retriever(request: pytest.FixtureRequest) -> Callable[..., Any]:
     def make(kind: str = "hybrid", *, corpus: Any = None, **options: Any) -> Any:
         if isinstance(corpus, (str, Path)) and not Path(corpus).is_absolute():
             corpus = base / corpus
-        key = repr((kind, corpus if not isinstance(corpus, list) else id(corpus),
-                    sorted(options.items())))
+        if isinstance(corpus, (list, tuple)):  # keyed by content: equal lists share a retriever
+            from pytest_aie.retrieval import corpus_digest
+            from pytest_aie.retrieval.base import to_documents
+
+            corpus = to_documents(corpus)
+            source: Any = ("documents", corpus_digest(corpus))
+        else:
+            source = corpus
+        key = repr((kind, source, sorted(options.items())))
         if key not in made:
             made[key] = make_retriever(kind, corpus=corpus, **options)
         return made[key]

@@ -735,6 +735,15 @@ def test_retriever_fixture(retriever, tmp_path):
     assert [h[0].id for h in hits] == ["eiffel", "nile"]
     with pytest.raises(Exception, match="has no option 'k9'"):
         retriever("bm25", corpus="docs.jsonl", k9=1)
+    # a list corpus is keyed by its content: an equal list shares the retriever, a changed
+    # one (even the same list object, mutated) gets its own
+    docs = [{"id": "a", "text": "apples are red"}, {"id": "b", "text": "bananas are yellow"}]
+    first = retriever("bm25", corpus=docs)
+    assert retriever("bm25", corpus=[dict(d) for d in docs]) is first
+    docs[1] = {"id": "b", "text": "blueberries are blue"}
+    second = retriever("bm25", corpus=docs)
+    assert second is not first
+    assert second.search(["blue berries"], k=1)[0][0].text == "blueberries are blue"
 '''
 
 
