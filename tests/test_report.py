@@ -322,7 +322,7 @@ def test_long_expected_and_references_are_cut(tmp_path: Path) -> None:
     assert isinstance(shown[1]["expected"], str) and shown[1]["expected"].startswith('[\n  "option 0"')
     assert "more characters]" in shown[1]["expected"] and len(shown[1]["expected"]) < 1100
     assert shown[2]["expected"].startswith("R" * 1000) and len(shown[2]["expected"]) < 1100
-    plain = render_html(make_header(), [make_case(1)] * 3, None, tmp_path / "p.html").read_text()
+    plain = render_html(make_header(), [make_case(i) for i in (1, 2, 3)], None, tmp_path / "p.html").read_text()
     assert len(html) < len(plain) + 8_000  # three values of about 1,000 characters (escaped), not 40,000
 
 

@@ -83,8 +83,8 @@ def test_suite_row_draws_the_interval_against_the_threshold_and_shows_the_change
     assert "≥ 60.0%" in default_row and "50.0% – 80.0%" in default_row
     bar = re.search(r"<svg class=\"bar\".*?</svg>", default_row, re.S).group(0)  # type: ignore[union-attr]
     assert "<title>estimate 66.7%, interval 50.0% – 80.0%, threshold ≥ 60.0%</title>" in bar
-    # the threshold line sits at 60% of the axis (4 + 0.6 * 152), the interval from 50% to 80%
-    assert 'x1="95.2"' in bar and 'x="80.0"' in bar and 'width="45.6"' in bar
+    # the threshold line sits at 60% of the axis (4 + 0.6 * 132), the interval from 50% to 80%
+    assert 'x1="83.2"' in bar and 'x="70.0"' in bar and 'width="39.6"' in bar
     assert "-12.5 pt" in default_row and "vs baseline, p=0.012" in default_row and "regressed" in default_row
     assert "+3.1 pt" in candidate_row and "vs default" in candidate_row
     assert "no significant change" in candidate_row

@@ -10,7 +10,7 @@ from markupsafe import Markup
 
 __all__ = ["histogram", "interval_bar", "whiskers"]
 
-_W = 160  # width of a suite row's bar
+_W = 140  # width of a suite row's bar
 
 
 def _x(value: float, lo: float, hi: float, width: float, pad: float = 4) -> float:
@@ -111,4 +111,4 @@ def _short(text: str, limit: int = 18) -> str:
 
 
 def _fmt(value: float) -> str:
-    return f"{value:.3g}"
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"

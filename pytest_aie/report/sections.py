@@ -29,6 +29,8 @@ __all__ = ["change_rows", "comparison_rows", "elo_boards", "engine_of", "latency
 _COUNTS = ("n", "passed", "failed", "scored", "unmeasured")
 #: baseline diff rows shown per kind (newly failing, newly passing); the rest are counted
 MAX_CHANGES = 500
+#: latency histograms drawn (one per suite, model and measure; the table has them all)
+MAX_LATENCY_CHARTS = 12
 #: characters of an old or new output shown in the baseline diff
 CHANGE_TEXT_CHARS = 2_000
 
@@ -243,37 +245,46 @@ def change_rows(changes: Sequence[Mapping[str, Any]] | None,
 
 def tag_breakdown(cases: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Pass rate per tag per suite (and metric), for tags that some case carries."""
-    counts: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    counts: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0, 0.0])
     for case in cases:
         tags = case.get("tags")
         if not tags:
             continue
         st = status_of(case)
+        value: Any = case.get("value")
         for tag in tags:
             c = counts[(str(case.get("suite", "")), str(case.get("metric") or ""), str(tag))]
             c[0] += 1
             c[1] += st == "passed"
             c[2] += st == "failed"
+            if is_number(value):
+                c[3] += 1
+                c[4] += value
     rows = []
-    for (suite, metric, tag), (n, passed, failed) in sorted(counts.items()):
+    for (suite, metric, tag), (n, passed, failed, valued, total) in sorted(counts.items()):
         rate = passed / (passed + failed) if passed + failed else None
-        rows.append({"suite": name(suite), "metric": name(metric), "tag": name(tag), "n": n,
-                     "passed": passed, "failed": failed, "pass_rate": percent(rate),
-                     "width": 0 if rate is None else round(100 * rate, 1)})
+        rows.append({"suite": name(suite), "metric": name(metric), "tag": name(tag), "n": int(n),
+                     "passed": int(passed), "failed": int(failed), "pass_rate": percent(rate),
+                     "width": 0 if rate is None else round(100 * rate, 1),
+                     "mean": number(total / valued) if valued else "—"})
     return rows
 
 
-def _bins(values: Sequence[float], bins: int = 10) -> tuple[list[int], list[float]]:
+def _bins(values: Sequence[float], bins: int = 10, *, log: bool = False
+          ) -> tuple[list[int], list[float]]:
+    """Counts in ``bins`` equal bins (``log``: equal on a log scale) and their edges; scores
+    within [0, 1] get the bins of [0, 1]."""
+    import numpy as np
+
     lo, hi = min(values), max(values)
-    if lo >= 0 and hi <= 1:
-        lo, hi = 0.0, 1.0
-    if hi == lo:
-        hi = lo + 1
-    width = (hi - lo) / bins
-    counts = [0] * bins
-    for v in values:
-        counts[min(int((v - lo) / width), bins - 1)] += 1
-    return counts, [lo + i * width for i in range(bins + 1)]
+    if log:
+        edges = np.geomspace(lo, hi if hi > lo else lo * 10, bins + 1)
+    else:
+        if lo >= 0 and hi <= 1:
+            lo, hi = 0.0, 1.0
+        edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
+    counts, _ = np.histogram(values, bins=edges)
+    return [int(c) for c in counts], [float(e) for e in edges]
 
 
 def score_histograms(cases: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -290,7 +301,7 @@ def score_histograms(cases: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
             continue
         counts, edges = _bins(vs)
         out.append({"suite": name(suite), "metric": name(metric), "n": len(vs),
-                    "svg": histogram(counts, edges, label=f"{metric} scores in {suite}"),
+                    "svg": histogram(counts, edges, label=f"{name(metric)} scores in {name(suite)}"),
                     "bins": [(f"{edges[i]:.3g}–{edges[i + 1]:.3g}", c) for i, c in enumerate(counts)]})
     return out
 
@@ -311,23 +322,30 @@ def latency(cases: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             v = timings.get(field)
             if is_number(v):
                 store[key].append(float(v))
-    rows, charts = [], []
+    rows: list[dict[str, Any]] = []
+    charts: list[dict[str, Any]] = []
     for field, label in (("e2e_s", "end to end"), ("ttft_s", "time to first token")):
-        everything: list[float] = []
         for (suite, model), vs in series[field].items():
             p50, p90, p99 = np.percentile(vs, [50, 90, 99])
             rows.append({"suite": name(suite), "model": name(model), "what": label, "n": len(vs),
                          "p50": f"{1000 * p50:.0f}", "p90": f"{1000 * p90:.0f}",
                          "p99": f"{1000 * p99:.0f}"})
-            everything.extend(vs)
-        if everything:
-            counts, edges = _bins([1000 * v for v in everything], 12)
-            charts.append({"what": label, "n": len(everything),
-                           "svg": histogram(counts, edges, label=f"{label} (ms), all suites",
-                                            unit=" ms"),
-                           "bins": [(f"{edges[i]:.0f}–{edges[i + 1]:.0f} ms", c)
+            if len(charts) >= MAX_LATENCY_CHARTS:
+                continue
+            ms = [1000 * v for v in vs]
+            log = min(ms) > 0 and max(ms) / min(ms) > 100  # spread over orders of magnitude
+            counts, edges = _bins(ms, 12, log=log)
+            charts.append({"suite": name(suite), "model": name(model), "what": label,
+                           "n": len(vs), "log": log,
+                           "svg": histogram(counts, edges, unit=" ms",
+                                            label=f"{label} (ms) of {name(model)} in {name(suite)}"),
+                           "bins": [(f"{_ms(edges[i])}–{_ms(edges[i + 1])} ms", c)
                                     for i, c in enumerate(counts)]})
     return {"rows": rows, "charts": charts}
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
 
 
 def _whole(value: Any) -> str:
@@ -341,11 +359,13 @@ def elo_boards(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         elo = row.get("elo")
         if not isinstance(elo, Mapping) or not elo.get("ranking"):
             continue
-        ranking = [dict(r) for r in elo["ranking"]]
+        ranking = [dict(r, model=name(str(r.get("model")))) for r in elo["ranking"]]
         online = (elo.get("online") or {}).get("ratings") or {}
+        online = {name(str(k)): v for k, v in online.items()}
         models = [str(r.get("model")) for r in ranking]
         cells: dict[tuple[str, str], Mapping[str, Any]] = {
-            (str(w.get("model")), str(w.get("opponent"))): w for w in elo.get("win_matrix") or ()}
+            (name(str(w.get("model"))), name(str(w.get("opponent")))): w
+            for w in elo.get("win_matrix") or ()}
         matrix = []
         for m in models:
             line: list[dict[str, Any] | None] = []
@@ -357,16 +377,16 @@ def elo_boards(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                     rate: Any = w.get("win_rate")
                     line.append({"rate": percent(rate), "record": f"{w.get('wins')}-{w.get('losses')}-"
                                  f"{w.get('ties')}", "hue": round(120 * rate) if is_number(rate) else 60})
-            matrix.append((name(m), line))
+            matrix.append((m, line))
         boards.append({
             "suite": name(row.get("suite")), "metric": name(row.get("metric")),
             "battles": elo.get("battles"), "svg": whiskers(ranking),
-            "ranking": [{"model": name(r.get("model")), "rating": _whole(r.get("rating")),
+            "ranking": [{"model": r.get("model"), "rating": _whole(r.get("rating")),
                          "interval": (f"[{r['low']:.0f}, {r['high']:.0f}]"
                                       if is_number(r.get("low")) and is_number(r.get("high")) else "—"),
                          "battles": r.get("battles", ""),
                          "online": _whole(online.get(r.get("model")))} for r in ranking],
-            "models": [name(m) for m in models], "matrix": matrix,
+            "models": models, "matrix": matrix,
             "expect": [{"expect": name(g.get("expect")), "verdict": name(g.get("verdict"))}
                        for g in elo.get("expect") or ()],
         })
