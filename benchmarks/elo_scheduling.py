@@ -14,9 +14,9 @@ battle is the winner of both orders when they agree, else a tie
 
 The loop (what the ``elo`` marker does): fit Bradley-Terry with bootstrap intervals
 (:func:`pytest_aie.stats.ratings.bradley_terry`), stop when
-:func:`~pytest_aie.stats.ratings.ranking_stable` says so (its defaults) or every pair has met
+:func:`~pytest_aie.stats.ranking.ranking_stable` says so (its defaults) or every pair has met
 on every case, else run the next round's battles from
-:func:`~pytest_aie.stats.ratings.schedule` (default round: 2 battles per pair); also stop when
+:func:`~pytest_aie.stats.ranking.schedule` (default round: 2 battles per pair); also stop when
 every pair still in doubt has met on every case.
 
     .venv/bin/python benchmarks/elo_scheduling.py [--tournaments 50] [--models 8] [--cases 200]
@@ -37,7 +37,8 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from pytest_aie.stats.agreement import consistent_winner
-from pytest_aie.stats.ratings import Battle, BTFit, bradley_terry, ranking_stable, schedule
+from pytest_aie.stats.ranking import ranking_stable, schedule
+from pytest_aie.stats.ratings import Battle, BTFit, bradley_terry
 
 TIE = 0.1  # chance that one order's verdict is a tie
 POSITION_BIAS = 0.2  # logits in favour of the answer shown first

@@ -1,4 +1,5 @@
-"""Ratings from pairwise battles (pytest_aie/stats/ratings.py): online Elo by hand, the
+"""Ratings from pairwise battles (pytest_aie/stats/ratings.py; scheduling, stopping and gates in
+ranking.py): online Elo by hand, the
 Bradley-Terry fit against scikit-learn's logistic regression (Chatbot Arena's method), its
 ranking and interval coverage on simulated battles, cycles, the pair scheduler against the
 round robin (benchmarks/elo_scheduling.py) and the ranking gates."""
@@ -15,6 +16,13 @@ import pytest
 from scipy.stats import binomtest, spearmanr
 
 from pytest_aie.errors import UsageError
+from pytest_aie.stats.ranking import (
+    expect,
+    parse_expectation,
+    ranking_agreement,
+    ranking_stable,
+    schedule,
+)
 from pytest_aie.stats.ratings import (
     DEFAULT_RIDGE,
     ELO_SCALE,
@@ -23,14 +31,9 @@ from pytest_aie.stats.ratings import (
     _newton,
     as_battles,
     bradley_terry,
-    expect,
     find_cycles,
     online_elo,
-    parse_expectation,
     preferences,
-    ranking_agreement,
-    ranking_stable,
-    schedule,
     win_matrix,
 )
 

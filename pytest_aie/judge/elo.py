@@ -15,7 +15,7 @@ the rating difference (pass, fail, inconclusive).
 
 Without ``budget=`` every pair meets on every case (a round robin). With it, battles run in
 rounds (the pipeline's follow-up rounds: batched, cached, once per run under xdist): each
-round goes to the pairs whose order is least certain (:func:`~pytest_aie.stats.ratings.schedule`),
+round goes to the pairs whose order is least certain (:func:`~pytest_aie.stats.ranking.schedule`),
 until the ranking is stable or ``budget`` battles are spent.
 """
 
@@ -97,7 +97,7 @@ class EloScorer(JudgeScorer):
         if self.budget is None:  # a round robin: every pair on every case
             todo = [(x, y, c) for c in self._by_case for x, y in pairs]
         else:
-            from pytest_aie.stats.ratings import schedule
+            from pytest_aie.stats.ranking import schedule
 
             todo = [(p.model_a, p.model_b, str(p.case)) for p in schedule(
                 self._models, self._battles, None, self._first_round(len(pairs)),
@@ -132,7 +132,8 @@ class EloScorer(JudgeScorer):
         self._absorb(samples, results)
         if self.budget is None or not self.use_judge:
             return [[] for _ in samples]
-        from pytest_aie.stats.ratings import bradley_terry, ranking_stable, schedule
+        from pytest_aie.stats.ranking import ranking_stable, schedule
+        from pytest_aie.stats.ratings import bradley_terry
 
         fit = bradley_terry(self._battles, models=self._models, n_boot=min(self.bootstrap, 200),
                             seed=self.seed + self._round)
@@ -252,7 +253,7 @@ class EloScorer(JudgeScorer):
         return None if self._summary is None else {"elo": self._summary}
 
     def _ranking(self) -> dict[str, Any]:
-        from pytest_aie.stats import ratings
+        from pytest_aie.stats import ranking, ratings
 
         bs = self._battles
         out: dict[str, Any] = {"models": list(self._models), "battles": len(bs),
@@ -287,7 +288,7 @@ class EloScorer(JudgeScorer):
         out["cycles"] = [list(c.models) for c in ratings.find_cycles(bs, models=self._models)]
         out["expect"] = [{"expect": v.expectation.text, "verdict": v.verdict,
                           "difference": v.difference, "low": v.low, "high": v.high}
-                         for v in ratings.expect(fit, self.expect)] if self.expect else []
+                         for v in ranking.expect(fit, self.expect)] if self.expect else []
         return out
 
 
@@ -305,7 +306,7 @@ def build_elo(rubric: str = "preference", *, base_dir: Path, engine: Any = None,
               shuffles: int = 0, anchor: str | None = None, bootstrap: int = 1000,
               seed: int = 0, max_tokens: int = 256) -> EloScorer:
     """The ``elo`` marker's factory; arguments are checked here."""
-    from pytest_aie.stats.ratings import parse_expectation
+    from pytest_aie.stats.ranking import parse_expectation
 
     loaded = load_rubric(rubric, base_dir)
     if loaded.output != "preference":

@@ -15,7 +15,8 @@ Pure functions over plain lists; :mod:`scipy.stats` does the numerics. See the m
 * :mod:`~pytest_aie.stats.agreement`: agreement and bias of AI judges (Cohen's kappa,
   Krippendorff's alpha, Fleiss' kappa, detection rates, length bias, position flips);
 * :mod:`~pytest_aie.stats.ratings`: ratings from pairwise battles (online Elo, Bradley-Terry
-  with bootstrap intervals, win rates, cycles, pair scheduling, ranking gates).
+  with bootstrap intervals, win rates, cycles);
+* :mod:`~pytest_aie.stats.ranking`: pair scheduling, the stopping rule and ranking gates.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from pytest_aie.stats.paired import (
     paired_score_gate,
 )
 from pytest_aie.stats.power import detection_rate, minimum_detectable_drop
+from pytest_aie.stats.ranking import ranking_stable, schedule
 from pytest_aie.stats.ratings import (
     Battle,
     BTFit,
@@ -68,8 +70,6 @@ from pytest_aie.stats.ratings import (
     bradley_terry,
     find_cycles,
     online_elo,
-    ranking_stable,
-    schedule,
     win_matrix,
 )
 from pytest_aie.stats.sampling import (
