@@ -129,6 +129,15 @@ def test_tag_breakdown_counts_each_tag_per_suite(tmp_path: Path) -> None:
                                   f"{100 * passed / len(mine):.1f}%"]
 
 
+def test_tag_table_keeps_the_most_frequent_tags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = [case(i, tags=[f"unique-{i}", "common"]) for i in range(10)]
+    monkeypatch.setattr(sections, "MAX_TAG_ROWS", 4)
+    html = render_html(HEADER, cases, None, tmp_path / "r.html").read_text()
+    tags = [r[2] for r in rows_of(html, "aie-tags")]
+    assert len(tags) == 4 and "common" in tags
+    assert "7 rarer tag rows are not listed" in html
+
+
 def test_score_histograms_have_their_numbers(tmp_path: Path) -> None:
     values = [0.05, 0.15, 0.15, 0.55, 0.95, 1.0]
     cases = [case(i, metric="similarity.chrf", value=v, passed=None, status="scored", binary=False)

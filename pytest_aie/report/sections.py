@@ -29,6 +29,8 @@ __all__ = ["change_rows", "comparison_rows", "elo_boards", "engine_of", "latency
 _COUNTS = ("n", "passed", "failed", "scored", "unmeasured")
 #: baseline diff rows shown per kind (newly failing, newly passing); the rest are counted
 MAX_CHANGES = 500
+#: rows of the per-tag table (the most frequent tags; the case table filters by any tag)
+MAX_TAG_ROWS = 300
 #: latency histograms drawn (one per suite, model and measure; the table has them all)
 MAX_LATENCY_CHARTS = 12
 #: characters of an old or new output shown in the baseline diff
@@ -243,8 +245,10 @@ def change_rows(changes: Sequence[Mapping[str, Any]] | None,
     return out
 
 
-def tag_breakdown(cases: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Pass rate per tag per suite (and metric), for tags that some case carries."""
+def tag_breakdown(cases: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Pass rate (and mean score) per tag per suite and metric, for tags that some case
+    carries: ``rows``, the :data:`MAX_TAG_ROWS` most frequent in suite order, and ``hidden``,
+    how many rarer ones are left out (a run that tags each case uniquely)."""
     counts: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0, 0.0])
     for case in cases:
         tags = case.get("tags")
@@ -261,13 +265,15 @@ def tag_breakdown(cases: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 c[3] += 1
                 c[4] += value
     rows = []
-    for (suite, metric, tag), (n, passed, failed, valued, total) in sorted(counts.items()):
+    kept = sorted(counts, key=lambda k: -counts[k][0])[:MAX_TAG_ROWS]
+    for suite, metric, tag in sorted(kept):
+        n, passed, failed, valued, total = counts[(suite, metric, tag)]
         rate = passed / (passed + failed) if passed + failed else None
         rows.append({"suite": name(suite), "metric": name(metric), "tag": name(tag), "n": int(n),
                      "passed": int(passed), "failed": int(failed), "pass_rate": percent(rate),
                      "width": 0 if rate is None else round(100 * rate, 1),
                      "mean": number(total / valued) if valued else "—"})
-    return rows
+    return {"rows": rows, "hidden": len(counts) - len(kept)}
 
 
 def _bins(values: Sequence[float], bins: int = 10, *, log: bool = False
