@@ -28,7 +28,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Literal, Union, overload
+from typing import Any, Callable, Iterable, Literal, Mapping, Union, overload
 
 from pytest_aie.errors import UsageError
 
@@ -220,15 +220,8 @@ class Tool:
         if not isinstance(arguments, dict):
             return f"arguments must be a JSON object, got {_show(arguments)}"
         if self._validator is None:
-            import jsonschema
-
-            self._validator = jsonschema.Draft202012Validator(self.parameters)
-        errors = sorted(self._validator.iter_errors(arguments), key=lambda e: list(e.path))
-        if not errors:
-            return None
-        first = errors[0]
-        where = "/".join(str(p) for p in first.path)
-        return f"invalid arguments{f' at {where!r}' if where else ''}: {first.message}"
+            self._validator = schema_validator(self.parameters, f"tool {self.name!r}")
+        return arguments_problem(self._validator, arguments)
 
     def call(self, arguments: dict[str, Any]) -> Any:
         """Call the function with keyword ``arguments`` (not validated here)."""
@@ -239,6 +232,31 @@ class Tool:
         from pytest_aie.engines.scripted import _code_digest
 
         return _code_digest(self.fn)
+
+
+def schema_validator(schema: Mapping[str, Any], what: str) -> Any:
+    """A jsonschema validator for a tool's parameters (the draft its ``$schema`` names, else
+    2020-12); :class:`ValueError` naming ``what`` when the schema itself is not valid."""
+    import jsonschema
+
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        cls.check_schema(dict(schema))
+    except jsonschema.SchemaError as exc:
+        raise ValueError(f"{what}: its parameters are not a valid JSON Schema: {exc.message}") from None
+    return cls(dict(schema))
+
+
+def arguments_problem(validator: Any, arguments: Mapping[str, Any]) -> str | None:
+    """Why ``arguments`` fail the validator's schema (jsonschema's best match, and where in the
+    arguments), or None when they fit."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(validator.iter_errors(dict(arguments)))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path)
+    return f"invalid arguments{f' at {where!r}' if where else ''}: {error.message}"
 
 
 def _show(value: Any) -> str:
