@@ -28,8 +28,9 @@ from typing import Any, Callable
 import numpy as np
 
 from pytest_aie.baseline import make_baseline
+from pytest_aie.comparisons import compare_models, compare_to_baseline
 from pytest_aie.errors import EXIT_REGRESSION
-from pytest_aie.gates import GatePolicy, compare_models, compare_to_baseline, exit_status
+from pytest_aie.gates import GatePolicy, exit_status
 from pytest_aie.stats import paired_score_gate
 
 POLICY = GatePolicy()  # alpha 0.05, margin 0.02: the defaults a user gets

@@ -43,7 +43,8 @@ def baseline_path(directory: str | Path, name: str) -> Path:
 def make_baseline(name: str, header: dict[str, Any], records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """A baseline from a run's records: each gated model's cases per suite and metric (a
     suite's reference model is not saved: it is compared against within the run)."""
-    from pytest_aie.gates import _group_records, baseline_key, several_models
+    from pytest_aie.comparisons import baseline_key
+    from pytest_aie.gates import _group_records, several_models
     from pytest_aie.records import status_of
     from pytest_aie.results import _cut
 

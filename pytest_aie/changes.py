@@ -2,7 +2,7 @@
 
 :func:`case_changes` gives one dict per case that passed in the baseline and fails now
 (``newly_failing``) or failed there and passes now (``newly_passing``), the same cases that
-:func:`pytest_aie.gates.compare_pairs` counts, with the old and the new status, value and
+:func:`pytest_aie.comparisons.compare_pairs` counts, with the old and the new status, value and
 output side by side (the old output is what the baseline kept: its first
 :data:`pytest_aie.baseline.OUTPUT_CHARS` characters; ``None`` in a baseline saved before
 outputs were kept)::
@@ -25,7 +25,8 @@ def case_changes(records: Iterable[dict[str, Any]], baseline: dict[str, Any]) ->
     suite, metric and model order, then in run order (cases only on one side are not
     changes: the comparison counts them as added or removed)."""
     from pytest_aie.baseline import OUTPUT_CHARS
-    from pytest_aie.gates import _group_records, baseline_key, several_models
+    from pytest_aie.comparisons import baseline_key
+    from pytest_aie.gates import _group_records, several_models
     from pytest_aie.records import status_of
     from pytest_aie.results import _cut
 

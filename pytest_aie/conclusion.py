@@ -49,7 +49,7 @@ def conclusion_record(*, policy: Any, aggregates: Mapping[tuple[str, str, str], 
                       rows: list[dict[str, Any]], comparisons: list[Any], baseline: str | None,
                       changes: int, pytest_status: int, exit_status: int, notes: list[str],
                       harness_errors: list[str]) -> dict[str, Any]:
-    """The ``conclusion`` record (``comparisons``: :class:`~pytest_aie.gates.Comparison`
+    """The ``conclusion`` record (``comparisons``: :class:`~pytest_aie.comparisons.Comparison`
     objects or their dicts)."""
     return {
         "type": "conclusion",

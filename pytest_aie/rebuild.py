@@ -207,8 +207,9 @@ def rebuild(paths: Sequence[str | Path], *, baseline: str | None = None) -> Rebu
 
 def _recompute(logs: list[Log], baseline: str | None) -> Rebuilt:
     from pytest_aie.changes import case_changes
+    from pytest_aie.comparisons import compare_models, compare_to_baseline
     from pytest_aie.conclusion import aggregates_from, gate_policy
-    from pytest_aie.gates import compare_models, compare_to_baseline, evaluate_suites, exit_status
+    from pytest_aie.gates import evaluate_suites, exit_status
     from pytest_aie.scoring import evidence_problems
 
     messages: list[str] = []

@@ -193,13 +193,9 @@ class AieSession:
     def conclude(self, status: int, run_dir: Path | None = None) -> int:
         """Controller, at session end: suite verdicts, comparisons (baseline, base vs
         candidate), the baseline file if asked for; returns the exit status."""
+        from pytest_aie.comparisons import compare_models, compare_to_baseline
         from pytest_aie.conclusion import gate_policy
-        from pytest_aie.gates import (
-            compare_models,
-            compare_to_baseline,
-            evaluate_suites,
-            exit_status,
-        )
+        from pytest_aie.gates import evaluate_suites, exit_status
 
         s = self.settings
         self.pytest_status = status

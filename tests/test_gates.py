@@ -12,16 +12,9 @@ import pytest
 from scipy import stats as sps
 
 from pytest_aie.baseline import BASELINE_FORMAT, load_baseline, make_baseline
+from pytest_aie.comparisons import Comparison, compare_models, compare_to_baseline
 from pytest_aie.errors import EXIT_REGRESSION, UsageError
-from pytest_aie.gates import (
-    Comparison,
-    GatePolicy,
-    adjust,
-    compare_models,
-    compare_to_baseline,
-    evaluate_suites,
-    exit_status,
-)
+from pytest_aie.gates import GatePolicy, adjust, evaluate_suites, exit_status
 
 POLICY = GatePolicy()
 

@@ -23,17 +23,9 @@ from test_gates import (  # the record and spread helpers of the gate tests
     spread,
 )
 
+from pytest_aie.comparisons import Comparison, compare_models, compare_pairs, compare_to_baseline
 from pytest_aie.errors import UsageError
-from pytest_aie.gates import (
-    Comparison,
-    GatePolicy,
-    adjust,
-    compare_models,
-    compare_pairs,
-    compare_to_baseline,
-    evaluate_suites,
-    exit_status,
-)
+from pytest_aie.gates import GatePolicy, adjust, evaluate_suites, exit_status
 from pytest_aie.stats import (
     Aggregate,
     aggregate,
