@@ -28,6 +28,7 @@ __all__ = [
     "EngineError",
     "MissingDependency",
     "UsageError",
+    "whole_number",
 ]
 
 EXIT_HARNESS_ERROR = 10
@@ -85,3 +86,15 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
         if exc.name and exc.name.split(".")[0] != module.split(".")[0]:
             raise  # the module exists but something inside it failed: show the real error
         raise MissingDependency(module, extra, purpose) from exc
+
+
+def whole_number(name: str, value: object, *, least: int = 1, example: int | None = None,
+                 where: str = "") -> int:
+    """``value`` when it is a whole number (an ``int``, not a ``bool``) of at least ``least``;
+    else one :class:`UsageError` naming the option (``where``: what it belongs to, a prefix of
+    the message) with an example value."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        shown = example if example is not None else max(least, 1) * 2
+        raise UsageError(f"{where}{name}={value!r} must be a whole number >= {least}",
+                         fix=f"write e.g. {name}={shown}")
+    return value

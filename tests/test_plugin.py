@@ -462,3 +462,16 @@ def test_opts(case, output):
     bad = pytester.runpytest("--aie-engine-options", "device=cpu")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     assert "use --aie-device" in bad.stderr.str()
+
+
+def test_whole_number_options_are_checked_alike() -> None:
+    from pytest_aie.errors import UsageError, whole_number
+
+    assert whole_number("k", 3) == 3
+    for bad in (0, -1, 2.5, True, "3", None):
+        with pytest.raises(UsageError) as info:
+            whole_number("k", bad, example=10)
+        assert f"k={bad!r} must be a whole number >= 1" in str(info.value)
+        assert "write e.g. k=10" in str(info.value)
+    with pytest.raises(UsageError, match=r"@x: overlap=-1 must be a whole number >= 0"):
+        whole_number("overlap", -1, least=0, where="@x: ")

@@ -47,7 +47,7 @@ from pytest_aie.agent.protocol import (
 from pytest_aie.agent.tools import Tool, as_tools
 from pytest_aie.agent.trajectory import Step, Stopped, Trajectory
 from pytest_aie.engines.base import Capability, Generation, Request
-from pytest_aie.errors import UsageError
+from pytest_aie.errors import UsageError, whole_number
 
 __all__ = ["Agent"]
 
@@ -93,9 +93,7 @@ class Agent:
                  tool_choice: Literal["auto", "required"] = "auto") -> None:
         self.tools = as_tools(tools)
         self._by_name = {t.name: t for t in self.tools}
-        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-            raise UsageError(f"max_steps={max_steps!r} must be a whole number >= 1",
-                             fix="write e.g. max_steps=8")
+        whole_number("max_steps", max_steps, example=8)
         if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)) \
                 or not max_seconds > 0:
             raise UsageError(f"max_seconds={max_seconds!r} must be a number > 0",

@@ -37,7 +37,7 @@ import math
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 from pytest_aie.agent import checks
-from pytest_aie.errors import DatasetError, UsageError
+from pytest_aie.errors import DatasetError, UsageError, whole_number
 from pytest_aie.scorers.base import Sample, Score, Scorer
 
 if TYPE_CHECKING:
@@ -226,10 +226,8 @@ def _usage(check: Any, problem: str, fix: str) -> UsageError:
 
 
 def _whole(check: str, name: str, value: Any, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise _usage(check, f"{name}={value!r} must be a whole number >= {least}",
-                     f"write e.g. {name}={max(least, 3)}")
-    return value
+    return whole_number(name, value, least=least, example=max(least, 3),
+                        where=f"@pytest.mark.agent({check!r}): ")
 
 
 def build_agent_scorer(check: Any = "success", *, expected: str | None = None,

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
-from pytest_aie.errors import UsageError
+from pytest_aie.errors import UsageError, whole_number
 
 if TYPE_CHECKING:
     import numpy as np
@@ -128,8 +128,7 @@ def check_search(queries: Any, k: Any) -> list[str]:
     if bad:
         raise UsageError(f"queries must be strings, got {type(bad[0]).__name__} {bad[0]!r}",
                          fix="pass the query texts")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise UsageError(f"k={k!r} must be a whole number >= 1", fix="pass e.g. k=10")
+    whole_number("k", k, example=10)
     return list(queries)
 
 

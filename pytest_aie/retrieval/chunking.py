@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pytest_aie.errors import UsageError
+from pytest_aie.errors import UsageError, whole_number
 from pytest_aie.retrieval.base import Document, to_documents
 
 __all__ = ["chunk_fixed", "chunk_sentences", "split_sentences"]
@@ -35,10 +35,7 @@ ABBREVIATIONS = frozenset({
 
 
 def _whole(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UsageError(f"{name}={value!r} must be a whole number >= {minimum}",
-                         fix=f"pass e.g. {name}={max(minimum, 1) * 2}")
-    return value
+    return whole_number(name, value, least=minimum)
 
 
 def _check_overlap(overlap: Any, size: int, size_name: str) -> int:

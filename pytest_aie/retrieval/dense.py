@@ -31,7 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from pytest_aie.errors import EngineError, UsageError, require
+from pytest_aie.errors import EngineError, UsageError, require, whole_number
 from pytest_aie.retrieval.base import Document, Hit, Retriever, check_search, top_k
 from pytest_aie.retrieval.store import IndexStore, library_version
 
@@ -116,10 +116,7 @@ class HNSW:
 
 
 def _positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"{name}={value!r} must be a whole number >= 1",
-                         fix=f"leave {name} at its default, or pass a positive whole number")
-    return value
+    return whole_number(name, value)
 
 
 class Dense(Retriever):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from pytest_aie.errors import UsageError
+from pytest_aie.errors import UsageError, whole_number
 from pytest_aie.retrieval.base import Document, Hit, Retriever, check_search
 
 __all__ = ["FUSIONS", "Hybrid", "fuse"]
@@ -95,9 +95,7 @@ class Hybrid(Retriever):
             weights = [_number("weight", w, positive=False) for w in weights]
             if not any(weights):
                 raise UsageError("every weight is 0", fix="give at least one part a weight")
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-            raise UsageError(f"depth={depth!r} must be a whole number >= 1",
-                             fix="pass e.g. depth=100")
+        whole_number("depth", depth, example=100)
         self.parts = list(retrievers)
         self.fusion = fusion
         self.weights = list(weights) if weights is not None else [1.0] * len(retrievers)

@@ -34,7 +34,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from pytest_aie.errors import EngineError, UsageError, require
+from pytest_aie.errors import EngineError, UsageError, require, whole_number
 from pytest_aie.scorers.reference import ReferenceScorer
 
 if TYPE_CHECKING:
@@ -161,10 +161,7 @@ def clear_model_cache() -> None:
 
 
 def _check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UsageError(f"batch_size={batch_size!r} must be a positive integer",
-                         fix="pass e.g. batch_size=64")
-    return batch_size
+    return whole_number("batch_size", batch_size, example=64)
 
 
 # --------------------------------------------------------------------------- cosine
