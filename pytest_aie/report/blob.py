@@ -4,8 +4,8 @@ The blob is one JSON object in ``<script type="application/json" id="aie-data">`
 
 * ``table``: the case table, gzip-compressed and base64-encoded, columnar: one array per
   column (suite, metric, model and status as indexes into small tables of names, tags as
-  lists of indexes, the output and the reason as one-line previews, flags as bits), so each
-  name is stored once and no field name repeats per case;
+  lists of indexes, the output and the reason as indexes into tables of one-line previews,
+  flags as bits), so each name and preview is stored once and no field name repeats per case;
 * ``detail``: the drill-down (full prompt, output, reference, reason, judge rationales,
   samples, retrieved passages, trajectory, timings), in chunks of :data:`CHUNK` cases, each
   compressed on its own: the page decompresses only the chunk of the case opened. Within a
@@ -68,18 +68,20 @@ def expected_of(case: Mapping[str, Any]) -> tuple[Any, str | None]:
 
 
 class _Names:
-    """A table of distinct names, each stored once; a name's index is its id."""
+    """A table of distinct names, each stored once; a name's index is its id. ``show`` turns
+    a new name into what the page shows."""
 
-    def __init__(self) -> None:
+    def __init__(self, show: Any = name) -> None:
         self.names: list[Any] = []
         self._index: dict[str, int] = {}
+        self._show = show
 
     def __call__(self, value: Any) -> int:
-        key = str(value)
+        key = value if isinstance(value, str) else str(value)
         idx = self._index.get(key)
         if idx is None:
             idx = self._index[key] = len(self.names)
-            self.names.append(name(key))
+            self.names.append(self._show(key))
         return idx
 
 
@@ -151,6 +153,9 @@ def case_blob(cases: Iterable[Mapping[str, Any]], max_text_chars: int | None, *,
               page_size: int = 200) -> tuple[dict[str, Any], dict[str, int]]:
     """The blob (``table`` and ``detail`` packed) and the counts per status."""
     suites, metrics, models, tags = _Names(), _Names(), _Names(), _Names()
+    # previews repeat (one output scored on several metrics, reasons such as "matched")
+    outputs = _Names(lambda text: preview(text, PREVIEW_CHARS))
+    reasons = _Names(lambda text: preview(text, REASON_CHARS))
     cols: dict[str, list[Any]] = {k: [] for k in ("s", "m", "md", "id", "v", "tg", "o", "r", "f")}
     status: list[str] = []
     counts = {"total": 0, **{s: 0 for s in STATUSES}}
@@ -188,8 +193,10 @@ def case_blob(cases: Iterable[Mapping[str, Any]], max_text_chars: int | None, *,
         cols["id"].append(name(str(case.get("case_id"))))
         cols["v"].append(_value(case.get("value")))
         cols["tg"].append([tags(t) for t in case.get("tags") or ()])
-        cols["o"].append(preview(case.get("output"), PREVIEW_CHARS))
-        cols["r"].append(preview(case.get("reason"), REASON_CHARS))
+        output = case.get("output")
+        cols["o"].append(outputs(output if isinstance(output, str) else "" if output is None
+                                 else json.dumps(output, default=str)))
+        cols["r"].append(reasons(str(case.get("reason") or "")))
         cols["f"].append(_flags(case))
         rows.append(_detail(case, text, intern, run_engine, run_model))
         if len(rows) == CHUNK:
@@ -197,7 +204,8 @@ def case_blob(cases: Iterable[Mapping[str, Any]], max_text_chars: int | None, *,
     if rows:
         flush()
     table = {"n": counts["total"], "suites": suites.names, "metrics": metrics.names,
-             "models": models.names, "tags": tags.names, "st": "".join(status), **cols}
+             "models": models.names, "tags": tags.names, "outputs": outputs.names,
+             "reasons": reasons.names, "st": "".join(status), **cols}
     return {"page_size": page_size, "chunk": CHUNK, "flags": FLAGS,
             "table": _pack(table), "detail": chunks}, counts
 
@@ -228,10 +236,10 @@ def cases_in(html: str) -> list[dict[str, Any]]:
                 suite=table["suites"][table["s"][i]], metric=table["metrics"][table["m"][i]],
                 model=table["models"][table["md"][i]], status=_STATUS_NAME[table["st"][i]],
                 case_id=table["id"][i], value=table["v"][i],
-                tags=[table["tags"][t] for t in table["tg"][i]], preview=table["o"][i],
+                tags=[table["tags"][t] for t in table["tg"][i]], preview=table["outputs"][table["o"][i]],
                 prompt=chunk["t"][d["p"]] if isinstance(d.get("p"), int) else d.get("p", ""),
                 output=chunk["t"][d["o"]] if isinstance(d.get("o"), int) else d.get("o", ""),
                 expected=d.get("x"), expected_label=d.get("xl"),
-                reason=d.get("reason", table["r"][i]))
+                reason=d.get("reason", table["reasons"][table["r"][i]]))
             out.append(row)
     return out

@@ -68,7 +68,7 @@
     if (!hay) {
       hay = new Array(T.n);
       lower = {};
-      ["suites", "metrics", "models", "tags"].forEach(function (k) {
+      ["suites", "metrics", "models", "tags", "outputs", "reasons"].forEach(function (k) {
         lower[k] = T[k].map(function (s) { return String(s).toLowerCase(); });
       });
     }
@@ -77,8 +77,8 @@
       var tg = T.tg[i], tt = "";
       for (var k = 0; k < tg.length; k++) { tt += tags[tg[k]] + " "; }
       hay[i] = lower.suites[T.s[i]] + "\n" + String(T.id[i]).toLowerCase() + "\n" + tt + "\n" +
-        lower.metrics[T.m[i]] + "\n" + lower.models[T.md[i]] + "\n" + T.r[i].toLowerCase() + "\n" +
-        T.o[i].toLowerCase();
+        lower.metrics[T.m[i]] + "\n" + lower.models[T.md[i]] + "\n" + lower.reasons[T.r[i]] + "\n" +
+        lower.outputs[T.o[i]];
     }
     hayBuilt = Math.max(hayBuilt, upTo);
   }
@@ -142,9 +142,10 @@
     T.tg[i].forEach(function (k) { tdTags.appendChild(el("span", "tag", T.tags[k])); });
     tr.appendChild(tdTags);
     tr.appendChild(el("td", "num case-score", score(T.v[i])));
-    tr.appendChild(el("td", "case-output", T.o[i]));
-    var tdReason = el("td", "case-reason", T.r[i]);
-    tdReason.title = T.r[i];
+    tr.appendChild(el("td", "case-output", T.outputs[T.o[i]]));
+    var reason = T.reasons[T.r[i]];
+    var tdReason = el("td", "case-reason", reason);
+    tdReason.title = reason;
     tr.appendChild(tdReason);
     return tr;
   }
@@ -186,7 +187,7 @@
     fact(facts, "metric", T.metrics[T.m[i]]);
     fact(facts, "model", T.models[T.md[i]]);
     fact(facts, "score", c.value === undefined ? undefined : String(c.value));
-    fact(facts, "reason", c.reason ? undefined : T.r[i]);
+    fact(facts, "reason", c.reason ? undefined : T.reasons[T.r[i]]);
     fact(facts, "source", c.source);
     fact(facts, "engine", c.engine);
     fact(facts, "model id", c.model_id);
