@@ -3,13 +3,18 @@ lockstep (every unfinished agent's next step in one engine call, what ``Agent.ru
 list of tasks) divided by agent steps per second running the same agents one at a time, on the
 same engine, in the same run.
 
-The model is the embedded SmolLM2-135M-Instruct on the ``hf`` engine (no generation cache, so
-every step is generated); the agent has three tools (a calculator, a unit converter, a lookup in
-a small table), ``max_steps=3``, ``max_tokens=48`` and ``tool_choice="required"`` (as the
-toolbox suite: the first reply calls a tool; replies are constrained to the text protocol's JSON
-where the engine can, as by default), and runs ``--tasks`` tasks (16). The engine is loaded and
-warmed up first; both sides time the agent loop only, tool calls and prompt building included,
-and count the steps they really took.
+The model is the embedded SmolLM2-135M-Instruct on the ``hf`` engine, with no generation cache
+(every step is generated); the engine's prefix cache and its decoding loop (finished rows leave
+the batch) serve both sides alike: one agent at a time reuses the system prompt's cache too. The
+agent has three tools (a calculator, a unit converter, a lookup in a small table),
+``max_steps=3``, ``max_tokens=48`` and ``tool_choice="required"`` (as the toolbox suite: the
+first reply calls a tool; replies are constrained to the text protocol's JSON where the engine
+can, as by default). It runs ``--tasks`` tasks (32: the 16 below twice) on an engine whose batch
+holds them all (``batch_size=--tasks``; in a suite, ``--aie-batch-size 32``). Fewer agents per
+batch gain less on a CPU: 16 gave 2.84 where 32 gave 5.3-5.5 (2026-11-28), as the cost of a
+decoding step grows far more slowly than its rows, and a lockstep round lasts as long as its
+longest reply. The engine is loaded and warmed up first; both sides time the agent loop only,
+tool calls and prompt building included, and count the steps they really took.
 
 The two sides are interleaved so that a shared machine's load falls on both alike: in each of
 ``--chunks`` (4) chunks, one batched run of all the tasks, then a quarter of the tasks one agent
@@ -17,7 +22,7 @@ at a time; over the chunks every task runs alone once. The figure is the median 
 of each chunk's ratio (a load spike in one chunk does not decide it); the steps per second of
 each side, pooled over the chunks, are printed too.
 
-    .venv/bin/python benchmarks/agent_batching.py [--tasks 16] [--chunks 4]
+    .venv/bin/python benchmarks/agent_batching.py [--tasks 32] [--chunks 4]
 """
 
 from __future__ import annotations
@@ -113,7 +118,7 @@ def tokens(trajectories: list[Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--tasks", type=int, default=16)
+    parser.add_argument("--tasks", type=int, default=32)
     parser.add_argument("--chunks", type=int, default=4,
                         help="the one-at-a-time agents run in this many chunks, each after a "
                              "batched run of all the tasks")

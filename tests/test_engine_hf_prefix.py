@@ -1,7 +1,8 @@
-"""The hf engine's prefix cache (``pytest_aie/engines/_hf_prefix.py``) and its own decoding loop
-(``_hf_loop.py``, finished rows leave the batch) on the embedded SmolLM2-135M-Instruct: a shared
-system prompt is computed once, within a batch and across calls, and the results are those of
-``model.generate`` without the cache."""
+"""The hf engine's prefix cache (``pytest_aie/engines/_hf_prefix.py``), its own decoding loop
+(``_hf_loop.py``, finished rows leave the batch) and its column-major linear weights on CPU
+(``_hf_loading.column_major_linears``) on the embedded SmolLM2-135M-Instruct: a shared system
+prompt is computed once, within a batch and across calls, and the results are those of
+``model.generate`` on the weights as the checkpoint lays them out, without the cache."""
 
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ def engines() -> Iterator[tuple[Any, Any]]:
     cached = HFEngine(device="cpu", batch_size=8, threads=1)
     plain = HFEngine(device="cpu", batch_size=8, threads=1, prefix_cache_mb=0)
     plain.own_loop = False  # model.generate, as before the prefix cache and the own loop
+    model, _tokenizer = plain._load()
+    for module in model.modules():  # and the weights row-major, as the checkpoint loads them
+        if isinstance(getattr(module, "weight", None), __import__("torch").Tensor):
+            module.weight.data = module.weight.data.contiguous()
     yield cached, plain
     cached.close()
     plain.close()
@@ -152,3 +157,22 @@ def test_own_loop_equals_generate_and_drops_finished_rows(engines: tuple[Any, An
     # one forward per step; the batch shrinks as rows finish (the 2-token row first)
     assert rows[0] == 4 and rows == sorted(rows, reverse=True) and rows[-1] < 4
     assert rows[3] == 3 and len(rows) <= max(g.completion_tokens for g in got) + 1
+
+
+def test_linear_weights_are_column_major_on_cpu_with_the_same_values(engines: tuple[Any, Any]) -> None:
+    import torch
+
+    from pytest_aie.engines._hf_loading import column_major_linears
+
+    cached, plain = engines
+    model, _tokenizer = cached._load()
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    head = model.get_output_embeddings()
+    assert head.weight.is_contiguous()  # the LM head (tied to the embedding) is left alone
+    moved = [m for m in linears if m is not head]
+    assert moved and all(m.weight.t().is_contiguous() for m in moved)
+    reference, _ = plain._load()  # row-major (the fixture undid it)
+    ref = dict(reference.named_parameters())
+    for name, p in model.named_parameters():
+        assert torch.equal(p, ref[name]), name
+    assert column_major_linears(model) == 0  # already laid out: nothing to do
