@@ -191,7 +191,8 @@ class HFEngine(AdapterMixin, Engine):
         self._template_tools: bool | None = None  # does the chat template render tools?
         if prefix_cache_mb < 0:
             raise EngineError(f"hf engine prefix_cache_mb must be 0 (off) or more, got {prefix_cache_mb}",
-                              fix="pass a size in MB, or 0 to turn prefix caching off")
+                              fix="give a size in MB (--aie-engine-options prefix_cache_mb=256), or 0 "
+                                  "to turn prefix caching off")
         self.prefix_cache = PrefixCache(int(prefix_cache_mb * 2**20))
         #: run micro-batches through the engine's own loop, where finished rows leave the
         #: batch (:mod:`._hf_loop`); False: ``model.generate``, as before (tests compare them)
