@@ -105,7 +105,7 @@ def test_drill_down_shows_judge_samples_retrieval_and_flags(chromium: Any, reali
         page.locator(f'tr.case-row[data-index="{rag}"]').click()
         wait_details(page, 2)
         first, second = (dict(page.eval_on_selector_all(
-            f'tr.detail-row[data-index="{i}"] .block',
+            f'tr.detail-row[data-index="{i}"] .block:not(.scores)',
             "bs => bs.map(b => [b.querySelector('h4').textContent, b.querySelector('pre').textContent])"))
             for i in (judged, rag))
         case = cases[judged]
@@ -118,6 +118,15 @@ def test_drill_down_shows_judge_samples_retrieval_and_flags(chromium: Any, reali
         assert f"consistency{case['consistency']}" in facts
         assert f"e2e{case['timings']['e2e_s']:.3f} s" in facts
         assert ("cachedyes" if case["cached"] else "cachedno") in facts
+        # every score of the case: each metric's record of the same suite, case and model
+        mine = [c for c in cases if (c["suite"], c["case_id"], c["model"]) ==
+                (case["suite"], case["case_id"], case["model"])]
+        assert len(mine) > 1
+        rows = page.eval_on_selector_all(
+            f'tr.detail-row[data-index="{judged}"] .case-scores tr',
+            "rs => rs.map(r => Array.from(r.cells, c => c.textContent))")
+        assert [r[0] for r in rows] == [c["metric"] for c in mine]
+        assert [r[3] for r in rows] == [c["reason"][:120] for c in mine]
         assert log.errors == []
 
 

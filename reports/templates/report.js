@@ -166,6 +166,37 @@
     parent.appendChild(span);
   }
   function seconds(v) { return typeof v === "number" ? v.toFixed(3) + " s" : undefined; }
+  // Every record of one case (same suite, case id and model): one per metric. Indexed on the
+  // first drill-down, so opening the page costs nothing.
+  var siblings = null;
+  function scoresOf(i) {
+    if (!siblings) {
+      siblings = new Map();
+      for (var j = 0; j < T.n; j++) {
+        var key = T.s[j] + "\u0000" + T.id[j] + "\u0000" + T.md[j], list = siblings.get(key);
+        if (list) { list.push(j); } else { siblings.set(key, [j]); }
+      }
+    }
+    return siblings.get(T.s[i] + "\u0000" + T.id[i] + "\u0000" + T.md[i]) || [i];
+  }
+  function scoresBlock(i) {
+    var div = el("div", "block scores");
+    div.appendChild(el("h4", null, "Every score of this case"));
+    var table = el("table", "case-scores"), body = el("tbody");
+    scoresOf(i).forEach(function (j) {
+      var tr = el("tr", j === i ? "this" : null), st = STATUS[T.st.charAt(j)] || "unmeasured";
+      tr.appendChild(el("td", null, T.metrics[T.m[j]]));
+      var tdSt = el("td");
+      tdSt.appendChild(el("span", "badge " + st, st));
+      tr.appendChild(tdSt);
+      tr.appendChild(el("td", "num", score(T.v[j])));
+      tr.appendChild(el("td", null, T.reasons[T.r[j]]));
+      body.appendChild(tr);
+    });
+    table.appendChild(body);
+    div.appendChild(table);
+    return div;
+  }
   function fillDetail(tr, i) {
     var got = detailOf(i), td = tr.firstChild;
     td.replaceChildren();
@@ -175,6 +206,7 @@
     grid.appendChild(block("Output", got.output));
     grid.appendChild(block(c.xl || "Expected", c.x));
     if (c.reason) { grid.appendChild(block("Reason", c.reason)); }
+    if (scoresOf(i).length > 1) { grid.appendChild(scoresBlock(i)); }
     if (c.error) { grid.appendChild(block("Error", c.error)); }
     if (c.judge) { grid.appendChild(block("Judge", c.judge)); }
     if (c.ranking) { grid.appendChild(block("Ranking (Bradley-Terry, Elo scale, interval)", c.ranking)); }
