@@ -98,6 +98,7 @@ from pytest_aie.engines._hf_loading import (
 )
 from pytest_aie.engines._hf_loop import decode
 from pytest_aie.engines._hf_prefix import PrefixCache, plain_cache, prefix_layout
+from pytest_aie.engines._hf_scoring import ScoringMixin
 from pytest_aie.engines._tool_calls import parse_tool_calls, template_uses_tools
 from pytest_aie.engines.base import (
     Capability,
@@ -105,17 +106,14 @@ from pytest_aie.engines.base import (
     Generation,
     Request,
     Timings,
-    scoring_rows,
 )
 from pytest_aie.errors import EngineError
 
 __all__ = ["HFEngine", "split_adapter"]
 
-#: Most tokens of logits that :meth:`HFEngine.score_text` materialises in one forward pass.
-_SCORE_TOKEN_BUDGET = 4096
 
 
-class HFEngine(AdapterMixin, Engine):
+class HFEngine(ScoringMixin, AdapterMixin, Engine):
     """Run a causal language model with transformers, batched.
 
     ``model``: a local model folder, a Hugging Face model id (from the local HF cache), or
@@ -465,57 +463,3 @@ class HFEngine(AdapterMixin, Engine):
             yield held[0][0] + held[1][0], held[0][1]
         return self._result(request, len(prompt), sampler, stopper, 0,
                             Timings(e2e_s=time.perf_counter() - started, batch_size=1))
-
-    # ------------------------------------------------------------------ scoring
-
-    def score_text(self, texts: list[str], contexts: list[str] | None = None, *,
-                   adapter: str | None = None) -> list[list[float]]:
-        """Per-token log-probabilities (natural log) of each text under the model.
-
-        With a context, ``text`` is scored after ``context`` (tokenized separately and joined, so
-        the text's tokens are the same with or without a context). Without one, the text is
-        scored after the tokenizer's BOS token when it has one; else its first token has no
-        condition and is left out. Batched with right padding (causal attention never looks at
-        the padding after a row), in batches capped by tokens. Empty texts give ``[]``.
-        ``adapter``: score under that LoRA adapter (a ``Request.adapter`` reference); by default
-        under the base model, with any loaded adapters switched off.
-        """
-        if contexts is not None and len(contexts) != len(texts):
-            raise ValueError(f"score_text got {len(texts)} texts but {len(contexts)} contexts")
-        model, tokenizer = self._load()
-        torch = torch_module()
-        rows = scoring_rows(tokenizer, texts, contexts)
-        results: list[list[float]] = [[] for _ in texts]
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
-        pad_id = int(tokenizer.pad_token_id)
-        device = self._device or "cpu"
-        batch: list[int] = []
-
-        def flush() -> None:
-            if not batch:
-                return
-            width = max(len(rows[i][0]) for i in batch)
-            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for r, i in enumerate(batch):
-                seq = rows[i][0]
-                ids[r, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-                mask[r, :len(seq)] = 1
-            with torch.inference_mode(), self._adapter_active(model, adapter):
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            for r, i in enumerate(batch):
-                seq, first = rows[i]
-                if first >= len(seq):
-                    continue
-                pred = logits[r, first - 1:len(seq) - 1].float().log_softmax(-1)
-                target = ids[r, first:len(seq)].to(pred.device)
-                results[i] = pred.gather(-1, target[:, None])[:, 0].tolist()
-            batch.clear()
-
-        for i in order:
-            width = len(rows[i][0])
-            if batch and ((len(batch) + 1) * width > _SCORE_TOKEN_BUDGET or len(batch) >= self.batch_size):
-                flush()
-            batch.append(i)
-        flush()
-        return results
