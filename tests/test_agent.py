@@ -688,18 +688,24 @@ def test_agent(case, output):
 '''
 
 
-def test_agent_as_a_dataset_target_in_a_pytest_run(pytester: pytest.Pytester) -> None:
-    tasks = [{"id": "t1", "question": "What is 2 plus 3?", "expected": "5"},
-             {"id": "t2", "question": "What is 10 plus 7?", "expected": "17"},
-             {"id": "t3", "question": "loop on 1 and 1", "expected": "2"}]
-    write_jsonl(pytester, "tasks", tasks)
-    pytester.makepyfile(agentfns=AGENTFNS, test_suite=AGENT_TEST)
+def scripted_agent_project(pytester: pytest.Pytester, **test_files: str) -> None:
+    """The test files, the scripted agent's replies (``agentfns.reply``) and an ini that runs
+    them on the scripted engine, uncached."""
+    pytester.makepyfile(agentfns=AGENTFNS, **test_files)
     pytester.makeini(textwrap.dedent("""
         [pytest]
         aie_engine = scripted
         aie_model = agentfns:reply
         aie_cache = off
     """))
+
+
+def test_agent_as_a_dataset_target_in_a_pytest_run(pytester: pytest.Pytester) -> None:
+    tasks = [{"id": "t1", "question": "What is 2 plus 3?", "expected": "5"},
+             {"id": "t2", "question": "What is 10 plus 7?", "expected": "17"},
+             {"id": "t3", "question": "loop on 1 and 1", "expected": "2"}]
+    write_jsonl(pytester, "tasks", tasks)
+    scripted_agent_project(pytester, test_suite=AGENT_TEST)
     result = pytester.runpytest("-p", "no:randomly")
     result.assert_outcomes(passed=2, failed=1)
     records = {r["case_id"]: r for r in read_records(pytester)}
@@ -759,13 +765,7 @@ def test_the_agent_and_retriever_fixtures(pytester: pytest.Pytester) -> None:
         {"id": "eiffel", "text": "The Eiffel Tower is in Paris."},
         {"id": "nile", "text": "The Nile is a river in Africa."},
         {"id": "bees", "text": "Bees make honey."}])
-    pytester.makepyfile(agentfns=AGENTFNS, test_fixtures=FIXTURES_TEST)
-    pytester.makeini(textwrap.dedent("""
-        [pytest]
-        aie_engine = scripted
-        aie_model = agentfns:reply
-        aie_cache = off
-    """))
+    scripted_agent_project(pytester, test_fixtures=FIXTURES_TEST)
     result = pytester.runpytest_subprocess("-p", "no:randomly",
                                            f"--aie-cache-dir={pytester.path / 'cache'}")
     assert result.ret == 0, result.stdout.str()
