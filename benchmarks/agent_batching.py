@@ -10,7 +10,8 @@ agent has three tools (a calculator, a unit converter, a lookup in a small table
 ``max_steps=3``, ``max_tokens=48`` and ``tool_choice="required"`` (as the toolbox suite: the
 first reply calls a tool; replies are constrained to the text protocol's JSON where the engine
 can, as by default). It runs ``--tasks`` tasks (32: the 16 below twice) on an engine whose batch
-holds them all (``batch_size=--tasks``; in a suite, ``--aie-batch-size 32``). Fewer agents per
+holds them all (``batch_size=--tasks``; in a suite, ``--aie-engine-options batch_size=32``:
+``--aie-batch-size`` sets the requests per engine call, not the hf engine's micro-batch). Fewer agents per
 batch gain less on a CPU: 16 gave 2.84 where 32 gave 5.3-5.5 (2026-11-28), as the cost of a
 decoding step grows far more slowly than its rows, and a lockstep round lasts as long as its
 longest reply. The engine is loaded and warmed up first; both sides time the agent loop only,

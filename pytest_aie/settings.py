@@ -250,6 +250,9 @@ class Settings:
             if ints[n] < 1:
                 raise UsageError(f"{by_name[n].flag} must be at least 1, got {ints[n]}",
                                  fix=f"pass {by_name[n].flag} {by_name[n].default}")
+        if ints["batch-size"] < 0:  # 0: the engine's choice
+            raise UsageError(f"--aie-batch-size must be 0 (the engine's choice) or more, got "
+                             f"{ints['batch-size']}", fix="pass --aie-batch-size 64, or leave it out")
         temperature = _parse(by_name["temperature"], raw["temperature"], float, "a number")
         if not 0 <= temperature <= 2:
             raise UsageError(f"--aie-temperature must be in [0, 2], got {temperature}",

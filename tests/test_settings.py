@@ -48,3 +48,11 @@ def test_empty_level_is_a_usage_error_not_none(dest: str, flag: str) -> None:
     # these have no "unset": an empty value used to become None in a float field
     with pytest.raises(UsageError, match=f"{flag} .* must be a number between 0 and 1, got ''"):
         settings(**{dest: ""})
+
+
+def test_batch_size_is_zero_or_more() -> None:
+    # a negative batch size used to reach the engine and fail each case with an IndexError
+    assert settings(aie_batch_size="0").batch_size == 0
+    assert settings(aie_batch_size="64").batch_size == 64
+    with pytest.raises(UsageError, match=r"--aie-batch-size must be 0 \(the engine's choice\) or more, got -3"):
+        settings(aie_batch_size="-3")
