@@ -415,13 +415,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             status = EXIT_HARNESS_ERROR if aie.harness_errors else int(session.exitstatus)
             aie.write_conclusion(status)
             if aie.settings.report and aie.log is not None and aie.records:
-                from pytest_aie.rebuild import render
+                from pytest_aie.report import render_html
 
-                path = render(aie.log.header, aie.records, aie.rows, Path(aie.settings.report),
-                              comparisons=[c.to_dict() for c in aie.baseline_comparisons
-                                           + aie.model_comparisons],
-                              changes=aie.changes, exit_status=status,
-                              notes=aie.harness_errors + aie.notes)
+                path = render_html(aie.log.header, aie.records, aie.rows, Path(aie.settings.report),
+                                   comparisons=[c.to_dict() for c in aie.baseline_comparisons
+                                                + aie.model_comparisons],
+                                   changes=aie.changes, exit_status=status,
+                                   notes=aie.harness_errors + aie.notes)
                 config.stash[_REPORT_KEY] = str(path)
             _ci_outputs(config, aie, status)
     finally:

@@ -24,7 +24,6 @@ a log that cannot be read, logs that cannot be merged), with one line saying why
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from typing import Any, Sequence
 
 from pytest_aie.errors import EXIT_HARNESS_ERROR, AieError, UsageError
 
-__all__ = ["Rebuilt", "load_log", "main", "rebuild", "render"]
+__all__ = ["Rebuilt", "load_log", "main", "rebuild"]
 
 #: Metrics whose suite figures are computed at session end from every case at once.
 _AGGREGATED = ("latency.", "elo.", "judge.", "similarity.bleu", "similarity.chrf",
@@ -42,16 +41,6 @@ _AGGREGATED = ("latency.", "elo.", "judge.", "similarity.bleu", "similarity.chrf
 _MODEL_SETTINGS = ("engine", "model", "models", "engine_options", "dtype", "max_tokens",
                    "temperature", "seed", "samples", "candidate", "candidate_adapter", "judge")
 _POLICY_SETTINGS = ("gate", "inconclusive", "confidence", "regression_margin", "alpha")
-
-
-def render(header: Any, cases: Any, rows: Any, path: Path, **extra: Any) -> Path:
-    """:func:`pytest_aie.report.render_html`, passing only the keyword arguments it accepts
-    (``comparisons``, ``changes``, ``exit_status``, ``notes`` are newer than some versions)."""
-    from pytest_aie.report import render_html
-
-    accepted = inspect.signature(render_html).parameters
-    kwargs = {k: v for k, v in extra.items() if k in accepted}
-    return render_html(header, cases, rows, path, **kwargs)
 
 
 @dataclass
@@ -304,9 +293,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = rebuild(args.results, baseline=args.baseline)
         for w in caught:
             print(f"pytest-aie: {w.message}", file=sys.stderr)
-        path = render(result.header, result.cases, result.rows, target,
-                      comparisons=result.comparisons, changes=result.changes,
-                      exit_status=result.exit_status, notes=result.harness_errors + result.notes)
+        from pytest_aie.report import render_html
+
+        path = render_html(result.header, result.cases, result.rows, target,
+                           comparisons=result.comparisons, changes=result.changes,
+                           exit_status=result.exit_status,
+                           notes=result.harness_errors + result.notes)
     except AieError as exc:  # a log that cannot be read, logs that cannot be merged
         print(exc.line(), file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ Used for models whose cache is a plain full-attention ``DynamicCache``
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -26,11 +27,17 @@ from pytest_aie.engines._hf_loading import torch_module, transformers_module
 __all__ = ["decode", "forward"]
 
 
+@functools.cache
+def _forward_params(cls: Any) -> frozenset[str]:
+    """The parameter names of a model class's ``forward`` (read once per class, not per step)."""
+    return frozenset(inspect.signature(cls.forward).parameters)
+
+
 def forward(model: Any, cache: Any, **inputs: Any) -> Any:
     """One forward pass that appends to ``cache`` and computes the last position's logits only.
     The cache goes in as ``cache`` (transformers 5) or ``past_key_values`` (older releases, and
     model classes that still name it so)."""
-    params = inspect.signature(model.forward).parameters
+    params = _forward_params(model.__class__)
     inputs["cache" if "cache" in params else "past_key_values"] = cache
     if "logits_to_keep" in params:
         inputs["logits_to_keep"] = 1
