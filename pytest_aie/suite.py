@@ -135,7 +135,9 @@ MARKER_HELP = {
              "schema=None, tolerance=1e-6, rel_tolerance=0, extract=None, regex_timeout=1.0, "
              "min_pass_rate=None, "
              "must_pass=(), samples=None): score each case's output exactly. kind: match, "
-             "contains, any_of, regex, json, json_schema, numeric; normalize: case, whitespace, "
+             "contains (any_of), contains_all, regex, json, json_schema, numeric; a list in "
+             "expected means any of them counts (contains_all: every one); normalize: case, "
+             "whitespace, "
              "punctuation, articles, or 'all'. With min_pass_rate the suite's interval decides "
              "pass/fail/inconclusive and a failing case alone does not fail the run.",
     "judge": "judge(rubric='helpfulness', *, judge_model=None, combine=None, against=None, "
@@ -353,6 +355,9 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], Mapping[str, Any]],
     path = test_dir / str(args[0])
     cases = load_cases(path, require=tuple(required))
     cases = [Case(id=c.id, fields=c.fields, source=c.source, tags=c.tags, suite=suite) for c in cases]
+    check_suite = getattr(target, "check_suite", None)
+    if callable(check_suite):  # a batch target's own checks (an Agent's tasks and tool names)
+        check_suite(cases, [ev.scorer for ev in built], dict(kwargs))
     sampling = {k: kwargs[k] for k in _SAMPLING_ARGS if kwargs.get(k) is not None}
     if "stop" in sampling and isinstance(sampling["stop"], str):
         sampling["stop"] = (sampling["stop"],)

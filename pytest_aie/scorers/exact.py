@@ -3,8 +3,8 @@
 Used through the ``exact`` marker::
 
     @pytest.mark.exact("match", normalize="all")           # the default kind is "match"
-    @pytest.mark.exact("contains", normalize=["case"])
-    @pytest.mark.exact("any_of")                           # expected is a list; one suffices
+    @pytest.mark.exact("contains", normalize=["case"])     # "any_of" is another name for it
+    @pytest.mark.exact("contains_all")                     # every string of a list is in it
     @pytest.mark.exact("regex", pattern=r"^\\d{4}-\\d{2}-\\d{2}$")
     @pytest.mark.exact("json")                             # output parses as JSON
     @pytest.mark.exact("json_schema", schema="person.schema.json")
@@ -14,6 +14,11 @@ Every score is 1.0 (pass) or 0.0 (fail) with the reason. A case the check cannot
 unmeasured with the reason: its expected value is missing, empty (after normalisation), not a
 number, or not a valid regular expression, or a regular expression ran past ``regex_timeout``
 seconds (default 1 s per match; patterns run on the ``regex`` module, which can stop a match).
+
+A list in a case's expected field means one thing for every kind that compares text or numbers
+(``match``, ``contains``, ``any_of``, ``numeric``): alternatives, any one of them counts. The one
+kind that needs all of them says so in its name: ``contains_all``. (For ``json`` a list is the
+JSON value itself.)
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ from pytest_aie.dataset import Case
 from pytest_aie.errors import UsageError
 from pytest_aie.scorers.base import Score, Scorer
 
-__all__ = ["KINDS", "NORMALIZERS", "REGEX_TIMEOUT", "ExactScorer", "normalize", "extract_number"]
+__all__ = ["ALTERNATIVES", "KINDS", "NORMALIZERS", "REGEX_TIMEOUT", "ExactScorer", "normalize", "extract_number"]
 
-KINDS = ("match", "contains", "any_of", "regex", "json", "json_schema", "numeric")
+KINDS = ("match", "contains", "any_of", "contains_all", "regex", "json", "json_schema", "numeric")
+#: The kinds that read a list in the expected field as alternatives (any one counts).
+ALTERNATIVES = ("match", "contains", "any_of", "numeric")
 NORMALIZERS = ("case", "whitespace", "punctuation", "articles")
 #: Seconds one regular-expression match may take before its case is unmeasured.
 REGEX_TIMEOUT = 1.0
@@ -217,7 +224,7 @@ class ExactScorer(Scorer):
         expected = case.fields.get(self.field)
         if self.needs_expected and expected is None:
             return Score.unmeasured(self.metric, f"case has no {self.field!r} field")
-        if self.kind in ("match", "contains", "any_of"):
+        if self.kind in ("match", "contains", "any_of", "contains_all"):
             return self._textual(text, expected)
         check: Callable[[str, Any], Score] = getattr(self, f"_{self.kind}")
         return check(text, expected)
@@ -226,9 +233,10 @@ class ExactScorer(Scorer):
         return normalize(str(value), self.norm)
 
     def _textual(self, text: str, expected: Any) -> Score:
-        """match / contains / any_of. An expected string with nothing left to look for (empty,
-        or only punctuation and articles under normalisation) would be found in every output:
-        such values are skipped, and a case left with none is unmeasured."""
+        """match / contains / any_of / contains_all. An expected string with nothing left to look
+        for (empty, or only punctuation and articles under normalisation) would be found in every
+        output: such an alternative is skipped, and a case left with none is unmeasured; for
+        contains_all, which needs every string, one such string makes the case unmeasured."""
         values = expected if isinstance(expected, list) else [expected]
         if not values:
             return Score.unmeasured(self.metric, f"case's {self.field!r} is an empty list")
@@ -241,12 +249,12 @@ class ExactScorer(Scorer):
                 usable.append((value, norm))
             else:
                 empty.append(value)
-        if not usable or (self.kind == "contains" and empty):
+        if not usable or (self.kind == "contains_all" and empty):
             return Score.unmeasured(self.metric, f"expected {empty[0]!r} is empty" + (
                 f" after normalisation ({', '.join(self.norm)})" if str(empty[0]) else "")
                 + ": it would be found in any output")
         compare: Callable[[str, str, list[tuple[Any, str]], Any], Score] = getattr(
-            self, f"_{self.kind}")
+            self, "_any_of" if self.kind == "contains" else f"_{self.kind}")
         return compare(self._norm(text), text, usable, expected)
 
     def _match(self, got: str, text: str, usable: list[tuple[Any, str]], expected: Any) -> Score:
@@ -255,8 +263,8 @@ class ExactScorer(Scorer):
                 return self._result(True, f"output matches {option!r}")
         return self._result(False, f"expected {expected!r}, got {text.strip()[:200]!r}")
 
-    def _contains(self, got: str, text: str, usable: list[tuple[Any, str]],
-                  expected: Any) -> Score:
+    def _contains_all(self, got: str, text: str, usable: list[tuple[Any, str]],
+                      expected: Any) -> Score:
         missing = [n for n, norm in usable if norm not in got]
         if missing:
             return self._result(False, f"output does not contain {missing[0]!r}")
@@ -264,9 +272,12 @@ class ExactScorer(Scorer):
                             else f"output contains all {len(usable)} expected strings")
 
     def _any_of(self, got: str, text: str, usable: list[tuple[Any, str]], expected: Any) -> Score:
+        """contains and any_of: one alternative in the output suffices."""
         for option, norm in usable:
             if norm in got:
                 return self._result(True, f"output contains {option!r}")
+        if len(usable) == 1:
+            return self._result(False, f"output does not contain {usable[0][0]!r}")
         return self._result(False, f"output contains none of {[o for o, _ in usable]!r}")
 
     def _regex(self, text: str, expected: Any) -> Score:
@@ -311,13 +322,21 @@ class ExactScorer(Scorer):
         return self._result(True, "output is valid JSON and matches the schema")
 
     def _numeric(self, text: str, expected: Any) -> Score:
+        """The last number in the output against the expected number, or any of a list."""
         got = extract_number(text)
         if got is None:
             return self._result(False, "no number in the output")
-        try:
-            want = float(str(expected).replace(",", ""))
-        except ValueError:
-            return Score.unmeasured(self.metric, f"expected value {expected!r} is not a number")
-        if math.isclose(got, want, rel_tol=self.rel_tolerance, abs_tol=self.tolerance):
-            return self._result(True, f"{got:g} is within tolerance of {want:g}", got=got)
-        return self._result(False, f"expected {want:g}, got {got:g}", got=got)
+        values = expected if isinstance(expected, list) else [expected]
+        if not values:
+            return Score.unmeasured(self.metric, f"case's {self.field!r} is an empty list")
+        wants: list[float] = []
+        for value in values:
+            try:
+                wants.append(float(str(value).replace(",", "")))
+            except ValueError:
+                return Score.unmeasured(self.metric, f"expected value {value!r} is not a number")
+        for want in wants:
+            if math.isclose(got, want, rel_tol=self.rel_tolerance, abs_tol=self.tolerance):
+                return self._result(True, f"{got:g} is within tolerance of {want:g}", got=got)
+        shown = f"{wants[0]:g}" if len(wants) == 1 else "one of " + ", ".join(f"{w:g}" for w in wants)
+        return self._result(False, f"expected {shown}, got {got:g}", got=got)
