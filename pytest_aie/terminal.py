@@ -71,29 +71,79 @@ def write_summary(tw: Any, aie: AieSession, hidden: list[pytest.TestReport], ver
         tw.write_line(f"pytest-aie baseline saved: {aie.saved_baseline}")
 
 
-def final_words(session: pytest.Session, aie: AieSession) -> None:
-    """When pytest-aie decided the exit status (a failed gate, a regression, a harness
-    problem), say so in the run's last lines, in pytest's colour for failure: pytest prints
-    ``session.shouldfail`` in red just above its final counts, and the counts go red too
-    (otherwise "13 passed, 27 xfailed" would read green on a failed gate)."""
-    status = int(session.exitstatus)
+def gate_failures(rows: list[dict[str, Any]], policy: Any) -> list[tuple[str, list[str]]]:
+    """Every suite row that failed the run (exit 1), with what failed it, as
+    ``(row name, [what, ...])``: a failed gate (each failed ranking expectation named), an
+    inconclusive verdict or latency budget counted as a failure by ``--aie-inconclusive fail``,
+    failed must-pass cases, a failed latency budget. The same rules as
+    :func:`pytest_aie.gates.exit_status`."""
     from pytest_aie.gates import row_name
 
-    gates = [row_name(r) for r in aie.rows if r.get("verdict") == "fail" or r.get("must_pass_failed")
-             or any(b.get("verdict") == "fail" for b in (r.get("budgets") or {}).values())]
+    as_fail = getattr(policy, "inconclusive", None) == "fail"
+    out: list[tuple[str, list[str]]] = []
+    for row in rows:
+        what: list[str] = []
+        expects = [e for e in (row.get("elo") or {}).get("expect") or () if isinstance(e, dict)]
+        if row.get("verdict") == "fail":
+            named = [f"expect {e.get('expect')} failed" for e in expects if e.get("verdict") == "fail"]
+            what += named or ["below its threshold"]
+        elif row.get("verdict") == "inconclusive" and as_fail:
+            named = [f"expect {e.get('expect')} inconclusive" for e in expects
+                     if e.get("verdict") == "inconclusive"]
+            what.append(("; ".join(named) or "inconclusive")
+                        + ", counted as a failure by --aie-inconclusive fail")
+        if row.get("must_pass_failed"):
+            ids = [str(i) for i in row["must_pass_failed"]]
+            what.append(f"must-pass case{'s' if len(ids) > 1 else ''} failed: "
+                        f"{', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}")
+        for budget, b in (row.get("budgets") or {}).items():
+            if not isinstance(b, dict):
+                continue
+            if b.get("verdict") == "fail":
+                what.append(f"latency budget {budget} failed")
+            elif b.get("verdict") == "inconclusive" and as_fail:
+                what.append(f"latency budget {budget} inconclusive, counted as a failure by "
+                            "--aie-inconclusive fail")
+        if what:
+            out.append((row_name(row), what))
+    return out
+
+
+def closing_line(aie: AieSession, status: int) -> str | None:
+    """The run's red closing line when pytest-aie decided a non-zero ``status`` (or its gates
+    failed on top of pytest's own failures), naming every failed item; None when it has
+    nothing to add to pytest's own last line."""
+    failed = gate_failures(aie.rows, aie.policy)
+    gates = (f"GATE FAILED: {len(failed)} suite gate(s) failed: "
+             + ", ".join(f"{name} ({'; '.join(what)})" for name, what in failed)) if failed else ""
     if status == EXIT_REGRESSION:
         regressed = [c for c in aie.baseline_comparisons + aie.model_comparisons
                      if getattr(c, "regressed", False)]
         where = ", ".join(f"{c.suite} [{c.metric}]" + ("" if c.scope == "suite" else f" ({c.scope})")
-                          for c in regressed[:3])
-        text = f"pytest-aie: REGRESSION found in {len(regressed)} comparison(s): {where} (exit 11)"
-    elif status == EXIT_HARNESS_ERROR and aie.harness_errors:
+                          for c in regressed)
+        text = f"REGRESSION found in {len(regressed)} comparison(s): {where}"
+        return f"pytest-aie: {text}{'; also ' + gates if gates else ''} (exit 11)"
+    if status == EXIT_HARNESS_ERROR:
         n = len(aie.harness_errors)
-        text = f"pytest-aie: the harness could not evaluate ({n} problem{'s' if n > 1 else ''} above) (exit 10)"
-    elif status == 1 and gates:
-        text = (f"pytest-aie: GATE FAILED: {len(gates)} suite gate(s) failed: "
-                f"{', '.join(gates[:3])}{' ...' if len(gates) > 3 else ''} (exit 1)")
-    else:
+        what = (f"({n} problem{'s' if n > 1 else ''} above)" if n else "(see the lines above)")
+        return (f"pytest-aie: the harness could not evaluate {what}"
+                f"{'; also ' + gates if gates else ''} (exit 10)")
+    if status == 1 and gates:
+        return f"pytest-aie: {gates} (exit 1)"
+    if status != 0 and status != aie.pytest_status:  # decided here, by a rule named nowhere above
+        why = "; ".join(aie.notes) or "see the summary above"
+        return f"pytest-aie: the run fails with exit {status}: {why}"
+    return None
+
+
+def final_words(session: pytest.Session, aie: AieSession) -> None:
+    """When pytest-aie decided the exit status (a failed gate, an inconclusive verdict counted
+    as a failure, a regression, a harness problem), say so in the run's last lines, in pytest's
+    colour for failure, naming every failed item: pytest prints ``session.shouldfail`` in red
+    just above its final counts, and the counts go red too (otherwise "13 passed, 27 xfailed"
+    would read green on a failed gate)."""
+    text = closing_line(aie, int(session.exitstatus))
+    if text is None:
         return
     if not session.shouldfail and not session.shouldstop:
         session.shouldfail = text

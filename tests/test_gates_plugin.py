@@ -62,6 +62,62 @@ def test_inconclusive_gate_follows_policy(pytester: pytest.Pytester) -> None:
     point.stdout.fnmatch_lines(["*-> PASS (threshold 0.8)"])
 
 
+RED = "\x1b[31m"
+
+
+def test_inconclusive_counted_as_failure_ends_in_a_named_red_line(pytester: pytest.Pytester) -> None:
+    # 17/20 against 0.8: inconclusive; --aie-inconclusive fail makes pytest-aie exit 1, and
+    # the run must not end on pytest's green "17 passed, 3 xfailed"
+    make_suite(pytester, 20, wrong={0, 1, 2}, marker="min_pass_rate=0.8")
+    result = pytester.runpytest("-p", "no:randomly", "--color=yes", "--aie-inconclusive", "fail")
+    assert result.ret == 1
+    warn, last = [line for line in result.outlines if line.strip()][-2:]
+    assert warn.startswith(RED) and "GATE FAILED" in warn and "(exit 1)" in warn
+    assert "test_suite.py::test_gate [exact.match] (inconclusive, counted as a failure by " \
+        "--aie-inconclusive fail)" in warn
+    assert "17 passed" in last and last.lstrip().startswith(RED)
+
+
+def test_closing_line_names_every_failed_item(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from pytest_aie.session import AieSession
+    from pytest_aie.settings import Settings
+    from pytest_aie.terminal import closing_line
+
+    def row(suite: str, **kw: object) -> dict:
+        return {"suite": suite, "metric": "m", "verdict": "pass", **kw}
+
+    aie = AieSession(settings=Settings(), rootdir=tmp_path)
+    aie.policy = SimpleNamespace(inconclusive="fail")
+    aie.rows = [
+        row("elo", verdict="fail", elo={"expect": [
+            {"expect": "cot > riddle", "verdict": "fail"}, {"expect": "cot > terse", "verdict": "pass"},
+            {"expect": "riddle > terse", "verdict": "fail"}]}),
+        row("must", must_pass_failed=["c1", "c2"]),
+        row("fast", budgets={"p90_ms": {"verdict": "fail"}, "p50_ms": {"verdict": "inconclusive"}}),
+        row("unsure", verdict="inconclusive"),
+        row("fine"),
+    ]
+    assert closing_line(aie, 1) == (
+        "pytest-aie: GATE FAILED: 4 suite gate(s) failed: "
+        "elo [m] (expect cot > riddle failed; expect riddle > terse failed), "
+        "must [m] (must-pass cases failed: c1, c2), "
+        "fast [m] (latency budget p90_ms failed; latency budget p50_ms inconclusive, counted as a "
+        "failure by --aie-inconclusive fail), "
+        "unsure [m] (inconclusive, counted as a failure by --aie-inconclusive fail) (exit 1)")
+    aie.policy = SimpleNamespace(inconclusive="warn")  # the same rows under the default policy
+    assert "unsure" not in (closing_line(aie, 1) or "") and "p50_ms" not in (closing_line(aie, 1) or "")
+    aie.rows = [row("fine")]
+    assert closing_line(aie, 0) is None
+    assert closing_line(aie, 1) == "pytest-aie: the run fails with exit 1: see the summary above"
+    aie.pytest_status = 1
+    assert closing_line(aie, 1) is None  # pytest's own failures: pytest's own red line says so
+    aie.harness_errors = ["pytest-aie: x", "pytest-aie: y"]
+    assert closing_line(aie, EXIT_HARNESS_ERROR) == \
+        "pytest-aie: the harness could not evaluate (2 problems above) (exit 10)"
+
+
 def test_must_pass_case_fails_the_run(pytester: pytest.Pytester) -> None:
     make_suite(pytester, 50, wrong={7}, marker="min_pass_rate=0.5, must_pass=['c7']")
     result = pytester.runpytest()
