@@ -184,6 +184,8 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
                 row["budgets"] = budgets
                 if isinstance(own.get("utilization"), dict):  # the decode's MBU and MFU
                     row["utilization"] = own["utilization"]
+                if isinstance(own.get("measured"), dict):  # the probe's p50/p90/p99
+                    row["measured"] = own["measured"]
             elif isinstance(own.get("elo"), dict):  # a ranking, with its expect= gates
                 row["elo"] = own["elo"]
                 verdicts = [e["verdict"] for e in own["elo"].get("expect") or ()]

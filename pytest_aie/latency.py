@@ -22,7 +22,8 @@ many ITL gaps count as one request) and a three-way verdict (:func:`budget_verdi
 when the whole interval is on the right side of the budget, ``fail`` when it is wholly on the
 wrong side, else ``inconclusive`` (also with fewer than 2 requests or an interval of zero
 width, as the quality gates do). The scorer's :meth:`~LatencyScorer.suite_aggregate` returns
-``{"latency": {budget name: {"estimate", "low", "high", "budget", "verdict", "n"}}}`` and,
+``{"latency": {budget name: {"estimate", "low", "high", "budget", "verdict", "n"}}}``, the
+measured p50/p90/p99 of each measure under ``measured`` (:func:`measured_figures`), and,
 per model, the decode's MBU and MFU under ``utilization``
 (:func:`pytest_aie.utilization.utilization`: from the median TPOT; each case's ``details``
 carry the same entry, so the results log has it).
@@ -41,13 +42,18 @@ from pytest_aie.errors import UsageError
 from pytest_aie.latency_probe import LatencySample, probe
 from pytest_aie.scorers.base import Sample, Score, Scorer
 
-__all__ = ["LatencyScorer", "budget_verdict", "evaluate_budgets", "parse_budgets",
-           "percentile_interval"]
+__all__ = ["MEASURES", "LatencyScorer", "budget_verdict", "evaluate_budgets", "fmt_ms",
+           "measured_figures", "measured_line", "parse_budgets", "percentile_interval",
+           "samples_of"]
 
 _BUDGET = re.compile(r"^(ttft|tpot|itl|e2e)_p(50|90|95|99)_ms$")
 FLOOR = "min_output_tokens_per_s"
 METRIC = "latency.e2e_ms"
 _MIN_REQUESTS = 2  # as the quality gates: fewer measured requests never decide
+#: The per-request measures shown in the terminal and the report, with their labels.
+MEASURES = {"ttft": "TTFT", "tpot": "TPOT", "itl": "ITL", "e2e": "e2e"}
+#: The percentiles shown.
+SHOWN_PERCENTILES = (50, 90, 99)
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -149,6 +155,59 @@ def evaluate_budgets(samples: Sequence[LatencySample], budgets: dict[str, float]
                      "n": n, "confidence": confidence,
                      "kind": "ceiling" if ceiling else "floor"}
     return out
+
+
+def measured_figures(samples: Sequence[LatencySample]) -> dict[str, Any]:
+    """What the probe measured, as the terminal and the report show it: ``requests`` (measured
+    ones), ``failed``, and per measure of :data:`MEASURES` ``{"n": requests with a value,
+    "values": values pooled, "p50", "p90", "p99"}`` in ms (the same pooled percentiles as the
+    budgets' estimates; ITL pooled over every gap). Failed requests are not measurements."""
+    import numpy as np
+
+    ok = [s for s in samples if s.error is None]
+    out: dict[str, Any] = {"requests": len(ok), "failed": len(samples) - len(ok)}
+    for metric in MEASURES:
+        per_request = [s.value(metric) for s in ok]
+        pooled = [v for vs in per_request for v in vs]
+        if not pooled:
+            continue
+        ps = np.percentile(pooled, SHOWN_PERCENTILES)
+        out[metric] = {"n": sum(1 for vs in per_request if vs), "values": len(pooled),
+                       **{f"p{q}": float(p) for q, p in zip(SHOWN_PERCENTILES, ps)}}
+    return out
+
+
+def fmt_ms(value: Any) -> str:
+    """A time in ms as the terminal and the report print it: one decimal (three significant
+    digits below 1 ms)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return "-"
+    return f"{value:.1f}" if abs(value) >= 1 else f"{value:.3g}"
+
+
+def measured_line(figures: dict[str, Any]) -> str:
+    """One terminal line: ``measured over 40 requests (ms): TTFT p50 12.1 p90 15.0 p99 18.2;
+    ...``."""
+    parts = [f"{label} " + " ".join(f"p{q} {fmt_ms(figures[m].get(f'p{q}'))}"
+                                     for q in SHOWN_PERCENTILES)
+             for m, label in MEASURES.items() if isinstance(figures.get(m), dict)]
+    failed = f", {figures['failed']} failed" if figures.get("failed") else ""
+    return (f"measured over {figures.get('requests', 0)} requests{failed} (ms): "
+            + ("; ".join(parts) or "nothing measured"))
+
+
+def samples_of(record: Any) -> list[LatencySample]:
+    """The probe's measurements a latency case record carries in its ``details`` (the first,
+    then its ``repeats``); none for another metric's record or a record without them."""
+    if not isinstance(record, dict) or not str(record.get("metric") or "").startswith("latency."):
+        return []
+    details = record.get("details")
+    if not isinstance(details, dict):
+        return []
+    repeats = details.get("repeats")
+    found = [LatencySample.from_dict(d)
+             for d in [details, *(repeats if isinstance(repeats, list) else [])]]
+    return [s for s in found if s is not None]
 
 
 # ---------------------------------------------------------------------------- the scorer
@@ -263,6 +322,7 @@ class LatencyScorer(Scorer):
             return None
         found = [self.utilization[m] for m in models if m in self.utilization]
         return {"latency": evaluate_budgets(lats, self.budgets),
+                "measured": measured_figures(lats),
                 **({"utilization": found[0]} if len(found) == 1 else {}),
                 "requests": len(lats), "failed": sum(1 for x in lats if x.error is not None),
                 "concurrency": self.concurrency, "warmup": self.warmup}

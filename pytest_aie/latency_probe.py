@@ -22,7 +22,9 @@ How each engine is measured:
 
 * an engine with ``stream_one(request)`` (``hf`` through transformers' ``TextIteratorStreamer``,
   one chunk per generated token; ``scripted`` with its simulated ``token_delay``): the probe
-  reads the chunk times it yields and the :class:`Generation` it returns;
+  reads the chunk times it yields and the :class:`Generation` it returns (start and end read
+  from the engine's ``clock()`` when it has one: the scripted engine's ``virtual_clock``, whose
+  figures are exact, else ``time.perf_counter``);
 * ``openai``: a streamed call (:func:`pytest_aie.engines._openai_call.streamed`), one chunk per
   streamed piece of content;
 * any other engine (``vllm``): ``engine.generate`` on one request at a time (``concurrency``
@@ -101,6 +103,30 @@ class LatencySample:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Any) -> LatencySample | None:
+        """A sample as :meth:`to_dict` wrote it (a case record's ``details``, or one of its
+        ``repeats``), or None when ``data`` holds no probe figures (another scorer's details,
+        a field cut in the results log)."""
+        if not isinstance(data, dict) or "e2e_ms" not in data or "ttft_ms" not in data:
+            return None
+
+        def ms(key: str) -> float | None:
+            v = data.get(key)
+            return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) \
+                and math.isfinite(v) else None
+
+        itl = data.get("itl_ms")
+        tokens = data.get("output_tokens")
+        error = data.get("error")
+        return cls(ttft_ms=ms("ttft_ms"), tpot_ms=ms("tpot_ms"), e2e_ms=ms("e2e_ms"),
+                   output_tokens=tokens if isinstance(tokens, int) else None,
+                   tokens_per_s=ms("tokens_per_s"),
+                   itl_ms=[float(v) for v in itl if isinstance(v, (int, float))
+                           and not isinstance(v, bool)] if isinstance(itl, list) else [],
+                   method=str(data.get("method") or "stream"),
+                   error=None if error is None else str(error))
+
 
 # ---------------------------------------------------------------------------- one request
 
@@ -133,9 +159,12 @@ def _drain(stream: Iterator[tuple[str, float]]) -> tuple[list[float], Generation
 
 
 def _measure_stream(engine: Engine, request: Request) -> LatencySample:
-    start = time.perf_counter()
+    # an engine may keep its own clock (the scripted engine's virtual one); its chunk times
+    # are on that clock, so the start and end must be too
+    clock: Callable[[], float] = getattr(engine, "clock", None) or time.perf_counter
+    start = clock()
     times, gen = _drain(engine.stream_one(request))  # type: ignore[attr-defined]
-    end = time.perf_counter()
+    end = clock()
     if gen is not None and gen.error is not None:
         return LatencySample.failed(gen.error, "stream")
     return LatencySample.from_times(start, times, end,

@@ -18,6 +18,13 @@ def _ids(ids: list[str]) -> str:
     return head + (f" ... and {len(ids) - _LIST} more" if len(ids) > _LIST else "")
 
 
+def _fig(x: Any) -> str:
+    """A latency figure: whole numbers from 100 up (never 1.23e+03), else 3 significant digits."""
+    if not isinstance(x, (int, float)) or x != x:
+        return "nan"
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.1%}"
 
@@ -46,7 +53,7 @@ def suite_lines(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, bool]]]
         if row["verdict"]:
             bound = "threshold" if row.get("higher_is_better", True) else "ceiling"
             why = f"{bound} {row['threshold']:g}" if row["threshold"] is not None else \
-                str(row.get("inconclusive_reason") or "no threshold")
+                str(row.get("verdict_reason") or row.get("inconclusive_reason") or "no threshold")
             verdict = f" -> {row['verdict'].upper()} ({why})"
             style = {"green": row["verdict"] == "pass", "red": row["verdict"] == "fail",
                      "yellow": row["verdict"] == "inconclusive"}
@@ -65,11 +72,15 @@ def suite_lines(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, bool]]]
             from pytest_aie.judge.summary import elo_lines
 
             out.extend(elo_lines(row["elo"]))
+        if row.get("measured"):  # a latency suite: what the probe measured, per request
+            from pytest_aie.latency import measured_line
+
+            out.append((f"  {measured_line(row['measured'])}", {}))
         for budget, b in (row.get("budgets") or {}).items():
             low, high = b.get("low"), b.get("high")
-            ci = "" if low is None or high is None else f" [{low:.3g}, {high:.3g}]"
+            ci = "" if low is None or high is None else f" [{_fig(low)}, {_fig(high)}]"
             verdict = str(b.get("verdict") or "n/a")
-            out.append((f"  {budget}: {b.get('estimate', float('nan')):.3g}{ci} vs budget "
+            out.append((f"  {budget}: {_fig(b.get('estimate'))}{ci} vs budget "
                         f"{b.get('budget')} over {b.get('n')} requests -> {verdict.upper()}",
                         {"green": verdict == "pass", "red": verdict == "fail",
                          "yellow": verdict == "inconclusive"}))

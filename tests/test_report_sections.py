@@ -154,15 +154,85 @@ def test_score_histograms_have_their_numbers(tmp_path: Path) -> None:
     assert titles[1] == "0.1–0.2: 2" and len(titles) == 10
 
 
-def test_latency_percentiles_leave_cached_generations_out(tmp_path: Path) -> None:
-    cases = [case(i) for i in range(40)] + [case(99, cached=True, timings={"e2e_s": 50.0})]
+def _probed(i: int, ttft: float, e2e: float, tokens: int = 10, **extra: Any) -> dict[str, Any]:
+    """A latency case record as the latency scorer writes it: the probe's figures in details."""
+    gap = (e2e - ttft) / (tokens - 1)
+    details = {"ttft_ms": ttft, "tpot_ms": gap, "e2e_ms": e2e, "output_tokens": tokens,
+               "tokens_per_s": tokens / (e2e / 1000), "itl_ms": [gap] * (tokens - 1),
+               "method": "stream", "error": None, "index": i, "concurrency": 1}
+    return case(i, metric="latency.e2e_ms", value=e2e, passed=None, status="scored", binary=False,
+                higher_is_better=False, details=details,
+                timings={"e2e_s": 25.5, "batch_size": 40}) | extra
+
+
+def test_latency_section_shows_each_requests_probe_figures_not_the_batch_wall_time(
+        tmp_path: Path) -> None:
+    # 40 requests, each scored on two metrics, generated in one batch of 40 that took 25.5 s:
+    # the old section showed 25500 ms for every request and counted 80 "requests"
+    ttft = [10.0 + i for i in range(40)]
+    e2e = [100.0 + 10 * i for i in range(40)]
+    cases = [case(i, timings={"e2e_s": 25.5, "batch_size": 40}) for i in range(40)]
+    cases += [_probed(i, ttft[i], e2e[i]) for i in range(40)]
     html = render_html(HEADER, cases, None, tmp_path / "r.html").read_text()
     rows = {r[2]: r for r in rows_of(html, "aie-latency")}
-    e2e = [0.1 * (i + 1) for i in range(40)]
-    assert rows["end to end"][3] == "40"
-    assert rows["end to end"][4:] == [f"{1000 * p:.0f}" for p in np.percentile(e2e, [50, 90, 99])]
-    assert rows["time to first token"][4] == f"{1000 * np.percentile([t / 10 for t in e2e], 50):.0f}"
+    assert set(rows) == {"time to first token (TTFT)", "time per output token (TPOT)",
+                         "inter-token latency (ITL)", "end to end (e2e)"}
+    tpot = [(b - a) / 9 for a, b in zip(ttft, e2e)]
+    for what, values, n in (("time to first token (TTFT)", ttft, 40), ("end to end (e2e)", e2e, 40),
+                            ("time per output token (TPOT)", tpot, 40)):
+        assert rows[what][3:5] == ["latency probe", str(n)]
+        assert rows[what][5:] == [f"{p:.1f}" for p in np.percentile(values, [50, 90, 99])], what
+    # by hand, linear interpolation: 100 + 10 x q x 39
+    assert rows["end to end (e2e)"][5:] == ["295.0", "451.0", "486.1"]
+    # ITL pools the 9 gaps of each request (each request's TPOT here, 9 times over)
+    assert rows["inter-token latency (ITL)"][4:] == \
+        ["40"] + [f"{p:.1f}" for p in np.percentile(np.repeat(tpot, 9), [50, 90, 99])]
+    assert "25500" not in html and "25.5 s" not in html
     assert len(re.findall(r'<figure class="chart-box latency-hist">', html)) == 2
+
+
+def test_latency_section_counts_repeats_and_leaves_batches_and_cache_out(tmp_path: Path) -> None:
+    # requests=4 over two cases: the first case's record carries two repeats
+    first = _probed(0, 10.0, 100.0)
+    first["details"]["repeats"] = [dict(first["details"], ttft_ms=30.0, e2e_ms=300.0, index=2),
+                                   dict(first["details"], ttft_ms=40.0, e2e_ms=400.0, index=3)]
+    cases = [first, _probed(1, 20.0, 200.0)]
+    # generations an engine timed alone (batch of 1) count once per request, cached ones never
+    alone = {"e2e_s": 0.5, "ttft_s": 0.05, "batch_size": 1}
+    cases += [case(i, suite="s2", metric=m, timings=alone) for i in range(3)
+              for m in ("exact.match", "similarity.chrf")]
+    cases += [case(9, suite="s2", timings={"e2e_s": 50.0, "batch_size": 1}, cached=True)]
+    html = render_html(HEADER, cases, None, tmp_path / "r.html").read_text()
+    rows = {(r[0], r[2]): r for r in rows_of(html, "aie-latency")}
+    probe = rows[("suites/test_qa.py::test_qa", "time to first token (TTFT)")]
+    assert probe[4] == "4" and probe[5] == f"{np.percentile([10, 20, 30, 40], 50):.1f}"
+    gen = rows[("s2", "end to end (e2e)")]
+    assert gen[3:] == ["generation, one request per call", "3", "500.0", "500.0", "500.0"]
+    assert rows[("s2", "time to first token (TTFT)")][5] == "50.0"
+
+
+def test_latency_section_shows_the_budgets_verdicts_and_mbu(tmp_path: Path) -> None:
+    cases = [_probed(i, 10.0 + i, 100.0 + i) for i in range(5)]
+    budgets = {"ttft_p90_ms": {"estimate": 13.6, "low": 12.0, "high": 14.0, "budget": 20.0,
+                               "verdict": "pass", "n": 5, "kind": "ceiling"},
+               "e2e_p50_ms": {"estimate": 102.0, "low": 100.0, "high": 104.0, "budget": 50.0,
+                              "verdict": "fail", "n": 5, "kind": "ceiling"},
+               "min_output_tokens_per_s": {"estimate": 98.0, "low": 96.0, "high": 100.0,
+                                           "budget": 20.0, "verdict": "pass", "n": 5,
+                                           "kind": "floor"}}
+    util = {"mbu": 0.3268, "mfu": None, "mfu_reason": "pass --aie-cpu-peak-gflops",
+            "decode_tokens_per_s": 242.1, "tpot_ms_median": 4.13, "params": 135_000_000,
+            "bytes_per_param": 4.0, "dtype": "float32", "accelerator": "cpu",
+            "peak_bandwidth": 400e9, "peak_flops": None}
+    summary = [{"suite": "suites/test_qa.py::test_qa", "metric": "latency.e2e_ms", "model": "default",
+                "binary": False, "budgets": budgets, "utilization": util}]
+    html = render_html(HEADER, cases, summary, tmp_path / "r.html").read_text()
+    rows = {r[2]: r for r in rows_of(html, "aie-latency-budgets")}
+    assert rows["ttft_p90_ms"][3:] == ["13.6", "[12.0, 14.0]", "≤ 20 ms", "5", "pass"]
+    assert rows["e2e_p50_ms"][3:] == ["102.0", "[100.0, 104.0]", "≤ 50 ms", "5", "fail"]
+    assert rows["min_output_tokens_per_s"][5] == "≥ 20 tokens/s"
+    (mbu,) = rows_of(html, "aie-utilization")
+    assert mbu[2:4] == ["32.7%", "unmeasured"] and "135M params x 4 bytes (float32)" in mbu[4]
 
 
 ELO = {"battles": 120, "ranking": [

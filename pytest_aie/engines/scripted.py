@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 import types
 from pathlib import Path
@@ -112,6 +113,10 @@ class ScriptedEngine(Engine):
 
     ``token_delay``: seconds that :meth:`stream_one` sleeps before each word, a simulated time
     per output token for tests of latency measurement (``generate`` never sleeps).
+    ``virtual_clock``: instead of sleeping, :meth:`stream_one` advances a clock of its own (one
+    per thread) by ``token_delay`` per word, and the latency probe reads that clock
+    (:meth:`clock`): each request's figures are exact (TTFT one delay, end to end one delay per
+    word), however loaded the machine.
     """
 
     name = "scripted"
@@ -127,12 +132,20 @@ class ScriptedEngine(Engine):
         default: str | None = "",
         strict: bool = False,
         token_delay: float = 0.0,
+        virtual_clock: bool | str = False,
         **_ignored: Any,
     ) -> None:
         if not token_delay >= 0:
             raise EngineError(f"scripted engine token_delay must be >= 0 seconds, got {token_delay!r}",
                               fix="pass a delay such as token_delay=0.01")
         self.token_delay = float(token_delay)
+        if isinstance(virtual_clock, str):  # from --aie-engine-options virtual_clock=true
+            if virtual_clock.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise EngineError(f"scripted engine virtual_clock must be true or false, got "
+                                  f"{virtual_clock!r}", fix="pass virtual_clock=true")
+            virtual_clock = virtual_clock.strip().lower() in ("true", "1", "yes")
+        self.virtual_clock = bool(virtual_clock)
+        self._virtual = threading.local()
         source = script if script is not None else model
         self._fn: Callable[[Request], str] | None = None
         self._answers: dict[str, str] = {}
@@ -184,9 +197,20 @@ class ScriptedEngine(Engine):
         Generation that :meth:`generate` gives for it."""
         gen = self._generate_one(request, 1)
         for i, word in enumerate(gen.text.split()):
-            time.sleep(self.token_delay)
-            yield (word if i == 0 else " " + word), time.perf_counter()
+            if self.virtual_clock:
+                self._virtual.now = self.clock() + self.token_delay
+            else:
+                time.sleep(self.token_delay)
+            yield (word if i == 0 else " " + word), self.clock()
         return gen
+
+    def clock(self) -> float:
+        """Seconds on the clock :meth:`stream_one`'s times are on: this thread's virtual clock
+        with ``virtual_clock``, else ``time.perf_counter()``."""
+        if self.virtual_clock:
+            now: float = getattr(self._virtual, "now", 0.0)
+            return now
+        return time.perf_counter()
 
     def _generate_one(self, req: Request, batch_size: int) -> Generation:
         answer = self._answer(req)

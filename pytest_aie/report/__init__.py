@@ -183,7 +183,7 @@ def render_html(
         "changes": sections.change_rows(changes) if changes is not None else None,
         "tags": sections.tag_breakdown(cases),
         "histograms": sections.score_histograms(cases),
-        "latency": sections.latency(cases),
+        "latency": sections.latency(cases, summary),
         "elo": sections.elo_boards(summary),
         "page_size": blob["page_size"],
         "css": Markup(_asset("report.css")),

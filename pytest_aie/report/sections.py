@@ -31,8 +31,6 @@ _COUNTS = ("n", "passed", "failed", "scored", "unmeasured")
 MAX_CHANGES = 500
 #: rows of the per-tag table (the most frequent tags; the case table filters by any tag)
 MAX_TAG_ROWS = 300
-#: latency histograms drawn (one per suite, model and measure; the table has them all)
-MAX_LATENCY_CHARTS = 12
 #: characters of an old or new output shown in the baseline diff
 CHANGE_TEXT_CHARS = 2_000
 
@@ -312,46 +310,13 @@ def score_histograms(cases: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
     return out
 
 
-def latency(cases: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """p50/p90/p99 of end-to-end time and time to first token per suite and model (cached
-    generations left out: their timings are not measurements), and a histogram of each."""
-    import numpy as np
+def latency(cases: Iterable[Mapping[str, Any]],
+            summary: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The latency section: the probe's per-request figures, the budgets with their verdicts
+    and MBU/MFU (:func:`pytest_aie.report.latency.latency_section`)."""
+    from pytest_aie.report.latency import latency_section
 
-    series: dict[str, dict[tuple[str, str], list[float]]] = {"e2e_s": defaultdict(list),
-                                                              "ttft_s": defaultdict(list)}
-    for case in cases:
-        timings = case.get("timings")
-        if not timings or case.get("cached"):
-            continue
-        key = (str(case.get("suite", "")), str(case.get("model") or "default"))
-        for field, store in series.items():
-            v = timings.get(field)
-            if is_number(v):
-                store[key].append(float(v))
-    rows: list[dict[str, Any]] = []
-    charts: list[dict[str, Any]] = []
-    for field, label in (("e2e_s", "end to end"), ("ttft_s", "time to first token")):
-        for (suite, model), vs in series[field].items():
-            p50, p90, p99 = np.percentile(vs, [50, 90, 99])
-            rows.append({"suite": name(suite), "model": name(model), "what": label, "n": len(vs),
-                         "p50": f"{1000 * p50:.0f}", "p90": f"{1000 * p90:.0f}",
-                         "p99": f"{1000 * p99:.0f}"})
-            if len(charts) >= MAX_LATENCY_CHARTS:
-                continue
-            ms = [1000 * v for v in vs]
-            log = min(ms) > 0 and max(ms) / min(ms) > 100  # spread over orders of magnitude
-            counts, edges = _bins(ms, 12, log=log)
-            charts.append({"suite": name(suite), "model": name(model), "what": label,
-                           "n": len(vs), "log": log,
-                           "svg": histogram(counts, edges, unit=" ms",
-                                            label=f"{label} (ms) of {name(model)} in {name(suite)}"),
-                           "bins": [(f"{_ms(edges[i])}–{_ms(edges[i + 1])} ms", c)
-                                    for i, c in enumerate(counts)]})
-    return {"rows": rows, "charts": charts}
-
-
-def _ms(value: float) -> str:
-    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
+    return latency_section(cases, summary)
 
 
 def _whole(value: Any) -> str:
@@ -384,16 +349,21 @@ def elo_boards(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                     line.append({"rate": percent(rate), "record": f"{w.get('wins')}-{w.get('losses')}-"
                                  f"{w.get('ties')}", "hue": round(120 * rate) if is_number(rate) else 60})
             matrix.append((m, line))
+        silent = elo.get("no_signal")
         boards.append({
             "suite": name(row.get("suite")), "metric": name(row.get("metric")),
             "battles": elo.get("battles"), "svg": whiskers(ranking),
-            "ranking": [{"model": r.get("model"), "rating": _whole(r.get("rating")),
+            "no_signal": name(str(silent)) if silent else "",
+            "ranking": [{"rank": "" if silent else r.get("rank", place),
+                         "model": r.get("model"), "rating": _whole(r.get("rating")),
                          "interval": (f"[{r['low']:.0f}, {r['high']:.0f}]"
                                       if is_number(r.get("low")) and is_number(r.get("high")) else "—"),
                          "battles": r.get("battles", ""),
-                         "online": _whole(online.get(r.get("model")))} for r in ranking],
+                         "online": _whole(online.get(r.get("model")))}
+                        for place, r in enumerate(ranking, 1)],
             "models": models, "matrix": matrix,
-            "expect": [{"expect": name(g.get("expect")), "verdict": name(g.get("verdict"))}
+            "expect": [{"expect": name(g.get("expect")), "verdict": name(g.get("verdict")),
+                        "reason": name(str(g.get("reason") or ""))}
                        for g in elo.get("expect") or ()],
         })
     return boards
