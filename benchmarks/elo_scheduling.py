@@ -96,7 +96,8 @@ def tournament(seed: int, n_models: int = 8, n_cases: int = 200, per_pair: int =
     return {"calls": 2 * len(battles), "round_robin_calls": 2 * budget,
             "ratio": len(battles) / budget, "spearman": rho(fits[-1].ranking()),
             "spearman_truth": rho(sorted(truth, key=lambda m: -truth[m])),
-            "rounds": len(fits) - 1, "reason": reason}
+            "rounds": len(fits) - 1, "reason": reason,
+            "judged": [(b.model_a, b.model_b, b.case) for b in battles]}
 
 
 def main() -> int:

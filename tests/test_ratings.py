@@ -20,8 +20,10 @@ from pytest_aie.stats.ranking import (
     expect,
     parse_expectation,
     ranking_agreement,
+    ranking_signal,
     ranking_stable,
     schedule,
+    sign_test,
 )
 from pytest_aie.stats.ratings import (
     DEFAULT_RIDGE,
@@ -284,9 +286,9 @@ def test_longer_cycles_and_holm():
 # ------------------------------------------------------------------ scheduling
 
 
-def _bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "elo_scheduling.py"
-    spec = importlib.util.spec_from_file_location("elo_scheduling", path)
+def _bench(name: str = "elo_scheduling"):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -344,8 +346,11 @@ def test_adaptive_scheduling_needs_far_fewer_judge_calls_than_the_round_robin():
     runs = [bench.tournament(seed, n_models=8, n_cases=200) for seed in range(4)]
     for r in runs:
         assert r["spearman"] >= 0.95, r
-        assert r["calls"] == 2 * r["ratio"] * r["round_robin_calls"] / 2
-    assert runs[0]["round_robin_calls"] == 28 * 200 * 2
+        # each battle judged once (a pair never meets twice on a case), in both orders; the
+        # round robin: 28 pairs x 200 cases x 2 orders
+        assert len(set(r["judged"])) == len(r["judged"])
+        assert r["calls"] == 2 * len(r["judged"]) and r["round_robin_calls"] == 28 * 200 * 2
+        assert r["ratio"] == pytest.approx(len(r["judged"]) / (28 * 200))
     assert np.mean([r["ratio"] for r in runs]) <= 0.3, runs
 
 
@@ -369,7 +374,7 @@ def test_parse_expectation():
         assert err.value.fix
 
 
-def test_gates_pass_fail_and_inconclusive_on_the_bootstrap_interval():
+def test_gates_pass_fail_and_inconclusive_on_the_sign_test():
     battles = _record("good", "base", 70, 30) + _record("same", "base", 50, 50, 10)
     fit = bradley_terry(battles, n_boot=500)
     verdicts = {v.expectation.text: v for v in expect(fit, [
@@ -379,12 +384,124 @@ def test_gates_pass_fail_and_inconclusive_on_the_bootstrap_interval():
     assert verdicts["good > base"].low > 0
     assert verdicts["base > good"].verdict == "fail"
     assert verdicts["same > base"].verdict == "inconclusive"
-    assert verdicts["good >= base + 300"].verdict == "fail"  # 147 points, interval below 300
+    # +300 Elo is a win rate of 1 / (1 + 10^-0.75) = 1 / 1.17783 = 0.84902: 70 of 100 is significantly below
+    assert verdicts["good >= base + 300"].verdict == "fail"
+    assert verdicts["good >= base + 300"].test.p0 == pytest.approx(0.84902, abs=1e-5)
     assert verdicts["good >= base - 1000"].verdict == "pass"
     assert verdicts["base < good"].verdict == "pass"
+    # the reference: scipy's exact binomial test, one-sided
     g = verdicts["good > base"]
-    assert g.difference == pytest.approx(fit.ratings["good"] - fit.ratings["base"])
+    assert g.test.p_pass == pytest.approx(binomtest(70, 100, 0.5, alternative="greater").pvalue)
+    assert verdicts["base > good"].test.p_fail == pytest.approx(
+        binomtest(30, 100, 0.5, alternative="less").pvalue)
+    assert (g.test.wins, g.test.losses, g.test.ties) == (70, 30, 0)
+    assert verdicts["same > base"].test.ties == 10
+    # good and base met only each other: the maximum-likelihood gap is the log odds of 70 to
+    # 30 on the Elo scale, 400 log10(7/3) = 147.19 (the ridge prior takes a hair off)
+    assert g.difference == pytest.approx(400 * math.log10(7 / 3), abs=0.1)
     assert g.low < g.difference < g.high and g.prob_better > 0.975
-    assert expect(bradley_terry(battles, n_boot=0), "good > base")[0].verdict == "inconclusive"
+    # the verdict needs no bootstrap
+    assert expect(bradley_terry(battles, n_boot=0), "good > base")[0].verdict == "pass"
     with pytest.raises(UsageError, match="'nobody'"):
         expect(fit, ["nobody > base"])
+
+
+@pytest.mark.parametrize("wins, losses, ties, verdict, why", [
+    (4, 0, 96, "inconclusive", "too few decisive battles: a vs b 4-0, 96 ties; a one-sided sign "
+                               "test at level 0.025 needs at least 6"),
+    (6, 0, 0, "pass", "a vs b 6-0, 0 ties: one-sided sign test p = 0.0156 <= 0.025"),
+    (0, 0, 12, "inconclusive", "no decisive battle: a vs b 0-0, 12 ties"),
+    (0, 6, 30, "fail", "the decisive battles favour b"),
+    (5, 0, 0, "inconclusive", "too few decisive battles"),
+    (8, 3, 5, "inconclusive", "the decisive battles do not decide"),
+])
+def test_the_sign_test_cases_the_issue_names(wins, losses, ties, verdict, why):
+    battles = _record("a", "b", wins, losses, ties) + _record("c", "b", 3, 3)
+    got = expect(bradley_terry(battles, n_boot=50), "a > b")[0]
+    assert got.verdict == verdict and why in got.reason, got.reason
+    n = wins + losses
+    if n:
+        assert got.test.p_pass == pytest.approx(binomtest(wins, n, 0.5, alternative="greater").pvalue)
+    if (wins, losses) == (6, 0):
+        assert got.test.p_pass == pytest.approx(1 / 64)  # by hand: 0.5^6
+
+
+@pytest.mark.parametrize("margin", [0.0, 50.0, -100.0])
+def test_every_small_record_is_decided_as_scipys_exact_test(margin):
+    # property: pass exactly when scipy's one-sided exact test (against the win rate at the
+    # margin) is at most 0.025, fail exactly when the other side's is, ties never matter
+    p0 = 1 / (1 + 10 ** (-margin / 400))
+    text = f"a > b {'+' if margin >= 0 else '-'} {abs(margin):g}"
+    for wins in range(13):
+        for losses in range(13):
+            ties = (wins * 7 + losses) % 5
+            test = sign_test(wins, losses, ties, margin=margin)
+            if wins + losses == 0:
+                assert test.verdict == "inconclusive"
+                continue
+            up = binomtest(wins, wins + losses, p0, alternative="greater").pvalue
+            down = binomtest(wins, wins + losses, p0, alternative="less").pvalue
+            want = "pass" if up <= 0.025 else "fail" if down <= 0.025 else "inconclusive"
+            assert test.verdict == want, (wins, losses, ties, up, down)
+            if (wins + 2 * losses) % 7 == 0:  # some of them through the fit and expect
+                fit = bradley_terry(_record("a", "b", wins, losses, ties), n_boot=0)
+                assert expect(fit, text)[0].verdict == want
+
+
+def test_the_level_follows_the_confidence():
+    fit = bradley_terry(_record("a", "b", 5, 0), n_boot=0, confidence=0.9)  # level 0.05
+    assert expect(fit, "a > b")[0].verdict == "pass"  # 0.5^5 = 0.031
+    assert expect(fit, "a > b", level=0.025)[0].verdict == "inconclusive"
+    with pytest.raises(ValueError):
+        sign_test(1, 0, level=0.6)
+
+
+def test_no_signal_from_a_judge_that_follows_the_answer_order_or_from_ties():
+    # 97% of battles flipped with the order: the issue's judge
+    assert "changed with the answer order in 35 of 36" in ranking_signal(
+        [1, 0, 0], 36, flips=35, flip_pairs=36)
+    # a coin: 18 flips of 36 is what a judge that ignores the answers does
+    assert ranking_signal([9, 9, 9], 36, flips=18, flip_pairs=36) is not None
+    # a consistent judge: 3 flips of 36 is significantly fewer than half (p = 1e-7)
+    assert ranking_signal([11, 11, 11], 36, flips=3, flip_pairs=36) is None
+    # boundary by hand: P(X <= 11 | 36, 1/2) = 0.0144 <= 0.025, P(X <= 12) = 0.0326 > 0.025
+    assert ranking_signal([20], 36, flips=11, flip_pairs=36) is None
+    assert ranking_signal([20], 36, flips=12, flip_pairs=36) is not None
+    # too few decisive battles for any pair: 5 < the 6 a sign test needs at 0.025
+    assert "5 of 300 battles decisive (2%)" in ranking_signal([5, 0, 0], 300)
+    assert ranking_signal([6, 0, 0], 300) is None
+    assert ranking_signal([], 0) is not None
+
+
+def test_all_tied_battles_are_never_a_stable_ranking():
+    tied = [("a", "b", "tie"), ("b", "c", "tie"), ("a", "c", "tie")] * 40
+    fit = bradley_terry(tied, n_boot=200)
+    assert ranking_agreement(fit) == 0.0
+    assert not ranking_stable([fit] * 5).stable
+    # two models tied with each other, both clearly above a third: still not stable
+    half = _record("a", "c", 30, 0) + _record("b", "c", 30, 0) + _record("a", "b", 0, 0, 30)
+    fit = bradley_terry(half, n_boot=200)
+    assert not ranking_stable([fit] * 5).stable
+
+
+# ------------------------------------------------------------------ simulations (make bench)
+
+
+@pytest.mark.parametrize("share, n", [(1.0, 30), (0.5, 60), (0.3, 200), (0.03, 200), (0.01, 10)])
+def test_equally_good_models_rarely_fail_an_expectation(share, n):
+    # benchmarks/elo_verdicts.py (elo_aa_false_fail_rate) on a smaller grid: 6 equal models,
+    # 15 expectations per run, 20 runs per cell
+    failed, total = _bench("elo_verdicts").aa_cell(n, share, runs=20, seed=3)
+    assert total == 300 and failed / total <= 0.05, (failed, total)
+
+
+def test_the_power_to_pass_a_70_percent_winner_is_the_exact_sign_tests():
+    bench = _bench("elo_verdicts")
+    simulated = bench.power(250, seed=1)  # through bradley_terry and expect
+    exact = bench.exact_power()
+    # by hand: with 30 decisive battles the test needs 21 wins (P(X >= 21 | 30, 1/2) = 0.021,
+    # P(X >= 20) = 0.049), which a 70% winner gets with probability 0.589
+    assert binomtest(21, 30, 0.5, alternative="greater").pvalue <= 0.025
+    assert binomtest(20, 30, 0.5, alternative="greater").pvalue > 0.025
+    assert 0.45 < exact < 0.6 and abs(simulated - exact) < 3 * math.sqrt(exact * (1 - exact) / 250)
+    assert bench.exact_power(110) >= 0.8  # the battles per pair that power 0.8 needs

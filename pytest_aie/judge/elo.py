@@ -10,8 +10,11 @@ the judge's.
 Ratings (:mod:`pytest_aie.stats.ratings`): a Bradley-Terry fit on the Elo scale with bootstrap
 intervals (the ranking), online Elo as the book defines it (K=32, 1000; the match order is
 the order battles were judged, by option averaged over shuffled orders), the win-rate
-matrix, and significant cycles. ``expect=`` gates are decided on the bootstrap interval of
-the rating difference (pass, fail, inconclusive).
+matrix, and significant cycles. ``expect=`` gates are decided by the exact sign test on the
+decisive battles between their two models (pass, fail, inconclusive with the reason); when the
+judge's position flips or too few decisive battles show that the battles cannot rank
+(:func:`~pytest_aie.stats.ranking.ranking_signal`), the leaderboard says "no signal", places
+nobody, and every expectation is inconclusive.
 
 Without ``budget=`` every pair meets on every case (a round robin). With it, battles run in
 rounds (the pipeline's follow-up rounds: batched, cached, once per run under xdist): each
@@ -229,11 +232,14 @@ class EloScorer(JudgeScorer):
                 scores.append(Score.unmeasured(self.metric, "no battle on this case",
                                                rubric=self.rubric.name))
                 continue
-            won = sum(1.0 if (b.outcome == "a") == (b.model_a == s.model) and b.outcome != "tie"
-                      else 0.5 if b.outcome == "tie" else 0.0 for b in mine)
+            ties = sum(b.outcome == "tie" for b in mine)
+            wins = sum(b.outcome != "tie" and (b.outcome == "a") == (b.model_a == s.model)
+                       for b in mine)
             opponents = [b.model_b if b.model_a == s.model else b.model_a for b in mine]
-            scores.append(Score(self.metric, won / len(mine), None,
-                                f"won {won:g} of {len(mine)} battles (vs {', '.join(opponents)})",
+            scores.append(Score(self.metric, (wins + ties / 2) / len(mine), None,
+                                f"{wins} won, {len(mine) - wins - ties} lost, {ties} tied of "
+                                f"{len(mine)} battle{'' if len(mine) == 1 else 's'} (vs "
+                                f"{', '.join(opponents)}; a tie counts half)",
                                 {"battles": [{"a": b.model_a, "b": b.model_b,
                                               "outcome": b.outcome} for b in mine]}))
         self._summary = self._ranking()
@@ -277,6 +283,11 @@ class EloScorer(JudgeScorer):
                            "low": fit.intervals.get(m, (None, None))[0],
                            "high": fit.intervals.get(m, (None, None))[1],
                            "battles": fit.battles.get(m, 0)} for m in fit.ranking()]
+        pairs_met = [fit.record(a, b) for a, b in itertools.combinations(self._models, 2)]
+        out["evidence"] = {  # what the signal and the expectations are decided on
+            "decisive": [w + lo for w, lo, _ in pairs_met], "battles": len(bs),
+            "flips": sum(a != b for a, b in self._flips),
+            "flip_pairs": sum(not a == b == "tie" for a, b in self._flips)}
         out["unbounded"] = list(fit.unbounded)
         online = ratings.online_elo(bs, k=self.k, initial=self.initial, models=self._models,
                                     shuffles=self.shuffles, seed=self.seed)
@@ -287,9 +298,48 @@ class EloScorer(JudgeScorer):
                              for r in ratings.win_matrix(bs, models=self._models).values()]
         out["cycles"] = [list(c.models) for c in ratings.find_cycles(bs, models=self._models)]
         out["expect"] = [{"expect": v.expectation.text, "verdict": v.verdict,
-                          "difference": v.difference, "low": v.low, "high": v.high}
+                          "difference": v.difference, "low": v.low, "high": v.high,
+                          "left": v.expectation.left, "right": v.expectation.right,
+                          "margin": v.expectation.margin, "wins": v.test.wins,
+                          "losses": v.test.losses, "ties": v.test.ties,
+                          "p_value": v.test.p_pass, "p_fail": v.test.p_fail,
+                          "reason": v.reason}
                          for v in ranking.expect(fit, self.expect)] if self.expect else []
+        return decide(out, (1 - fit.confidence) / 2)
+
+
+def decide(elo: dict[str, Any], level: float) -> dict[str, Any]:
+    """The ranking's verdicts at one-sided ``level``, from the counts it carries (a copy): the
+    signal (:func:`~pytest_aie.stats.ranking.ranking_signal`; without one the leaderboard
+    orders nothing, each place ``None``, and every expectation is inconclusive) and each
+    expectation's sign test (:func:`~pytest_aie.stats.ranking.sign_test`). The gates call it
+    again at the run's ``--aie-confidence``."""
+    from pytest_aie.stats.ranking import ranking_signal, sign_test
+
+    out = dict(elo)
+    evidence = out.get("evidence")
+    if not isinstance(evidence, dict) or not out.get("ranking"):
         return out
+    why = ranking_signal(evidence["decisive"], evidence["battles"], flips=evidence["flips"],
+                         flip_pairs=evidence["flip_pairs"], level=level)
+    out["level"] = level
+    out["no_signal"] = why
+    board = out["ranking"]
+    if why is not None:  # listed in the suite's order, placed nowhere
+        order = {m: i for i, m in enumerate(out.get("models") or ())}
+        board = sorted(board, key=lambda r: order.get(r["model"], len(order)))
+    out["ranking"] = [dict(r, rank=None if why else place) for place, r in enumerate(board, 1)]
+    gates = []
+    for g in out.get("expect") or ():
+        test = sign_test(g["wins"], g["losses"], g["ties"], margin=g["margin"], level=level,
+                         left=g["left"], right=g["right"])
+        g = dict(g, verdict=test.verdict, p_value=test.p_pass, p_fail=test.p_fail,
+                 reason=test.reason)
+        if why is not None:
+            g.update(verdict="inconclusive", reason=f"no signal: {why} ({test.reason})")
+        gates.append(g)
+    out["expect"] = gates
+    return out
 
 
 def ratings_flip(pairs: list[tuple[str, str]]) -> dict[str, Any]:

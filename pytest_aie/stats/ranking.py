@@ -5,7 +5,10 @@ stop, and the gates on it.
   certain (adjacent models whose bootstrap intervals overlap most), and when to stop (the
   ranking agreeing with itself over ``patience`` consecutive fits).
 * :func:`parse_expectation`, :func:`expect`: ``"candidate > base"`` gates decided by the
-  bootstrap interval of the rating difference: ``pass``, ``fail`` or ``inconclusive``.
+  exact sign test on the decisive battles between the two (:func:`sign_test`, ties dropped):
+  ``pass``, ``fail`` or ``inconclusive`` (with the reason, e.g. too few decisive battles).
+* :func:`ranking_signal`: why the battles cannot rank at all (a judge whose pick follows the
+  answer order, too few decisive battles), so that the leaderboard orders nothing.
 
 The fits come from :mod:`pytest_aie.stats.ratings` (:func:`~pytest_aie.stats.ratings.bradley_terry`).
 """
@@ -24,8 +27,9 @@ import numpy as np
 from pytest_aie.errors import UsageError
 from pytest_aie.stats.ratings import BattleLike, BTFit, as_battles
 
-__all__ = ["Expectation", "GateVerdict", "Pairing", "Stability", "expect", "parse_expectation",
-           "ranking_agreement", "ranking_stable", "schedule"]
+__all__ = ["Expectation", "GateVerdict", "Pairing", "SignTest", "Stability", "decisive_needed",
+           "expect", "parse_expectation", "ranking_agreement", "ranking_signal", "ranking_stable",
+           "schedule", "sign_test", "win_probability"]
 
 
 # --------------------------------------------------------------------------- scheduling
@@ -105,14 +109,19 @@ class Stability:
 
 def ranking_agreement(fit: BTFit, min_spearman: float = 0.95) -> float | None:
     """Share of the fit's bootstrap resamples whose ranking has a Spearman correlation of at
-    least ``min_spearman`` with the fit's own ranking; None without resamples."""
+    least ``min_spearman`` with the fit's own ranking; None without resamples. Models with equal
+    ratings in a resample count as ranked against the fit's order (a tie is no evidence of an
+    order), so battles that are all ties never make a ranking agree with itself."""
     ranking = fit.ranking()
     n = len(ranking)
     if not fit.n_boot or len(fit.samples) == 0 or n < 2:
         return None
     # Spearman's rho of two rankings without ties: 1 - 6 sum d^2 / (n (n^2 - 1))
     position = np.array([ranking.index(m) for m in fit.models])
-    boot = np.argsort(np.argsort(-fit.samples, axis=1, kind="stable"), axis=1)
+    # each resample's ranking, a tie broken against the fit's order: equal ratings (all battles
+    # between them tied, or none) are no evidence of the order, so all-tied battles never agree
+    order = np.lexsort((np.broadcast_to(-position, fit.samples.shape), -fit.samples), axis=1)
+    boot = np.argsort(order, axis=1)
     rho = 1.0 - 6.0 * ((boot - position) ** 2).sum(1) / (n * (n * n - 1))
     return float(np.mean(rho >= min_spearman - 1e-12))
 
@@ -165,18 +174,98 @@ class Expectation:
     margin: float
 
 
+Verdict = Literal["pass", "fail", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class SignTest:
+    """The exact one-sided sign test of ``wins`` in ``wins + losses`` decisive battles (ties
+    dropped) against ``p0``, the win probability at the margin: ``p_pass`` = P(X >= wins),
+    ``p_fail`` = P(X <= wins) for X ~ Binomial(wins + losses, p0); ``reason`` says why the
+    verdict."""
+
+    verdict: Verdict
+    wins: int
+    losses: int
+    ties: int
+    p0: float
+    p_pass: float
+    p_fail: float
+    level: float
+    reason: str
+
+
+def win_probability(margin: float) -> float:
+    """The chance of winning a decisive battle at a rating gap of ``margin`` Elo points
+    (Bradley-Terry on the Elo scale): ``1 / (1 + 10 ** (-margin / 400))``."""
+    return 1.0 / (1.0 + 10.0 ** (-margin / 400.0))
+
+
+def decisive_needed(p0: float, level: float) -> int:
+    """The fewest decisive battles with which a one-sided sign test against ``p0`` can reach
+    ``level`` at all (every one of them won): the smallest ``n`` with ``p0 ** n <= level``."""
+    return max(1, math.ceil(math.log(level) / math.log(p0) - 1e-9))
+
+
+def sign_test(wins: int, losses: int, ties: int = 0, *, margin: float = 0.0,
+              level: float = 0.025, left: str = "left", right: str = "right") -> SignTest:
+    """Decide ``left > right + margin`` on the decisive battles between the two.
+
+    ``pass`` when ``p_pass <= level`` (the decisive battles show ``left`` winning more often
+    than ``p0 = win_probability(margin)``), ``fail`` when ``p_fail <= level`` (they show it
+    winning less often), else ``inconclusive``: with a reason that says when too few decisive
+    battles make either verdict impossible (``p0 ** n`` and ``(1 - p0) ** n`` both above
+    ``level``). Ties carry no evidence of the order and are dropped (the sign test)."""
+    from scipy.stats import binom
+
+    if not 0 < level < 0.5:
+        raise ValueError(f"level {level!r} must be between 0 and 0.5")
+    n = wins + losses
+    p0 = win_probability(margin)
+    p_pass = float(binom.sf(wins - 1, n, p0)) if n else 1.0
+    p_fail = float(binom.cdf(wins, n, p0)) if n else 1.0
+    record = f"{left} vs {right} {wins}-{losses}, {ties} tie{'' if ties == 1 else 's'}"
+    against = "" if margin == 0 else f" against a win rate of {p0:.3f} (margin {margin:+g})"
+    verdict: Verdict = "inconclusive"
+    if n == 0:
+        reason = (f"no decisive battle: {record}" if ties
+                  else f"{left} and {right} never met (the verdict needs their own battles)")
+    elif p_pass <= level:
+        verdict = "pass"
+        reason = f"{record}: one-sided sign test p = {p_pass:.3g}{against} <= {level:.3g}"
+    elif p_fail <= level:
+        verdict = "fail"
+        reason = (f"{record}: the decisive battles favour {right} (one-sided sign test "
+                  f"p = {p_fail:.3g}{against} <= {level:.3g})")
+    elif p0 ** n > level and (1 - p0) ** n > level:
+        need = min(decisive_needed(p0, level), decisive_needed(1 - p0, level))
+        reason = (f"too few decisive battles: {record}; a one-sided sign test at level "
+                  f"{level:.3g} needs at least {need}{against}")
+    else:
+        reason = (f"the decisive battles do not decide: {record}, one-sided sign test "
+                  f"p = {p_pass:.3g} for ahead, {p_fail:.3g} for behind{against} (level "
+                  f"{level:.3g})")
+    return SignTest(verdict, wins, losses, ties, p0, p_pass, p_fail, level, reason)
+
+
 @dataclass(frozen=True)
 class GateVerdict:
-    """A ranking gate decided on the bootstrap interval ``[low, high]`` of
-    ``difference = r_left - r_right`` at ``confidence``."""
+    """A ranking gate decided by the exact sign test on the decisive battles between its two
+    models (:func:`sign_test`); ``difference = r_left - r_right`` and its bootstrap interval
+    ``[low, high]`` at ``confidence`` are shown next to it (None without resamples)."""
 
     expectation: Expectation
-    verdict: Literal["pass", "fail", "inconclusive"]
+    verdict: Verdict
     difference: float
     low: float | None
     high: float | None
     confidence: float
     prob_better: float  # share of resamples with r_left - r_right above the margin
+    test: SignTest
+
+    @property
+    def reason(self) -> str:
+        return self.test.reason
 
 
 _NAME = r"""(?:"[^"]+"|'[^']+'|[^\s<>=!"']+)"""
@@ -203,13 +292,17 @@ def parse_expectation(text: str) -> Expectation:
     return Expectation(text, left, ">" if op == ">" else ">=", right, margin)
 
 
-def expect(fit: BTFit, expectations: str | Sequence[str]) -> list[GateVerdict]:
-    """Decide each expectation on the fit's bootstrap: with ``d = r_left - r_right`` and its
-    percentile interval ``[low, high]`` at ``fit.confidence``, ``">"`` passes when
-    ``low > margin`` and fails when ``high <= margin``; ``">="`` passes when ``low >= margin``
-    and fails when ``high < margin`` (the rule of :func:`pytest_aie.stats.verdict`); else, or
-    without resamples or with an interval of zero width, ``inconclusive``."""
+def expect(fit: BTFit, expectations: str | Sequence[str], *, level: float | None = None
+           ) -> list[GateVerdict]:
+    """Decide each expectation ``left > right + margin`` by the exact one-sided sign test on
+    the decisive battles between ``left`` and ``right`` (:func:`sign_test`; ties dropped),
+    against the win probability at the margin, at one-sided ``level`` (default
+    ``(1 - fit.confidence) / 2``, 0.025, the level of the other gates). ``>=`` is decided the
+    same way (a discrete test cannot tell the two apart). Only the two models' own battles
+    count: a verdict never rests on the ties, nor on the Bradley-Terry fit's bootstrap, whose
+    interval of ``r_left - r_right`` is reported for display."""
     items = [expectations] if isinstance(expectations, str) else list(expectations)
+    level = (1 - fit.confidence) / 2 if level is None else level
     out = []
     for text in items:
         e = parse_expectation(text)
@@ -218,19 +311,44 @@ def expect(fit: BTFit, expectations: str | Sequence[str]) -> list[GateVerdict]:
             raise UsageError(f"the ranking expectation {text!r} names {missing[0]!r}, which is "
                              f"not rated", fix=f"use one of the models {list(fit.models)}")
         diff = fit.ratings[e.left] - fit.ratings[e.right]
-        if fit.n_boot == 0 or len(fit.samples) == 0:
-            out.append(GateVerdict(e, "inconclusive", diff, None, None, fit.confidence, 0.5))
-            continue
-        d = fit.difference_samples(e.left, e.right)
-        low, high = (float(x) for x in np.quantile(d, [(1 - fit.confidence) / 2,
-                                                      (1 + fit.confidence) / 2]))
-        t = e.margin
-        verdict: Literal["pass", "fail", "inconclusive"] = "inconclusive"
-        if high > low:
-            if (low > t) if e.op == ">" else (low >= t):
-                verdict = "pass"
-            elif (high <= t) if e.op == ">" else (high < t):
-                verdict = "fail"
-        out.append(GateVerdict(e, verdict, diff, low, high, fit.confidence,
-                               float(np.mean(d > t))))
+        test = sign_test(*fit.record(e.left, e.right), margin=e.margin, level=level,
+                         left=e.left, right=e.right)
+        low = high = None
+        prob = 0.5
+        if fit.n_boot and len(fit.samples):
+            d = fit.difference_samples(e.left, e.right)
+            low, high = (float(x) for x in np.quantile(d, [(1 - fit.confidence) / 2,
+                                                          (1 + fit.confidence) / 2]))
+            prob = float(np.mean(d > e.margin))
+        out.append(GateVerdict(e, test.verdict, diff, low, high, fit.confidence, prob, test))
     return out
+
+
+def ranking_signal(decisive: Sequence[int], battles: int, *, flips: int = 0,
+                   flip_pairs: int = 0, level: float = 0.025) -> str | None:
+    """Why the battles cannot rank the models (None when they can).
+
+    * Position flips: ``flip_pairs`` battles the judge did not call a tie in both orders,
+      ``flips`` of them with a pick that changed when the answer order was swapped. A judge
+      whose pick does not depend on the answers (always the first, a coin flip, any mix)
+      flips at least half of these; no signal unless ``flips`` is significantly below half
+      (one-sided exact binomial test at ``level``).
+    * Decisive battles: ``decisive`` holds each pair's decisive battles; no signal when no
+      pair has the :func:`decisive_needed` battles a sign test needs to separate it at
+      ``level`` (6 at 0.025)."""
+    from scipy.stats import binom
+
+    if flip_pairs:
+        p = float(binom.cdf(flips, flip_pairs, 0.5))
+        if p > level:
+            return (f"the judge's pick changed with the answer order in {flips} of {flip_pairs} "
+                    f"battles it did not tie both ways ({flips / flip_pairs:.0%}); a judge that "
+                    f"ignores the answers flips at least half, and this is not significantly "
+                    f"fewer (one-sided p = {p:.3g} > {level:.3g})")
+    need = decisive_needed(0.5, level)
+    if not decisive or max(decisive) < need:
+        total = sum(decisive)
+        share = f" ({total / battles:.0%})" if battles else ""
+        return (f"{total} of {battles} battles decisive{share}: no pair has the {need} decisive "
+                f"battles a sign test needs to order it at level {level:.3g}")
+    return None

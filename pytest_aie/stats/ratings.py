@@ -279,6 +279,10 @@ class BTFit:
     mle_exists: bool
     unbounded: tuple[str, ...]
     samples: Floats = field(repr=False, compare=False)
+    #: ``outcomes[i, j]`` = (wins of model i over model j, ties between them), in the order
+    #: of ``models``: the decisive battles :func:`~pytest_aie.stats.ranking.expect` tests
+    outcomes: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros((0, 0, 2), np.int64),
+                                            repr=False, compare=False)
 
     def ranking(self) -> list[str]:
         """The models, best first (ties by name)."""
@@ -295,6 +299,14 @@ class BTFit:
             return 0.5
         d = self.difference_samples(a, b)
         return float(np.mean(d > 0) + 0.5 * np.mean(d == 0))
+
+    def record(self, a: str, b: str) -> tuple[int, int, int]:
+        """``a``'s wins, losses and ties against ``b`` (battles between the two only)."""
+        if self.outcomes.shape[0] != len(self.models):
+            return 0, 0, 0
+        i, j = self.models.index(a), self.models.index(b)
+        return (int(self.outcomes[i, j, 0]), int(self.outcomes[j, i, 0]),
+                int(self.outcomes[i, j, 1]))
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the samples, JSON-ready, ranked best first."""
@@ -338,11 +350,19 @@ def bradley_terry(battles: Iterable[BattleLike], *, models: Sequence[str] | None
     index = {m: i for i, m in enumerate(names)}
     w = np.zeros((n, n))
     played = dict.fromkeys(names, 0)
+    outcomes = np.zeros((n, n, 2), np.int64)
     for b in bs:
-        w[index[b.model_a], index[b.model_b]] += SCORE[b.outcome]
-        w[index[b.model_b], index[b.model_a]] += 1.0 - SCORE[b.outcome]
+        i, j = index[b.model_a], index[b.model_b]
+        w[i, j] += SCORE[b.outcome]
+        w[j, i] += 1.0 - SCORE[b.outcome]
         played[b.model_a] += 1
         played[b.model_b] += 1
+        if b.outcome == "tie":
+            outcomes[i, j, 1] += 1
+            outcomes[j, i, 1] += 1
+        else:
+            win, lose = (i, j) if b.outcome == "a" else (j, i)
+            outcomes[win, lose, 0] += 1
     ref = index[anchor] if anchor is not None else None
 
     def elo(theta: Floats) -> Floats:
@@ -364,7 +384,7 @@ def bradley_terry(battles: Iterable[BattleLike], *, models: Sequence[str] | None
     unbounded = tuple(m for i, m in enumerate(names) if won[i] == 0 or lost[i] == 0)
     return BTFit(tuple(names), {m: float(point[i]) for i, m in enumerate(names)}, intervals,
                  played, len(bs), confidence, n_boot if bs else 0, base, anchor, ridge,
-                 components <= 1, unbounded, samples)
+                 components <= 1, unbounded, samples, outcomes)
 
 
 # --------------------------------------------------------------------------- win rates
