@@ -187,17 +187,26 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
                 if isinstance(own.get("measured"), dict):  # the probe's p50/p90/p99
                     row["measured"] = own["measured"]
             elif isinstance(own.get("elo"), dict):  # a ranking, with its expect= gates
-                row["elo"] = own["elo"]
-                verdicts = [e["verdict"] for e in own["elo"].get("expect") or ()]
+                from pytest_aie.judge.elo import decide
+
+                # decided again at the run's level (the scorer's fit used the default)
+                row["elo"] = decide(own["elo"], (1 - policy.confidence) / 2)
+                gates = [e for e in row["elo"].get("expect") or () if isinstance(e, dict)]
+                verdicts = [e["verdict"] for e in gates]
                 if verdicts:
                     worst = "fail" if "fail" in verdicts else \
                         "inconclusive" if "inconclusive" in verdicts else "pass"
+                    deciding = [e for e in gates if e["verdict"] == worst]
+                    why = "; ".join(f"expect {e['expect']}: {e.get('reason') or worst}"
+                                    for e in deciding)
                     row.update(verdict=worst, interval_verdict=worst, confirmatory=False,
-                               p_value=None)
+                               p_value=None, verdict_reason=why,
+                               failed_expectations=[e["expect"] for e in gates
+                                                    if e["verdict"] == "fail"])
                     if worst == "inconclusive":
-                        row["inconclusive_reason"] = "a ranking expectation's interval " \
-                            "straddles its margin"
-                        row["inconclusive_todo"] = "add cases, or judge more battles"
+                        row["inconclusive_reason"] = why
+                        row["inconclusive_todo"] = "judge more battles (more cases), or use " \
+                            "a judge whose pick does not follow the answer order"
                 elif own["elo"].get("expect") is not None and own["elo"].get("reason"):
                     row.update(verdict="inconclusive", interval_verdict="inconclusive",
                                inconclusive_reason=own["elo"]["reason"])
@@ -316,6 +325,10 @@ def exit_status(rows: list[dict[str, Any]], comparisons: list[Comparison], polic
         held_back = row["verdict"] == "inconclusive" and row.get("interval_verdict") == "fail"
         if row["verdict"] == "fail":
             failed = True
+            for text in row.get("failed_expectations") or ():  # each failed ranking gate
+                reason = next((e.get("reason") for e in (row.get("elo") or {}).get("expect")
+                               or () if e.get("expect") == text), None)
+                notes.append(f"{name}: expect {text} FAILED: {reason}")
         elif row["verdict"] == "inconclusive":
             why = (f"the interval is on the wrong side of the threshold, but the shortfall is not "
                    f"significant (p={row['p_value']:.3g}, Holm-adjusted {row['p_adjusted']:.3g} "

@@ -420,7 +420,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 path = render_html(aie.log.header, aie.records, aie.rows, Path(aie.settings.report),
                                    comparisons=[c.to_dict() for c in aie.baseline_comparisons
                                                 + aie.model_comparisons],
-                                   changes=aie.changes, exit_status=status,
+                                   changes=aie.changes if aie.settings.baseline else None,
+                                   exit_status=status,
                                    notes=aie.harness_errors + aie.notes)
                 config.stash[_REPORT_KEY] = str(path)
             _ci_outputs(config, aie, status)

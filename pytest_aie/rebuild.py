@@ -296,7 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pytest_aie.report import render_html
 
         path = render_html(result.header, result.cases, result.rows, target,
-                           comparisons=result.comparisons, changes=result.changes,
+                           comparisons=result.comparisons,
+                           changes=result.changes if result.baseline else None,
                            exit_status=result.exit_status,
                            notes=result.harness_errors + result.notes)
     except AieError as exc:  # a log that cannot be read, logs that cannot be merged

@@ -93,10 +93,13 @@ def elo_lines(e: dict[str, Any]) -> list[Line]:
         out.append((f"  no ranking: {e.get('reason', 'no battles')}", {"yellow": True}))
         return out
     online = (e.get("online") or {}).get("ratings") or {}
+    if e.get("no_signal"):  # the leaderboard orders nothing
+        out.append((f"  no signal, no ranking: {e['no_signal']}", {"yellow": True}))
     for place, r in enumerate(e["ranking"], 1):
         ci = "" if r.get("low") is None else f" [{r['low']:.0f}, {r['high']:.0f}]"
         elo = f", online Elo {online[r['model']]:.0f}" if r["model"] in online else ""
-        out.append((f"    {place}. {r['model']}: {r['rating']:.0f}{ci} (Bradley-Terry, "
+        at = "-" if e.get("no_signal") else r.get("rank", place)
+        out.append((f"    {at}. {r['model']}: {r['rating']:.0f}{ci} (Bradley-Terry, "
                     f"{r.get('battles', 0)} battles{elo})", {}))
     matrix = e.get("win_matrix") or []
     if matrix:  # each pair once, from the first model's side: wins + ties/2 over battles
@@ -117,8 +120,9 @@ def elo_lines(e: dict[str, Any]) -> list[Line]:
                     {"yellow": True}))
     for g in e.get("expect") or ():
         ci = "" if g.get("low") is None else f", interval [{g['low']:+.0f}, {g['high']:+.0f}]"
+        why = f" ({g['reason']})" if g.get("reason") else ""
         out.append((f"  expect {g['expect']}: difference {g['difference']:+.0f}{ci} -> "
-                    f"{g['verdict'].upper()}", {"green": g["verdict"] == "pass",
+                    f"{g['verdict'].upper()}{why}", {"green": g["verdict"] == "pass",
                                                  "red": g["verdict"] == "fail",
                                                  "yellow": g["verdict"] == "inconclusive"}))
     return out
