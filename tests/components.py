@@ -9,7 +9,13 @@ instead of ``pytest.importorskip``.
 
 :func:`pytest_runtest_makereport` is a safety net, registered by ``tests/conftest.py``: under CI
 it turns any skip that did not come through :func:`need` (a bare ``pytest.skip`` or
-``importorskip``) into a failure too.
+``importorskip``) into a failure too. :func:`pytest_make_collect_report` does the same for skips
+at collection (a module-level ``importorskip``), which never reach a test's report.
+
+A skip that is right on some machines and wrong on none (a check of the no-GPU path on a machine
+that has a GPU) is declared with :func:`not_on_this_machine`: it skips in CI too, with its reason
+in the skip summary. It is for a test whose subject is absent on this machine by design, never
+for a component ``make test`` installs.
 """
 
 from __future__ import annotations
@@ -21,9 +27,12 @@ from typing import Any, Iterator, NoReturn
 
 import pytest
 
-__all__ = ["in_ci", "need", "need_module", "pytest_runtest_makereport"]
+__all__ = ["MACHINE_SKIP", "in_ci", "need", "need_module", "not_on_this_machine",
+           "pytest_make_collect_report", "pytest_runtest_makereport"]
 
 _FALSE = ("", "0", "false", "no", "off")
+#: How a skip declared by :func:`not_on_this_machine` begins (the hooks let these through).
+MACHINE_SKIP = "not on this machine: "
 
 
 def in_ci() -> bool:
@@ -49,8 +58,26 @@ def need_module(name: str, component: str | None = None, *, install: str | None 
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        how = install or "pip install -e '.[dev]' (or `make install`)"
-        need(component or f"Python package {name.split('.')[0]}", f"cannot import {name} ({exc}); {how}")
+        problem = str(exc)  # need() below, outside the handler: one line, no chained traceback
+    how = install or "pip install -e '.[dev]' (or `make install`)"
+    need(component or f"Python package {name.split('.')[0]}", f"cannot import {name} ({problem}); {how}")
+
+
+def not_on_this_machine(reason: str) -> NoReturn:
+    """Skip, in CI as well: what the test checks cannot happen on this machine (``reason``
+    says why, e.g. "this machine has nvidia-smi", for a test of the no-GPU path)."""
+    pytest.skip(MACHINE_SKIP + reason, allow_module_level=True)
+
+
+def _skip_reason(longrepr: Any) -> tuple[str, int, str]:
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[0]), int(longrepr[1] or 0), str(longrepr[2])
+    return "", 0, str(longrepr)
+
+
+def _must_not_skip(where: str, line: int, reason: str) -> str:
+    return (f"{where}:{line}: skipped under CI={os.environ.get('CI')}, which must not skip: "
+            f"{reason}. Install what it needs (`make test` does).")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -60,7 +87,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     report = outcome.get_result()
     if not (report.skipped and in_ci()) or hasattr(report, "wasxfail"):
         return
-    where, line, reason = report.longrepr if isinstance(report.longrepr, tuple) else ("", 0, str(report.longrepr))
+    where, line, reason = _skip_reason(report.longrepr)
+    if MACHINE_SKIP in reason:
+        return
     report.outcome = "failed"
-    report.longrepr = (f"{where}:{line}: skipped under CI={os.environ.get('CI')}, which must not skip: "
-                       f"{reason}. Install what it needs (`make test` does).")
+    report.longrepr = _must_not_skip(where, line, reason)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """Under CI, a module skipped while it was collected (a module-level ``importorskip`` or
+    ``pytest.skip(allow_module_level=True)``) is a collection error with its reason: its tests
+    would otherwise vanish from the run without a line."""
+    outcome = yield
+    report = outcome.get_result()
+    if not (report.skipped and in_ci()):
+        return
+    where, line, reason = _skip_reason(report.longrepr)
+    if MACHINE_SKIP in reason:
+        return
+    report.outcome = "failed"
+    report.longrepr = _must_not_skip(where or str(collector.path), line, reason)

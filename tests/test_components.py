@@ -122,3 +122,80 @@ def test_no_test_skips_under_ci(pytester: pytest.Pytester, monkeypatch: pytest.M
     else:
         result.assert_outcomes(skipped=4, xfailed=1, passed=1)
         assert result.ret == 0
+
+
+COLLECTION = {
+    "test_mod_importorskip": """
+        import pytest
+        pytest.importorskip("no_such_mod_xyz")
+
+        def test_never_collected():
+            pass
+    """,
+    "test_mod_need_module": """
+        from components import need_module
+        need_module("no_such_mod_abc", install="make install-vllm")
+
+        def test_never_collected():
+            pass
+    """,
+    "test_mod_machine": """
+        import shutil
+        from components import not_on_this_machine
+
+        def test_no_gpu_path():
+            not_on_this_machine("this machine has nvidia-smi")
+
+        def test_ok():
+            pass
+    """,
+}
+
+
+@pytest.mark.parametrize("ci", ["true", None])
+def test_skips_at_collection_fail_under_ci_and_declared_machine_skips_do_not(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str | None) -> None:
+    # a module skipped while it is collected never reaches a test's report: the collection hook
+    # must turn it into an error under CI, or its tests vanish from a green run
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    pytester.syspathinsert(TESTS)
+    pytester.makepyfile(**{k: v for k, v in COLLECTION.items()})
+    result = pytester.runpytest("-p", "components", "-p", "no:randomly", "-rA",
+                                "--continue-on-collection-errors",
+                                "-W", "ignore::pytest.PytestAssertRewriteWarning")
+    out = result.stdout.str()
+    if ci:
+        result.assert_outcomes(errors=2, skipped=1, passed=1)
+        result.stdout.fnmatch_lines([
+            "*skipped under CI=true, which must not skip: *no_such_mod_xyz*",
+            "*Python package no_such_mod_abc unavailable*make install-vllm*",
+            "*SKIPPED*not on this machine: this machine has nvidia-smi*",
+        ])
+        assert result.ret != 0, out
+    else:
+        result.assert_outcomes(skipped=3, passed=1)
+        assert result.ret == 0, out
+
+
+@pytest.mark.parametrize("given, seen", [(None, "true"), ("false", "false"), ("", "")])
+def test_ci_run_sets_ci_unless_the_caller_did(tmp_path: Path, given: str | None, seen: str) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    (tmp_path / ".ci").mkdir()
+    shutil.copy(TESTS.parent / ".ci" / "run", tmp_path / ".ci" / "run")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "make").write_text('#!/bin/sh\necho "make $* CI=[${CI-unset}]"\n')
+    (bin_dir / "make").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    if given is not None:
+        env["CI"] = given
+    done = subprocess.run(["bash", str(tmp_path / ".ci" / "run")], env=env, capture_output=True,
+                          text=True, check=True)
+    assert done.stdout == f"make test CI=[{seen}]\n"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from components import not_on_this_machine
 from test_latency import ROWS_CONFTEST
 from test_settings import FakeConfig
 
@@ -386,7 +387,7 @@ def test_gpu_script_without_a_gpu_stops_with_one_line(tmp_path: Path, fake_smi: 
     import shutil
 
     if fake_smi is None and shutil.which("nvidia-smi"):
-        pytest.skip("this machine has nvidia-smi")
+        not_on_this_machine("this machine has nvidia-smi")  # a no-GPU check; CI too
     done = _script(tmp_path, fake_smi)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and done.stderr.startswith(line), done.stderr
@@ -395,7 +396,7 @@ def test_gpu_script_without_a_gpu_stops_with_one_line(tmp_path: Path, fake_smi: 
 def test_gpu_script_with_a_gpu_but_no_cuda_torch_stops_with_one_line(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
-        pytest.skip("this Python's torch has CUDA")
+        not_on_this_machine("this Python's torch has CUDA")
     done = _script(tmp_path, 'echo "NVIDIA H100 80GB HBM3"')
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "no GPU for torch" in done.stderr, done.stderr

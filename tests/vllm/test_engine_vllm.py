@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from components import need_module  # noqa: E402
 from lora_adapters import Lora, make_lora
 
 from pytest_aie.engines.base import Capability, Request, Sampling
 from pytest_aie.errors import EngineError
 
-vllm = pytest.importorskip("vllm")  # this folder runs only in the vllm environment
+vllm = need_module("vllm", install="make install-vllm; this folder runs in its .venv-vllm "
+                   "(make test-vllm)")  # a failure under CI, not a skip nobody sees
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -197,7 +199,7 @@ def test_a_suite_on_the_vllm_engine_under_xdist(pytester: pytest.Pytester) -> No
     """``-n 2``: the first worker that needs an output generates the whole suite in one vLLM
     call (every record's batch size is 4) and the other reads it from the run store; the
     run leaves no engine process or shared-memory segment behind."""
-    pytest.importorskip("xdist")
+    need_module("xdist")
     before = _engine_leftovers()
     _suite(pytester, "vllm")
     result = pytester.runpytest_subprocess("--aie-engine", "vllm", "-n", "2", "-p", "xdist")

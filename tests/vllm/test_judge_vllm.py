@@ -22,8 +22,10 @@ import time
 from typing import Any, Iterator
 
 import pytest
+from components import need_module  # noqa: E402
 
-vllm = pytest.importorskip("vllm")  # this folder runs only in the vllm environment
+vllm = need_module("vllm", install="make install-vllm; this folder runs in its .venv-vllm "
+                   "(make test-vllm)")  # a failure under CI, not a skip nobody sees
 
 from scripted_suite import read_records, write_answers, write_jsonl  # noqa: E402
 from serving import ServerInfo, serving_or_skip  # noqa: E402

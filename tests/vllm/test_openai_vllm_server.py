@@ -15,8 +15,10 @@ import os
 from typing import Any, Iterator
 
 import pytest
+from components import need_module  # noqa: E402
 
-vllm = pytest.importorskip("vllm")  # this folder runs only in the vllm environment
+vllm = need_module("vllm", install="make install-vllm; this folder runs in its .venv-vllm "
+                   "(make test-vllm)")  # a failure under CI, not a skip nobody sees
 
 from serving import ServerInfo, serving_or_skip  # noqa: E402
 from test_engine_openai import (  # noqa: E402,F401 - imported to run here, on vLLM's server

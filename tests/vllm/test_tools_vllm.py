@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from components import need_module  # noqa: E402
 
-vllm = pytest.importorskip("vllm")  # this folder runs only in the vllm environment
+vllm = need_module("vllm", install="make install-vllm; this folder runs in its .venv-vllm "
+                   "(make test-vllm)")  # a failure under CI, not a skip nobody sees
 
 from serving import serving_or_skip  # noqa: E402
 from test_engine_tools import HISTORY, REPEAT, TOOLS, chat, tool_model_dir  # noqa: E402
