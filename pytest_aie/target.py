@@ -18,7 +18,10 @@ A target is any of:
 * an object with ``run_cases(cases, model) -> list[Generation]``: a *batch target* that the
   harness hands the whole suite (a retriever's ``as_target()``, an
   :class:`~pytest_aie.agent.Agent`); its ``target_identity(model)`` names what its outputs
-  depend on, for the cache, and its ``target_label`` its name.
+  depend on, for the cache, and its ``target_label`` its name. A pytest-aie error it raises
+  (:class:`~pytest_aie.errors.AieError`: a configuration problem) is one line for the suite,
+  not an error on each case; an optional ``check_suite(cases, scorers, options)`` is called
+  when the suite is built, before anything runs.
 
 A parameter named ``model`` receives the session's model (``model.generate(...)``), so a
 target can be "retrieve, then ask the model". It may return a ``str`` or a
@@ -41,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 from pytest_aie.engines.base import Capability, Engine, Generation, Request, Sampling, Timings
-from pytest_aie.errors import UsageError
+from pytest_aie.errors import AieError, UsageError
 
 __all__ = ["TargetEngine", "target_label", "target_request"]
 
@@ -177,6 +180,8 @@ class TargetEngine(Engine):
         started = time.perf_counter()
         try:
             outs = list(self._runner(cases, **self._kwargs()))  # type: ignore[misc]
+        except AieError:
+            raise  # a configuration error: one line for the suite, not one per case and metric
         except Exception as exc:  # noqa: BLE001 - the suite's cases become errors, not a crash
             return [self._failed(f"{self.label} raised {type(exc).__name__}: {exc}")] * len(cases)
         if len(outs) != len(cases):

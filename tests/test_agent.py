@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-import time
 from typing import Any, Callable, Literal, Optional, Sequence
 
 import pytest
@@ -24,7 +23,7 @@ from pytest_aie.agent.protocol import UNPARSEABLE_FEEDBACK, parse_reply, text_sy
 from pytest_aie.engines._tool_calls import parse_tool_calls
 from pytest_aie.engines.base import Capability, Generation, Request
 from pytest_aie.engines.scripted import ScriptedEngine
-from pytest_aie.errors import UsageError
+from pytest_aie.errors import EXIT_HARNESS_ERROR, DatasetError, UsageError
 from pytest_aie.model import Model
 from pytest_aie.target import TargetEngine, target_request
 
@@ -220,6 +219,18 @@ def test_unsupported_annotations_are_usage_errors(fn: Callable[..., Any], messag
         Tool.from_function(fn)
 
 
+@pytest.mark.parametrize("keyword, fix", [
+    ("prompt", "Fix: write Agent(task='question'): the case field that holds each task"),
+    ("timeout", "Fix: write Agent(max_seconds=...)"),
+    ("max_step", "Fix: write Agent(max_steps=...)"),
+    ("colour", "Fix: Agent takes tools=, system=, task=, max_steps="),
+])
+def test_an_unknown_agent_keyword_is_one_error_naming_the_parameter(keyword: str, fix: str) -> None:
+    with pytest.raises(UsageError) as info:
+        Agent([add], **{keyword: "x"})
+    assert str(info.value).startswith(f"Agent(...) got unknown keyword {keyword}='x'. {fix}")
+
+
 def test_duplicate_names_and_a_bare_function_are_usage_errors() -> None:
     with pytest.raises(UsageError, match="two tools are named 'add'"):
         as_tools([add, tool(convert, name="add")])
@@ -344,22 +355,90 @@ def test_step_budget_with_different_calls() -> None:
     assert [s.result for s in traj.steps] == ["1", "2", "3"]
 
 
-def test_time_budget_stops_an_agent_with_a_slow_tool() -> None:
+class FakeClock:
+    """The agent loop's clock, advanced only by the tools below: steps' seconds are exact,
+    however loaded the machine."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_time_budget_stops_an_agent_with_a_slow_tool(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_aie.agent import loop
+
+    clock = FakeClock()
+    monkeypatch.setattr(loop, "_clock", clock)
+
     def slow(seconds: float) -> str:
-        """Wait."""
-        time.sleep(seconds)
+        """Take ``seconds`` of the agent's time."""
+        clock.now += seconds
         return "done"
 
+    # (fake seconds: the tool is given the time left, 40 s of real time at the second call,
+    # and returns at once)
     task = "Wait a lot."
-    model = recording({task: [call("slow", seconds=0.06)]})
-    started = time.perf_counter()
-    traj = Agent([slow], max_seconds=0.1, max_steps=50).run(model, [task])[0]
-    assert time.perf_counter() - started < 1.0
+    model = recording({task: [call("slow", seconds=60)]})
+    traj = Agent([slow], max_seconds=100, max_steps=50).run(model, [task])[0]
     assert traj.stopped == "max_seconds"
-    assert traj.error is not None and traj.error.endswith("(max_seconds=0.1)")
-    assert len(traj.steps) == 2  # 0.06 s after the first step, >= 0.12 s after the second
-    assert all(s.seconds >= 0.06 for s in traj.steps)
-    assert traj.seconds >= 0.1
+    assert traj.error == "no answer after 120.00 s (max_seconds=100)"
+    assert len(traj.steps) == 2  # 60 s after the first step, 120 s after the second
+    assert [s.seconds for s in traj.steps] == [60.0, 60.0]
+    assert [s.result for s in traj.steps] == ["done", "done"]
+
+
+def test_a_blocking_tool_is_abandoned_at_max_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tool that never returns (here: until the test lets it) ends the run at max_seconds
+    with a timeout error on its step; the run does not wait for it. (The loop's clock stands
+    still, so the tool is given exactly max_seconds of real time, whatever the model took.)"""
+    import threading
+
+    from pytest_aie.agent import loop
+
+    monkeypatch.setattr(loop, "_clock", FakeClock())
+
+    release, returned = threading.Event(), threading.Event()
+
+    def hang() -> str:
+        """Block."""
+        release.wait(60)
+        returned.set()
+        return "too late"
+
+    task = "Hang."
+    model = recording({task: [call("hang"), answer("never")]})
+    try:
+        traj = Agent([hang], max_seconds=0.2, max_steps=5).run(model, [task])[0]
+        assert not returned.is_set()  # the run came back while the tool was still blocked
+    finally:
+        release.set()
+    assert traj.stopped == "max_seconds" and traj.answer is None
+    (step,) = traj.steps
+    assert step.tool == "hang" and step.result is None
+    assert step.error == ("timed out: hang did not return within the 0.20 s left "
+                          "(max_seconds=0.2); the call was abandoned")
+    assert traj.error is not None and traj.error.endswith(
+        "(max_seconds=0.2): hang was still running and was abandoned")
+    assert len(model.seen[task]) == 1  # type: ignore[attr-defined]  # no second step
+
+
+def test_tools_run_in_the_callers_context_and_their_errors_come_back() -> None:
+    import contextvars
+
+    user: contextvars.ContextVar[str] = contextvars.ContextVar("user", default="nobody")
+    user.set("alice")
+
+    def whoami() -> str:
+        """Who is asking."""
+        return user.get()
+
+    task = "Who?"
+    model = recording({task: [call("whoami"), call("divide", a=1, b=0), answer("alice")]})
+    traj = Agent([whoami, divide]).run(model, [task])[0]
+    assert [s.result for s in traj.steps] == ["alice", None, None]
+    assert traj.steps[1].error == "ZeroDivisionError: division by zero"
 
 
 def test_a_tool_that_raises_is_recorded_and_fed_back() -> None:
@@ -593,10 +672,12 @@ def test_target_identity_and_run_cases() -> None:
     other = Model("default", "scripted", "", engine_obj=ScriptedEngine({"x": "y"}))
     assert agent.target_identity(other) != base  # another model
     cases = [Case("c0", {"question": "What is 2 plus 3?"}), Case("c1", {"prompt": "no question"})]
-    ok, missing = agent.run_cases(cases, model)
+    (ok,) = agent.run_cases(cases[:1], model)
     assert ok.text == "5" and ok.error is None and ok.trajectory is not None
     assert ok.trajectory["task"] == "What is 2 plus 3?"
-    assert missing.error is not None and "has no field 'question'" in missing.error
+    # a case without the task is the suite's configuration error, not the case's failure
+    with pytest.raises(DatasetError, match="case 'c1' has no field 'question'.*Agent\\(task='prompt'\\)"):
+        agent.run_cases(cases, model)
     by_fn = Agent([add], task=lambda case: case["prompt"].upper())
     assert by_fn.task_text(cases[1]) == "NO QUESTION"
 
@@ -718,6 +799,24 @@ def test_agent_as_a_dataset_target_in_a_pytest_run(pytester: pytest.Pytester) ->
     t3 = records["t3"]["trajectory"]
     assert t3["stopped"] == "max_steps" and len(t3["steps"]) == 3 and not records["t3"]["passed"]
     assert [t["name"] for t in [s["function"] for s in t1["tools"]]] == ["add", "again"]
+
+
+@pytest.mark.parametrize("argument, fix", [
+    ('prompt="Q: {question}"', "*dataset(prompt=...) is not used by a target=Agent(...) suite. "
+                               "Fix: drop prompt=; the agent's task is the case field "
+                               "Agent(task='question') names*"),
+    ("max_tokens=64", "*dataset(max_tokens=...) is not used by a target=Agent(...) suite. "
+                      "Fix: drop it and write target=Agent(..., max_tokens=...)"),
+])
+def test_a_dataset_argument_an_agent_target_ignores_is_an_error(pytester: pytest.Pytester,
+                                                                argument: str, fix: str) -> None:
+    write_jsonl(pytester, "tasks", [{"id": "t1", "question": "What is 2 plus 3?", "expected": "5"}])
+    test = AGENT_TEST.replace('target=AGENT)', f'target=AGENT, {argument})')
+    assert test != AGENT_TEST
+    scripted_agent_project(pytester, test_suite=test)
+    result = pytester.runpytest("-p", "no:randomly")
+    assert result.ret == EXIT_HARNESS_ERROR, result.stdout.str()
+    result.stdout.fnmatch_lines([fix])
 
 
 FIXTURES_TEST = '''

@@ -391,6 +391,13 @@ def test_success_is_an_answer_within_the_budgets() -> None:
     assert slow.passed is False and "stopped at max_seconds" in slow.reason
 
 
+@pytest.mark.parametrize("empty", ["", "   \n\t"])
+def test_an_empty_answer_fails_success(empty: str) -> None:
+    got = score("success", traj(call("lookup", JAPAN, "Tokyo"), answer=empty))
+    assert (got.value, got.passed, got.status) == (0.0, False, "failed")
+    assert got.reason == "empty answer after 2 steps: the agent stopped without saying anything"
+
+
 def test_tool_calls_against_the_cases_expected_field() -> None:
     t = traj(call("lookup", JAPAN, "Tokyo"), call("convert", KM, "6.21"))
     ok = score("tool_calls", t, {"expected_tools": ["lookup", {"tool": "convert",
@@ -424,8 +431,15 @@ def test_arguments_loops_progress_and_errors_scores() -> None:
     assert score("arguments", traj(call("lookup", JAPAN))).passed is True
     unknown = score("arguments", traj(call("weather", {"city": "Paris"}, error="unknown tool")))
     assert unknown.passed is False and "unknown tool 'weather'" in unknown.reason
-    nothing = score("arguments", traj())  # no calls: nothing to validate, not a pass
-    assert nothing.status == "unmeasured" and "no tool calls" in nothing.reason
+    # no calls: the model's failure (not an unmeasured case, which would make the run exit 10),
+    # naming the expected tools when the case has them; a case that expects no call passes
+    nothing = score("arguments", traj())
+    assert (nothing.status, nothing.reason) == ("failed", "the agent never called a tool")
+    named = score("arguments", traj(), {"expected_tools": ["lookup", {"tool": "convert"},
+                                                           "lookup"]})
+    assert (named.status, named.reason) == ("failed",
+                                            "the agent never called a tool; expected lookup, convert")
+    assert score("arguments", traj(), {"expected_tools": []}).passed is True
 
     tokyo = call("lookup", JAPAN, "Tokyo")
     loop = score("loops", traj(tokyo, tokyo, tokyo, answer=None))
@@ -661,6 +675,22 @@ def test_usage_and_dataset_errors_exit_10(pytester: pytest.Pytester, markers: st
 
 
 
+def test_an_expected_tool_a_custom_agent_was_not_offered_is_a_harness_error(
+        pytester: pytest.Pytester) -> None:
+    """A typo in expected_tools ("lookpu") would fail a correct trajectory as the model's
+    fault: it is one line naming the tool and the tools offered, and the run exits 10."""
+    cases = [{"id": f"c{i}", "question": "q", "expected_tools": ["lookpu", "convert"]}
+             for i in range(3)]
+    result = whole_run(pytester, {f"c{i}": good(i) for i in range(3)}, cases=cases)
+    assert result.ret == EXIT_HARNESS_ERROR, result.stdout.str()
+    out = result.stdout.str()
+    line = ("*case 'c0': expected_tools names tool 'lookpu', which the agent does not have "
+            "(its tools: calculate, convert, lookup, send_email). Fix: did you mean 'lookup'?*")
+    result.stdout.fnmatch_lines([line])
+    assert out.count("names tool 'lookpu'") == 1, out  # once for the suite
+    assert "calls do not match" not in out
+
+
 AGENT_REPLIES = '''
 import json
 
@@ -724,3 +754,64 @@ def test_the_agent_loops_trajectories_on_the_scripted_engine(pytester: pytest.Py
     assert bad["arguments"] == "failed" and bad["errors"] == "failed"
     assert "invalid arguments at 'a': 'one' is not of type 'integer'" in recs[("arguments", "bad")]["reason"]
     assert recs[("errors", "bad")]["details"]["errors"][0]["kind"] == "invalid_arguments"
+
+
+def agent_project(pytester: pytest.Pytester, tasks: list[dict[str, Any]], replies: str = AGENT_REPLIES,
+                  suite: str = AGENT_SUITE) -> pytest.RunResult:
+    pytester.makefile(".jsonl", tasks="\n".join(json.dumps(t) for t in tasks))
+    pytester.makepyfile(agentfns=replies, test_suite=suite)
+    pytester.makeini("[pytest]\naie_engine = scripted\naie_model = agentfns:reply\naie_cache = off\n")
+    return pytester.runpytest("-p", "no:randomly")
+
+
+NEVER_CALLS = '''
+import json
+
+def reply(request):
+    """A model that answers at once, without calling a tool."""
+    return json.dumps({"answer": "5"})
+'''
+
+
+def test_a_model_that_never_calls_a_tool_fails_the_model(pytester: pytest.Pytester) -> None:
+    """Exit 1 (the model failed its checks), not 10 (the harness could not evaluate)."""
+    tasks = [{"id": f"t{i}", "question": f"What is {i} plus 3?", "expected_tools": ["add"]}
+             for i in range(3)]
+    result = agent_project(pytester, tasks, NEVER_CALLS)
+    assert result.ret == 1, result.stdout.str()
+    result.assert_outcomes(failed=3)
+    recs = {(r["metric"], r["case_id"]): r for r in read_records(pytester)}
+    args = recs[("agent.arguments", "t0")]
+    assert (args["status"], args["reason"]) == ("failed", "the agent never called a tool; expected add")
+    assert recs[("agent.success", "t0")]["status"] == "passed"  # it did answer
+    assert "harness could not evaluate" not in result.stdout.str()
+
+
+def test_an_expected_tool_the_agent_does_not_have_stops_the_suite_before_it_runs(
+        pytester: pytest.Pytester) -> None:
+    tasks = [{"id": "ok", "question": "What is 2 plus 3?", "expected_tools": ["add"]},
+             {"id": "typo", "question": "What is 4 plus 3?", "expected_tools": ["ad"]}]
+    result = agent_project(pytester, tasks)
+    assert result.ret == EXIT_HARNESS_ERROR, result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "*tasks.jsonl:2: case 'typo': expected_tools names tool 'ad', which agent 'adder' does not "
+        "have (its tools: add). Fix: did you mean 'add'? name one of the agent's tools in "
+        "expected_tools, or give the agent that tool"])
+    out = result.stdout.str()
+    assert "generating" not in out and out.count("names tool 'ad'") == 1, out
+
+
+def test_a_missing_task_field_is_one_line_for_the_suite(pytester: pytest.Pytester) -> None:
+    """Not one "engine failed ... check the engine or server" line per metric: one line, before
+    anything runs, whose fix names Agent(task=...)."""
+    tasks = [{"id": f"t{i}", "query": f"What is {i} plus 3?", "expected_tools": ["add"]}
+             for i in range(3)]
+    result = agent_project(pytester, tasks)
+    assert result.ret == EXIT_HARNESS_ERROR, result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "*tasks.jsonl:1: case 't0' has no field 'question', the agent's task (Agent(task="
+        "'question'); its fields: query, expected_tools). Fix: name the field that holds the "
+        "task: Agent(task='query')"])
+    out = result.stdout.str()
+    assert "check the engine or server" not in out and "generating" not in out, out
+    assert out.count("has no field 'question'") == 1, out

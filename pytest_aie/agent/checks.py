@@ -12,7 +12,7 @@ dict and returns plain data (dicts, lists, numbers) that can go into a score's `
   a call to a tool the agent was not offered is invalid.
 * :func:`find_loops`: the same tool with the same arguments called ``repeats`` times.
 * :func:`no_progress`: the run's last ``window`` steps produced no new tool result.
-* :func:`tool_errors`, :func:`refusals`, :func:`steps`, :func:`tokens`.
+* :func:`tool_errors`, :func:`refusals`, :func:`steps`, :func:`tokens`, :func:`offered_tools`.
 
 A malformed trajectory (no ``steps`` list, a step that is not a dict) raises :class:`ValueError`.
 """
@@ -26,7 +26,7 @@ from pytest_aie.agent.matching import MODES, CallMatch, expected_calls, match_ca
 from pytest_aie.agent.tools import arguments_problem, schema_validator
 
 __all__ = ["CallMatch", "MODES", "expected_calls", "find_loops", "invalid_arguments",
-           "match_calls", "no_progress", "refusals", "show_call", "steps", "tokens",
+           "match_calls", "no_progress", "offered_tools", "refusals", "show_call", "steps", "tokens",
            "tool_errors", "tool_sequence"]
 
 # ---------------------------------------------------------------------------- reading
@@ -95,6 +95,11 @@ def _schemas(traj: Mapping[str, Any]) -> dict[str, Any]:
             params = fn.get("parameters")
             out[name] = params if isinstance(params, Mapping) else {"type": "object"}
     return out
+
+
+def offered_tools(traj: Mapping[str, Any]) -> list[str]:
+    """The names of the tools the agent was offered (``traj["tools"]``), in their order."""
+    return list(_schemas(traj))
 
 
 class _Validators:

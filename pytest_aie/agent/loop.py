@@ -13,6 +13,10 @@ Per agent:
   ``"text"``);
 * **budgets**: at most ``max_steps`` steps (``stopped: "max_steps"``) and ``max_seconds`` of its
   own time, the sum of its steps' seconds (``stopped: "max_seconds"``), checked after each step;
+  a tool runs in a worker thread and is given only the time left, so a tool that blocks ends
+  the run at ``max_seconds`` with the step's error "timed out" (a Python thread cannot be
+  killed: the abandoned call runs on in the background, see
+  :func:`~pytest_aie.agent.tools.call_within`);
 * **failures are steps**: an unknown tool, arguments that fail the tool's JSON schema
   (``jsonschema``), a tool that raises, a state-changing tool refused (``refused: True`` unless
   ``allow_state_changes=True``) are recorded with the step's ``error`` and fed back to the model,
@@ -21,7 +25,9 @@ Per agent:
 
 An Agent is also a *batch target*: ``@pytest.mark.dataset("tasks.jsonl", target=Agent(...))``
 runs every case's task (``task="question"``: the case field, or a function of the case) and
-hands each trajectory, as a Generation, to the suite's eval markers.
+hands each trajectory, as a Generation, to the suite's eval markers. When that suite is built,
+:meth:`Agent.check_suite` checks every case's task and expected tool names against the agent
+(:mod:`pytest_aie.agent.config`): a problem is one line for the suite, before anything runs.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal, Sequence, cast
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence, cast
 
+from pytest_aie.agent import config
 from pytest_aie.agent.protocol import (
     PROTOCOL_VERSION,
     REQUIRED_NOTE,
@@ -44,7 +51,7 @@ from pytest_aie.agent.protocol import (
     text_system_prompt,
     tool_message,
 )
-from pytest_aie.agent.tools import Tool, as_tools
+from pytest_aie.agent.tools import Tool, ToolTimeout, as_tools, call_within
 from pytest_aie.agent.trajectory import Step, Stopped, Trajectory
 from pytest_aie.engines.base import Capability, Generation, Request
 from pytest_aie.errors import UsageError, whole_number
@@ -52,6 +59,10 @@ from pytest_aie.errors import UsageError, whole_number
 __all__ = ["Agent"]
 
 Protocol = Literal["native", "text"]
+#: the clock that steps' seconds are read from (tests replace it with a fake clock)
+_clock = time.perf_counter
+_PARAMETERS = ("tools", "system", "task", "max_steps", "max_seconds", "allow_state_changes",
+               "protocol", "max_tokens", "temperature", "name", "constrained", "tool_choice")
 
 
 @dataclass
@@ -90,7 +101,9 @@ class Agent:
                  protocol: Literal["auto", "native", "text"] = "auto", max_tokens: int = 256,
                  temperature: float = 0.0, name: str | None = None,
                  constrained: bool | Literal["auto"] = "auto",
-                 tool_choice: Literal["auto", "required"] = "auto") -> None:
+                 tool_choice: Literal["auto", "required"] = "auto", **unknown: Any) -> None:
+        if unknown:  # prompt=, timeout=, a typo: one line naming the parameter meant
+            raise config.unknown_options(unknown, _PARAMETERS)
         self.tools = as_tools(tools)
         self._by_name = {t.name: t for t in self.tools}
         whole_number("max_steps", max_steps, example=8)
@@ -163,26 +176,21 @@ class Agent:
                              fix="give every case that field, or Agent(task=...) names another") \
                 from None
 
+    def check_suite(self, cases: Sequence[Any], scorers: Sequence[Any],
+                    options: Mapping[str, Any]) -> None:
+        """Called when a suite with this target is built, before anything runs: every case's
+        task, the tool names its expected calls name, and the dataset marker's ``options``
+        (:func:`pytest_aie.agent.config.check_suite`); the first problem is one error."""
+        config.check_suite(self, cases, scorers, options)
+
     def run_cases(self, cases: Sequence[Any], model: Any) -> list[Generation]:
-        """Run every case's task as one batch; each trajectory as a Generation."""
-        tasks: list[str | None] = []
-        problems: dict[int, str] = {}
-        for i, case in enumerate(cases):
-            try:
-                tasks.append(self.task_text(case))
-            except Exception as exc:  # noqa: BLE001 - that case is unmeasured, not the suite
-                problems[i] = str(exc)
-                tasks.append(None)
-        ran = iter(self.run(model, [t for t in tasks if t is not None]))
-        out = []
-        for i, task in enumerate(tasks):
-            if task is None:
-                traj = Trajectory(task="", protocol=self._protocol(model),
-                                  error=problems[i], failure=problems[i])
-            else:
-                traj = next(ran)
-            out.append(traj.to_generation(engine="agent", model=getattr(model, "name", "")))
-        return out
+        """Run every case's task as one batch; each trajectory as a Generation. A case
+        without a task is a configuration error for the whole suite (one
+        :class:`~pytest_aie.errors.DatasetError`), not one failure per case."""
+        for case in cases:
+            config.check_task(self.task, case)
+        return [traj.to_generation(engine="agent", model=getattr(model, "name", ""))
+                for traj in self.run(model, list(cases))]
 
     # ------------------------------------------------------------------ the loop
 
@@ -249,10 +257,10 @@ class Agent:
         while active:
             round_no += 1
             requests = [self._request(model, r, protocol) for r in active]
-            started = time.perf_counter()
+            started = _clock()
             generations = model.generate_many(requests,
                                               label=f"{self.target_label} step {round_no}")
-            took = time.perf_counter() - started
+            took = _clock() - started
             for run, gen in zip(active, generations):
                 self._advance(run, gen, took, protocol)
             active = [r for r in active if not r.done]
@@ -297,7 +305,7 @@ class Agent:
             return
         run.told_format = False
         assert reply.tool is not None
-        self._call(step, reply.tool, reply.arguments)
+        self._call(run, step, reply.tool, reply.arguments)
         run.messages.append(result_message(reply.tool, step.result, step.error))
 
     def _native(self, run: _Run, gen: Generation, step: Step) -> None:
@@ -313,16 +321,19 @@ class Agent:
         for k, call in enumerate(made):
             this = step if k == 0 else Step(index=len(steps), output="")
             steps.append(this)
-            self._call(this, str(call.get("name") or ""), call.get("arguments"))
+            self._call(run, this, str(call.get("name") or ""), call.get("arguments"))
             run.messages.append(tool_message(call, this.result, this.error))
+            if run.done:  # the time budget ran out in that call: the rest are not made
+                return
         if len(calls) > room:
             run.finish("max_steps", error=f"no answer after {len(steps)} steps "
                                           f"(max_steps={self.max_steps}); "
                                           f"{len(calls) - room} more calls of the last reply "
                                           "not made")
 
-    def _call(self, step: Step, name: str, arguments: Any) -> None:
-        """Run one requested call and record its outcome in ``step``."""
+    def _call(self, run: _Run, step: Step, name: str, arguments: Any) -> None:
+        """Run one requested call and record its outcome in ``step``; the tool gets the time
+        left of ``max_seconds`` (a call still running then ends the run)."""
         step.tool = name
         step.arguments = arguments if isinstance(arguments, (dict, str)) else _as_text(arguments)
         tool = self._by_name.get(name)
@@ -339,10 +350,25 @@ class Agent:
             step.error = (f"refused: {name} changes state, and this run does not allow state "
                           "changes")
             return
-        started = time.perf_counter()
+        left = self.max_seconds - run.trajectory.seconds
+        if left <= 0:
+            step.error = f"not called: no time left (max_seconds={self.max_seconds:g})"
+            run.finish("max_seconds", error=f"no answer after {run.trajectory.seconds:.2f} s "
+                                            f"(max_seconds={self.max_seconds:g})")
+            return
+        started = _clock()
+        timed_out = False
         try:
-            step.result = _as_text(tool.call(cast(dict[str, Any], arguments)))
+            step.result = _as_text(call_within(tool, cast(dict[str, Any], arguments), left))
+        except ToolTimeout:
+            timed_out = True
+            step.error = (f"timed out: {name} did not return within the {left:.2f} s left "
+                          f"(max_seconds={self.max_seconds:g}); the call was abandoned")
         except Exception as exc:  # noqa: BLE001 - a failing tool is a step, fed back to the model
             step.error = f"{type(exc).__name__}: {exc}"
         finally:
-            step.seconds += time.perf_counter() - started
+            step.seconds += _clock() - started
+        if timed_out:
+            run.finish("max_seconds", error=f"no answer after {run.trajectory.seconds:.2f} s "
+                                            f"(max_seconds={self.max_seconds:g}): {name} was "
+                                            "still running and was abandoned")

@@ -14,10 +14,11 @@ Each case's trajectory is ``Generation.trajectory`` (from ``target=Agent(...)``,
 returning a :class:`~pytest_aie.agent.Trajectory`). The checks (:mod:`pytest_aie.agent.checks`):
 
 * pass/fail per case, the suite's figure a pass rate gated by ``min_pass_rate=``:
-  ``success`` (the agent gave an answer within its budgets: ``stopped == "answer"``),
+  ``success`` (the agent gave a non-empty answer within its budgets: ``stopped == "answer"``),
   ``tool_calls`` (its calls match the case's ``expected`` field, default ``expected_tools``,
   under ``match=`` ``exact`` / ``in_order`` / ``subset``), ``arguments`` (every call's arguments
-  are valid against its tool's JSON schema; a run without calls is unmeasured), ``loops``
+  are valid against its tool's JSON schema; a run without calls fails, a model failure, unless
+  the case's expected calls are an empty list), ``loops``
   (passes when no call is repeated ``repeats`` times), ``progress`` (passes unless the run's last
   ``window`` steps made no progress) and ``errors`` (no tool call failed: raised, refused,
   unknown tool or invalid arguments);
@@ -27,8 +28,10 @@ returning a :class:`~pytest_aie.agent.Trajectory`). The checks (:mod:`pytest_aie
 Whether the answer is *right* is left to the other markers (``exact``, ``judge``) on the
 agent's answer text, which is the output. Never green by accident: an output without a
 trajectory, or with a malformed one, is unmeasured with the reason; a case without the
-``expected`` field fails when the dataset loads (``tool_calls``); a bad check or option is one
-:class:`~pytest_aie.errors.UsageError` listing the options.
+``expected`` field fails when the dataset loads (``tool_calls``); an expected call of a tool the
+agent does not have is one :class:`~pytest_aie.errors.UsageError` for the suite (when it is built
+for ``target=Agent(...)``, else when the first trajectory listing its tools is scored); a bad
+check or option is one :class:`~pytest_aie.errors.UsageError` listing the options.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
-from pytest_aie.agent import checks
+from pytest_aie.agent import checks, config
 from pytest_aie.errors import DatasetError, UsageError, whole_number
 from pytest_aie.scorers.base import Sample, Score, Scorer
 
@@ -98,6 +101,10 @@ class AgentScorer(Scorer):
                 out.append(Score.unmeasured(self.metric, NO_TRAJECTORY))
                 continue
             expected = self._expected(sample.case) if self.check == "tool_calls" else None
+            if self.check == "arguments":
+                expected = self._expected_if_given(sample.case)
+            if expected is not None and isinstance(traj, Mapping):
+                self._check_offered(sample.case, traj, expected)
             try:
                 out.append(self._score(traj, expected))
             except ValueError as exc:
@@ -113,6 +120,34 @@ class AgentScorer(Scorer):
                                fix=f'write "{self.field}": ["lookup", {{"tool": "convert", '
                                    '"arguments": {"to_unit": "km"}}]') from None
 
+    def _expected_if_given(self, case: Case) -> list[dict[str, Any]] | None:
+        """The case's expected calls when its field holds a readable list, else None."""
+        if case.get(self.field) is None:
+            return None
+        try:
+            return checks.expected_calls(case.get(self.field))
+        except ValueError:
+            return None
+
+    def expected_tool_names(self, case: Case) -> list[str]:
+        """The tool names the case's expected calls name (``tool_calls`` only; else none),
+        for the check against the agent's tools when the suite is built."""
+        if self.check != "tool_calls":
+            return []
+        return [c["tool"] for c in self._expected(case)]
+
+    def _check_offered(self, case: Case, traj: Mapping[str, Any],
+                       expected: list[dict[str, Any]]) -> None:
+        """An expected call of a tool the trajectory's agent was not offered is a typo in the
+        dataset, not a model failure: one UsageError (unchecked when the trajectory lists no
+        tools)."""
+        offered = sorted(checks.offered_tools(traj))
+        if not offered:
+            return
+        unknown = [c["tool"] for c in expected if c["tool"] not in offered]
+        if unknown:
+            raise config.unknown_tool(case, self.field, unknown[0], offered)
+
     def _base(self, traj: Mapping[str, Any]) -> dict[str, Any]:
         return {"check": self.check, "stopped": traj.get("stopped"),
                 "steps": checks.steps(traj)}
@@ -125,7 +160,12 @@ class AgentScorer(Scorer):
         n = base["steps"]
         if self.check == "success":
             stopped = traj.get("stopped")
-            if stopped == "answer" and traj.get("answer") is not None:
+            answer = traj.get("answer")
+            if stopped == "answer" and isinstance(answer, str) and not answer.strip():
+                return self._result(False, f"empty answer after {n} step{'s' * (n != 1)}: "
+                                           "the agent stopped without saying anything", traj,
+                                    error="empty answer")
+            if stopped == "answer" and answer is not None:
                 return self._result(True, f"answered after {n} step{'s' * (n != 1)}", traj)
             why = traj.get("error") or "no answer"
             return self._result(False, f"no answer: stopped at {stopped} ({why})", traj,
@@ -142,9 +182,14 @@ class AgentScorer(Scorer):
             return self._result(False, f"calls do not match ({self.match}): {got.mismatch}",
                                 traj, mismatch=got.mismatch, **details)
         if self.check == "arguments":
-            if not calls:
-                return Score.unmeasured(self.metric, "no tool calls: no arguments to validate",
-                                        **base)
+            if not calls:  # the model's doing: a failure, not an unmeasured case
+                if expected == []:
+                    return self._result(True, "no calls expected and none made", traj,
+                                        invalid=[])
+                wanted = ", ".join(dict.fromkeys(c["tool"] for c in expected or ()))
+                return self._result(False, "the agent never called a tool"
+                                    + (f"; expected {wanted}" if wanted else ""), traj,
+                                    invalid=[])
             bad = checks.invalid_arguments(traj)
             if not bad:
                 return self._result(True, f"all {len(calls)} calls have valid arguments", traj,

@@ -22,9 +22,11 @@ that changes state (``changes_state=True``: refused in eval runs unless the agen
 from __future__ import annotations
 
 import collections.abc
+import contextvars
 import inspect
 import json
 import re
+import threading
 import types
 import typing
 from dataclasses import dataclass, field
@@ -32,7 +34,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Union, overload
 
 from pytest_aie.errors import UsageError
 
-__all__ = ["Tool", "as_tools", "tool"]
+__all__ = ["Tool", "ToolTimeout", "as_tools", "call_within", "tool"]
 
 _SIMPLE: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
 _SECTION = re.compile(r"^(Args|Arguments|Parameters|Params|Returns?|Raises|Yields|Examples?|"
@@ -232,6 +234,39 @@ class Tool:
         from pytest_aie.engines.scripted import _code_digest
 
         return _code_digest(self.fn)
+
+
+class ToolTimeout(Exception):
+    """A tool call that did not return within the time it was given (see :func:`call_within`)."""
+
+
+def call_within(tool: Tool, arguments: dict[str, Any], seconds: float) -> Any:
+    """``tool.call(arguments)`` in a worker thread, waiting at most ``seconds``: its result, or
+    its exception re-raised, or :class:`ToolTimeout` when it has not returned by then.
+
+    A Python thread cannot be killed: a tool that blocks (a socket without a timeout, a lock,
+    ``input()``) runs on in the background after the timeout, as a daemon thread that does not
+    keep the process alive, and whatever it does later is not recorded. The tool runs in a copy
+    of the caller's context (``contextvars``), not on the main thread: an object that must stay
+    on the thread that created it (an ``sqlite3`` connection, for one) needs
+    ``check_same_thread=False`` or to be opened inside the tool."""
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["result"] = tool.call(arguments)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(work,),
+                              name=f"aie-tool-{tool.name}", daemon=True)
+    worker.start()
+    worker.join(max(seconds, 0.0))
+    if worker.is_alive():
+        raise ToolTimeout(f"{tool.name} did not return within {max(seconds, 0.0):.2f} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
 
 
 def schema_validator(schema: Mapping[str, Any], what: str) -> Any:
