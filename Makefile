@@ -101,8 +101,10 @@ test: $(STAMP) lint typecheck browser
 	$(PY) -m pytest tests -p no:randomly -ra --ignore=tests/vllm
 	$(MAKE) test-vllm
 
-bench: $(STAMP) $(VSTAMP)
-	@$(PY) benchmarks/run.py
+# `make bench ONLY=judge_batching,report_scale` runs a subset (names in benchmarks/run.py); the
+# vLLM environment is built only when a vllm_ benchmark is among them.
+bench: $(STAMP) $(if $(ONLY),$(if $(findstring vllm_,$(ONLY)),$(VSTAMP)),$(VSTAMP))
+	@$(PY) benchmarks/run.py $(if $(ONLY),--only "$(ONLY)")
 
 clean:
 	rm -rf $(VENV) $(VVENV) aie-results build *.egg-info

@@ -67,11 +67,13 @@ def write_project(folder: Path, temperature: float, max_tokens: int) -> None:
 
 
 def pass_count(results: Path) -> tuple[int, int]:
-    """(passed, cases) from a run's results log (a header line, then one record per case)."""
+    """(passed, cases) from a run's results log: only its ``case`` records count (format 3
+    also has the ``run`` header and, after the cases, ``change`` records, which name a case too,
+    and the ``conclusion``; see pytest_aie.records)."""
     passed = cases = 0
     for line in results.read_text(encoding="utf-8").splitlines():
         rec = json.loads(line)
-        if "case_id" not in rec:
+        if rec.get("type") != "case":
             continue
         cases += 1
         status = rec.get("status") or {True: "passed", False: "failed"}.get(rec.get("passed"))
