@@ -874,3 +874,26 @@ def test_the_agent_and_retriever_fixtures(pytester: pytest.Pytester) -> None:
     assert [r["status"] for r in calls] == ["passed", "passed"]
     assert all(r["trajectory"]["steps"][0]["tool"] == "add" for r in calls)
     assert sorted(r["output"] for r in records if r["metric"] == "exact.match") == ["17", "5"]
+
+
+def test_the_readme_agents_example_runs_and_documents_task() -> None:
+    """The README's Agents block defines the agent it describes: task= names the case field,
+    system= the system prompt; prompt= is an error that names task=."""
+    import re
+    from pathlib import Path
+
+    from pytest_aie.dataset import Case
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Agents\n", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"^```python\n(.*?)^```", section, re.M | re.S)
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md (Agents)", "exec"), namespace)  # noqa: S102 - the README's own
+    agent = namespace["AGENT"]
+    assert isinstance(agent, Agent) and [t.name for t in agent.tools] == ["lookup", "send_email"]
+    assert agent.task_text(Case("c0", {"question": "Capital of Japan?"})) == "Capital of Japan?"
+    assert agent.system == "Answer in one sentence." and agent.tools[1].changes_state
+    assert namespace["lookup"]("Japan", "capital") == "Tokyo"
+    assert "task=" in section and "There is no `prompt=`" in section
+    with pytest.raises(UsageError, match=r"unknown keyword prompt=.*Agent\(task='question'\)"):
+        Agent(agent.tools, prompt="{question}")
