@@ -202,15 +202,20 @@ class ScriptedEngine(Engine):
             else:
                 time.sleep(self.token_delay)
             yield (word if i == 0 else " " + word), self.clock()
+        if self.virtual_clock:
+            self._virtual.done = True
         return gen
 
     def clock(self) -> float:
         """Seconds on the clock :meth:`stream_one`'s times are on: this thread's virtual clock
-        with ``virtual_clock``, else ``time.perf_counter()``."""
-        if self.virtual_clock:
-            now: float = getattr(self._virtual, "now", 0.0)
-            return now
-        return time.perf_counter()
+        with ``virtual_clock`` (each request's times start at 0 on it: reading the clock after a
+        stream ended rewinds it for the next request), else ``time.perf_counter()``."""
+        if not self.virtual_clock:
+            return time.perf_counter()
+        now: float = getattr(self._virtual, "now", 0.0)
+        if getattr(self._virtual, "done", False):  # a request's end was read: the next starts
+            self._virtual.done, self._virtual.now = False, 0.0  # at 0, so equal requests give
+        return now  # bit-identical figures
 
     def _generate_one(self, req: Request, batch_size: int) -> Generation:
         answer = self._answer(req)
