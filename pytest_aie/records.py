@@ -181,8 +181,10 @@ def load_results(jsonl_path: str | os.PathLike[str], *, other: list[dict[str, An
             continue
         kind = record.get("type")
         if kind == "case":
+            _read_case(record, path, no)
             cases.append(record)
         elif kind != "run":
+            _check_other(record, path, no)
             if other is not None:
                 other.append(record)
         elif kind == "run":
@@ -200,6 +202,33 @@ def load_results(jsonl_path: str | os.PathLike[str], *, other: list[dict[str, An
                       f"reads ({FORMAT_VERSION}); some fields may be missing from the report",
                       ResultsWarning, stacklevel=2)
     return header, cases
+
+def _read_case(record: dict[str, Any], path: Path, no: int) -> None:
+    """A case record as the readers need it: a structured field the log cut to text becomes
+    ``None`` (with a :class:`ResultsWarning`); a record of the wrong shape raises
+    :class:`ResultsError` naming the file and line (no reader gets it)."""
+    from pytest_aie.record_check import case_problem, uncut
+
+    for name in uncut(record):
+        warnings.warn(f"{path}:{no}: case {record.get('case_id')}: its {name} was cut in the "
+                      f"results log ({record['cut'][name]:,} characters as JSON) and is not shown",
+                      ResultsWarning, stacklevel=3)
+    problem = case_problem(record)
+    if problem is not None:
+        raise ResultsError(f"{path}:{no}: malformed case record: {problem}",
+                           fix="restore the log from the run's artifacts, or delete that line "
+                               "(its case is then left out)")
+
+
+def _check_other(record: dict[str, Any], path: Path, no: int) -> None:
+    from pytest_aie.record_check import other_problem
+
+    problem = other_problem(record)
+    if problem is not None:
+        raise ResultsError(f"{path}:{no}: malformed {record.get('type')} record: {problem}",
+                           fix="restore the log from the run's artifacts, or delete that line "
+                               "(the report is then recomputed from the case records)")
+
 
 def status_of(case: Mapping[str, Any]) -> str:
     """A record's status; an old record without one: passed True/False/None -> passed,

@@ -125,8 +125,9 @@ def closing_line(aie: AieSession, status: int) -> str | None:
         return f"pytest-aie: {text}{'; also ' + gates if gates else ''} (exit 11)"
     if status == EXIT_HARNESS_ERROR:
         n = len(aie.harness_errors)
-        what = (f"({n} problem{'s' if n > 1 else ''} above)" if n else "(see the lines above)")
-        return (f"pytest-aie: the harness could not evaluate {what}"
+        if not n:  # a pytest.exit(..., 10) of pytest-aie's: its own red line names the problem
+            return None
+        return (f"pytest-aie: the harness could not evaluate ({n} problem{'s' if n > 1 else ''} above)"
                 f"{'; also ' + gates if gates else ''} (exit 10)")
     if status == 1 and gates:
         return f"pytest-aie: {gates} (exit 1)"

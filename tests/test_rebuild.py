@@ -197,9 +197,19 @@ def test_baseline_diff_keeps_old_and_new_outputs(pytester: pytest.Pytester) -> N
     (old_path := pytester.path / "old.json").write_text(json.dumps(old))
     from pytest_aie.records import load_results
 
-    diff = case_changes(load_results(log)[1], old)
-    assert [c["old"]["output"] for c in diff] == [None, None, None]
-    assert rebuild([log], baseline=str(old_path)).changes == diff
+    # written out by hand: c3 and c4 passed in the baseline and fail now, c5 the reverse;
+    # a format-2 baseline has no outputs, so every old output is None
+    suite = "test_suite.py::test_gate"
+    expected = [
+        {"suite": suite, "metric": "exact.match", "model": "default", "case_id": case,
+         "change": change, "old": {"status": old_status, "value": old_value, "output": None},
+         "new": {"status": new_status, "value": 1.0 - old_value, "output": new_output}}
+        for case, change, old_status, old_value, new_status, new_output in (
+            ("c3", "newly_failing", "passed", 1.0, "failed", "nope"),
+            ("c4", "newly_failing", "passed", 1.0, "failed", "nope"),
+            ("c5", "newly_passing", "failed", 0.0, "passed", "a5"))]
+    assert case_changes(load_results(log)[1], old) == expected
+    assert rebuild([log], baseline=str(old_path)).changes == expected
     # long outputs are cut in the baseline
     from pytest_aie.baseline import OUTPUT_CHARS, make_baseline
 
