@@ -46,9 +46,9 @@ def battles(rng: np.random.Generator, a: str, b: str, n: int, share: float, p_wi
             ) -> list[Battle]:
     """``n`` battles between ``a`` and ``b``: decisive with probability ``share``, then won by
     ``a`` with probability ``p_win``; the others ties. ``a`` is shown first in a random half."""
-    decisive = rng.random(n) < share
-    a_won = rng.random(n) < p_win
-    first = rng.random(n) < 0.5
+    decisive = (rng.random(n) < share).tolist()
+    a_won = (rng.random(n) < p_win).tolist()
+    first = (rng.random(n) < 0.5).tolist()
     out = []
     for d, w, f in zip(decisive, a_won, first):
         outcome = "tie" if not d else "a" if w == f else "b"
@@ -92,9 +92,10 @@ def exact_power(n: int = 60, share: float = 0.5, p_win: float = 0.7, level: floa
 
     total = 0.0
     for d in range(1, n + 1):
-        need = next((k for k in range(d + 1) if binom.sf(k - 1, d, 0.5) <= level), None)
-        if need is not None:
-            total += binom.pmf(d, n, share) * binom.sf(need - 1, d, p_win)
+        tails = binom.sf(np.arange(-1, d), d, 0.5)  # P(X >= k) for k = 0..d
+        reach = np.flatnonzero(tails <= level)
+        if len(reach):
+            total += float(binom.pmf(d, n, share) * binom.sf(reach[0] - 1, d, p_win))
     return total
 
 

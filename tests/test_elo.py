@@ -17,18 +17,36 @@ from test_latency import ROWS_CONFTEST
 LONGER = "scripted:judgefns:longer"
 
 
+#: judges whose pick does not depend on the answers: the first shown, or a coin (a hash of
+#: the whole request, so the swapped order gets its own toss)
+BLIND = r'''
+
+def first(request):
+    return json.dumps({"rationale": "the first one", "winner": "A"})
+
+
+def coin(request):
+    import hashlib
+
+    toss = hashlib.sha256(json.dumps(request.messages).encode()).digest()[0] % 2
+    return json.dumps({"rationale": "a coin", "winner": "AB"[toss]})
+'''
+
+
 def _suite(pytester: pytest.Pytester, marker: str, n: int = 12, models: int = 3,
-           extra: str = "") -> None:
+           extra: str = "", judge: str = LONGER, equal: bool = False) -> None:
     """Variants v0..v{models-1}; variant vK answers case i with K+1 words (v2 > v1 > v0), except
-    that every variant answers case 0 with one word."""
+    that every variant answers case 0 with one word; ``equal``: every variant answers alike
+    (two words)."""
     write_jsonl(pytester, "cases", ({"id": f"c{i}", "q": f"q{i}"} for i in range(n)))
-    answers = {f"q{i} as v{k}": ("word" if i == 0 else " ".join(["word"] * (k + 1)))
+    answers = {f"q{i} as v{k}": (f"answer {i}" if equal else "word" if i == 0 else
+                                 " ".join(["word"] * (k + 1)))
                for i in range(n) for k in range(models)}
     write_answers(pytester, answers)
-    pytester.makepyfile(judgefns=JUDGEFNS)
+    pytester.makepyfile(judgefns=JUDGEFNS + BLIND)
     pytester.makeconftest(textwrap.dedent(ROWS_CONFTEST))
     pytester.makeini(f"[pytest]\naie_engine = scripted\naie_model = answers.jsonl\n"
-                     f"aie_cache = off\naie_judge = {LONGER}\n{extra}")
+                     f"aie_cache = off\naie_judge = {judge}\n{extra}")
     variants = ", ".join(f'"v{k}": {{"prompt": "{{q}} as v{k}"}}' for k in range(models))
     pytester.makepyfile(test_suite=textwrap.dedent(f"""
         import pytest
@@ -76,6 +94,55 @@ def test_round_robin_ranks_the_variants_and_gates_expectations(pytester: pytest.
     # online Elo as the book defines it is computed too, in judging order
     online = elo["online"]["ratings"]
     assert online["v2"] > online["v1"] > online["v0"]
+    # the verdicts: the sign test on the decisive battles (v2 vs v0 11-0 with the tie on c0)
+    gate = {g["expect"]: g for g in elo["expect"]}["v2 > v0"]
+    assert (gate["wins"], gate["losses"], gate["ties"]) == (11, 0, 1)
+    assert gate["p_value"] == pytest.approx(0.5 ** 11)
+    assert elo["no_signal"] is None and [r["rank"] for r in elo["ranking"]] == [1, 2, 3]
+    # two ties are two ties, not "won 1 of 2"
+    assert recs[("v2", "c0")]["reason"].startswith("0 won, 0 lost, 2 tied of 2 battles"), \
+        recs[("v2", "c0")]["reason"]
+    assert recs[("v2", "c1")]["reason"].startswith("2 won, 0 lost, 0 tied of 2 battles")
+    # no baseline: no baseline diff in the report
+    assert "No case changed status" not in html and 'id="diff"' not in html
+
+
+def test_every_failed_expectation_is_named(pytester: pytest.Pytester) -> None:
+    _suite(pytester, 'elo(expect=["v2 > v0", "v0 > v1", "v1 > v2"])')
+    result = pytester.runpytest_subprocess()
+    out = result.stdout.str()
+    assert result.ret == 1, out
+    row = next(r for r in json.loads((pytester.path / "rows.json").read_text()) if r.get("elo"))
+    assert row["verdict"] == "fail" and row["failed_expectations"] == ["v0 > v1", "v1 > v2"]
+    # the suite row says which expectations decided it, never "no threshold"
+    suite_line = next(line for line in out.splitlines() if "-> FAIL" in line)
+    assert "no threshold" not in suite_line and "expect v0 > v1" in suite_line \
+        and "expect v1 > v2" in suite_line, suite_line
+    # the closing line names both failed expectations
+    closing = next(line for line in out.splitlines() if "GATE FAILED" in line)
+    assert "v0 > v1" in closing and "v1 > v2" in closing, closing
+    # and so do the report's notes
+    html = (pytester.path / "aie-results" / "report.html").read_text()
+    assert "expect v0 &gt; v1 FAILED" in html and "expect v1 &gt; v2 FAILED" in html
+
+
+@pytest.mark.parametrize("judge", ["first", "coin"])
+def test_a_judge_blind_to_the_answers_gives_no_signal_and_fails_nothing(
+        pytester: pytest.Pytester, judge: str) -> None:
+    # three equally good variants, judged by a judge whose pick ignores the answers
+    _suite(pytester, 'elo(expect=["v0 > v1", "v1 > v2", "v2 > v0", "v0 >= v2 - 200"])',
+           judge=f"scripted:judgefns:{judge}", equal=True)
+    result = pytester.runpytest_subprocess()
+    out = result.stdout.str()
+    elo = _elo(pytester)
+    assert result.ret != 1 and "GATE FAILED" not in out, out
+    assert [g["verdict"] for g in elo["expect"]] == ["inconclusive"] * 4
+    assert elo["no_signal"] and "changed with the answer order" in elo["no_signal"]
+    assert [r["rank"] for r in elo["ranking"]] == [None] * 3
+    assert [r["model"] for r in elo["ranking"]] == ["v0", "v1", "v2"]  # the suite's order
+    assert "no signal, no ranking" in out and "1. v" not in out, out
+    html = (pytester.path / "aie-results" / "report.html").read_text()
+    assert "No signal, no ranking" in html
 
 
 def test_human_preferences_alone_rank_the_models(pytester: pytest.Pytester) -> None:

@@ -198,7 +198,7 @@ class SignTest:
 def win_probability(margin: float) -> float:
     """The chance of winning a decisive battle at a rating gap of ``margin`` Elo points
     (Bradley-Terry on the Elo scale): ``1 / (1 + 10 ** (-margin / 400))``."""
-    return 1.0 / (1.0 + 10.0 ** (-margin / 400.0))
+    return 1.0 / (1.0 + math.pow(10.0, -margin / 400.0))
 
 
 def decisive_needed(p0: float, level: float) -> int:
@@ -216,14 +216,14 @@ def sign_test(wins: int, losses: int, ties: int = 0, *, margin: float = 0.0,
     winning less often), else ``inconclusive``: with a reason that says when too few decisive
     battles make either verdict impossible (``p0 ** n`` and ``(1 - p0) ** n`` both above
     ``level``). Ties carry no evidence of the order and are dropped (the sign test)."""
-    from scipy.stats import binom
+    from scipy.special import bdtr, bdtrc  # binomial P(X <= k) and P(X > k)
 
     if not 0 < level < 0.5:
         raise ValueError(f"level {level!r} must be between 0 and 0.5")
     n = wins + losses
     p0 = win_probability(margin)
-    p_pass = float(binom.sf(wins - 1, n, p0)) if n else 1.0
-    p_fail = float(binom.cdf(wins, n, p0)) if n else 1.0
+    p_pass = float(bdtrc(wins - 1, n, p0)) if n and wins else 1.0
+    p_fail = float(bdtr(wins, n, p0)) if n else 1.0
     record = f"{left} vs {right} {wins}-{losses}, {ties} tie{'' if ties == 1 else 's'}"
     against = "" if margin == 0 else f" against a win rate of {p0:.3f} (margin {margin:+g})"
     verdict: Verdict = "inconclusive"
@@ -336,10 +336,10 @@ def ranking_signal(decisive: Sequence[int], battles: int, *, flips: int = 0,
     * Decisive battles: ``decisive`` holds each pair's decisive battles; no signal when no
       pair has the :func:`decisive_needed` battles a sign test needs to separate it at
       ``level`` (6 at 0.025)."""
-    from scipy.stats import binom
+    from scipy.special import bdtr
 
     if flip_pairs:
-        p = float(binom.cdf(flips, flip_pairs, 0.5))
+        p = float(bdtr(flips, flip_pairs, 0.5))
         if p > level:
             return (f"the judge's pick changed with the answer order in {flips} of {flip_pairs} "
                     f"battles it did not tie both ways ({flips / flip_pairs:.0%}); a judge that "

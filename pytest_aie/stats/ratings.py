@@ -27,6 +27,7 @@ What to judge next, when to stop, and the ranking gates (``"candidate > base"``)
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Sequence
 
@@ -351,18 +352,19 @@ def bradley_terry(battles: Iterable[BattleLike], *, models: Sequence[str] | None
     w = np.zeros((n, n))
     played = dict.fromkeys(names, 0)
     outcomes = np.zeros((n, n, 2), np.int64)
-    for b in bs:
-        i, j = index[b.model_a], index[b.model_b]
-        w[i, j] += SCORE[b.outcome]
-        w[j, i] += 1.0 - SCORE[b.outcome]
-        played[b.model_a] += 1
-        played[b.model_b] += 1
-        if b.outcome == "tie":
-            outcomes[i, j, 1] += 1
-            outcomes[j, i, 1] += 1
+    kinds = Counter((b.model_a, b.model_b, b.outcome) for b in bs)  # few kinds, many battles
+    for (a, b_, outcome), count in kinds.items():
+        i, j = index[a], index[b_]
+        w[i, j] += count * SCORE[outcome]
+        w[j, i] += count * (1.0 - SCORE[outcome])
+        played[a] += count
+        played[b_] += count
+        if outcome == "tie":
+            outcomes[i, j, 1] += count
+            outcomes[j, i, 1] += count
         else:
-            win, lose = (i, j) if b.outcome == "a" else (j, i)
-            outcomes[win, lose, 0] += 1
+            win, lose = (i, j) if outcome == "a" else (j, i)
+            outcomes[win, lose, 0] += count
     ref = index[anchor] if anchor is not None else None
 
     def elo(theta: Floats) -> Floats:
