@@ -86,3 +86,23 @@ def test_every_figure_is_printed_as_soon_as_it_is_measured(tmp_path: Path) -> No
     assert first == "fake_first: 1.5\n", err
     assert rest == "fake_second: 2\n" and "some detail" in err
     assert proc.returncode == 0
+
+
+def test_every_figure_the_readme_quotes_is_printed_by_a_benchmark_make_bench_runs() -> None:
+    import re
+
+    readme = (BENCH.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Benchmarks\n", 1)[1].split("\n## ", 1)[0]
+    first_cells = re.findall(r"^\| (`[^|]*) \|", section, re.M)
+    table = {name for cell in first_cells for name in re.findall(r"`([a-z0-9_]+)`", cell)}
+    quoted = set(re.findall(r"`([a-z][a-z0-9_]*)` \**\[?[-0-9.]", section.split("**As printed.**")[1]))
+    run = load("run")
+    code = "\n".join((BENCH / script).read_text(encoding="utf-8") for script in run.BENCHMARKS)
+    # a figure's name is in the code of a benchmark make bench runs (report_scale builds its
+    # names from the sizes: report_{label}_mb)
+    printed = {name for name in quoted if re.search(rf"\b{name}\b", code)
+               or re.fullmatch(r"report_(1k|10k|100k)_(mb|open_s|filter_s)", name)}
+    assert len(quoted) >= 20
+    assert quoted <= printed, quoted - printed
+    assert quoted <= table | {"elo_aa_false_fail_upper", "elo_power_70_battles_for_0_8"}, \
+        quoted - table
