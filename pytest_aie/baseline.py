@@ -78,14 +78,82 @@ def load_baseline(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UsageError(f"baseline {str(path)!r} not found",
                          fix="save one first with --aie-save-baseline NAME (and commit it)")
+    fix = "restore it from version control or save it again with --aie-save-baseline"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: baseline is not UTF-8 text (byte {exc.start}: "
+                         f"{exc.object[exc.start:exc.start + 1]!r})", fix=fix) from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}:{exc.lineno}: baseline is not valid JSON ({exc.msg})",
-                         fix="restore it from version control or save it again") from None
+                         fix=fix) from None
+    except OSError as exc:
+        raise UsageError(f"baseline {path} cannot be read ({exc.strerror or exc})",
+                         fix=fix) from None
     version = data.get("format_version") if isinstance(data, dict) else None
     if version not in READABLE_FORMATS:
         raise UsageError(f"{path}: baseline format {version!r} is not one this version reads "
                          f"({', '.join(map(str, READABLE_FORMATS))})",
                          fix="regenerate it with --aie-save-baseline using this pytest-aie version")
+    problem = _shape_problem(data)
+    if problem is not None:
+        raise UsageError(f"{path}: baseline is not in the shape pytest-aie saves: {problem}",
+                         fix=fix)
     return data  # type: ignore[no-any-return]
+
+
+#: A baseline case's fields and their accepted types (absent or null: accepted).
+_CASE_TYPES: dict[str, tuple[type, ...]] = {
+    "passed": (bool,), "value": (int, float), "status": (str,), "group": (str,),
+    "tags": (list,), "output": (str,)}
+
+
+def _shape_problem(data: dict[str, Any]) -> str | None:
+    """What in a parsed baseline the comparison could not read, in words (None: nothing)."""
+    suites = data.get("suites")
+    if not isinstance(suites, dict):
+        return f"'suites' is {type(suites).__name__}, not an object"
+    for key, entry in suites.items():
+        if not isinstance(entry, dict):
+            return f"suite {key!r} is {type(entry).__name__}, not an object"
+        for name in ("suite", "metric"):
+            if not isinstance(entry.get(name), str):
+                return f"suite {key!r} has no {name!r} name"
+        cases = entry.get("cases")
+        if not isinstance(cases, dict):
+            return f"suite {key!r}: 'cases' is {type(cases).__name__}, not an object"
+        for case_id, case in cases.items():
+            if not isinstance(case, dict):
+                return f"suite {key!r}, case {case_id!r} is {type(case).__name__}, not an object"
+            for name, types in _CASE_TYPES.items():
+                value = case.get(name)
+                if value is not None and (not isinstance(value, types)
+                                          or isinstance(value, bool) and bool not in types):
+                    return f"suite {key!r}, case {case_id!r}: {name!r} is {value!r:.40}"
+    return None
+
+
+def unmatched(records: Iterable[dict[str, Any]], comparisons: Iterable[Any], baseline: dict[str, Any],
+              name: str) -> tuple[str | None, list[str]]:
+    """After comparing a run with a baseline: ``(error, notes)``. The error (one line) when
+    the run has suites and none of them is in the baseline (a renamed test, the wrong
+    baseline): the comparison that was asked for did not happen, and a silent 0 would hide
+    any drop. A note for each of the run's suites that the baseline lacks (a new suite:
+    not compared)."""
+    ran = sorted({f"{r['suite']} [{r['metric']}]" for r in records if r.get("gated", True)})
+    compared = {f"{c.suite} [{c.metric}]" for c in comparisons}
+    if not ran:
+        return None, []
+    if not compared:
+        held = sorted({f"{e.get('suite')} [{e.get('metric')}]"
+                       for e in (baseline.get("suites") or {}).values()})
+        return (f"pytest-aie: baseline {name} has no suite in common with this run, so nothing "
+                f"was compared: it holds {_some(held) or 'no suites'}; this run ran {_some(ran)}. "
+                f"Fix: save a baseline of these suites with --aie-save-baseline {name} (a renamed "
+                "test is a new suite), or pass the baseline saved from them"), []
+    return None, [f"{suite}: not in baseline {name} (a new suite?): not compared"
+                  for suite in ran if suite not in compared]
+
+
+def _some(items: list[str], n: int = 3) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")

@@ -242,9 +242,14 @@ def _recompute(logs: list[Log], baseline: str | None) -> Rebuilt:
     changes: list[dict[str, Any]] = []
     name = None
     if baseline is not None:
+        from pytest_aie.baseline import unmatched
+
         name, data = _load_baseline(baseline, logs)
         comparisons += compare_to_baseline(cases, data, policy)
         changes = case_changes(cases, data)
+        error, missing = unmatched(cases, comparisons, data, name)
+        harness += [error] if error is not None and error not in harness else []
+        messages += missing
     else:
         earlier = sorted({str(_settings(log).get("baseline")) for log in logs
                           if _settings(log).get("baseline")})

@@ -205,12 +205,19 @@ class AieSession:
         aggregates = {**self.pipeline.aggregates, **SharedScores(run_dir).read_aggregates()}
         self.aggregates = aggregates
         self.rows = evaluate_suites(self.records, policy, aggregates)
+        missing: list[str] = []  # the run's suites that the baseline lacks
         if s.baseline:
             from pytest_aie.baseline import baseline_path, load_baseline
 
             baseline = self.baseline_data or load_baseline(baseline_path(s.baseline_dir,
                                                                          s.baseline))
             self.baseline_comparisons = compare_to_baseline(self.records, baseline, policy)
+            from pytest_aie.baseline import unmatched
+
+            error, missing = unmatched(self.records, self.baseline_comparisons, baseline,
+                                       s.baseline)
+            if error is not None and error not in self.harness_errors:
+                self.harness_errors.append(error)
             from pytest_aie.changes import case_changes
 
             self.changes = case_changes(self.records, baseline)
@@ -224,6 +231,7 @@ class AieSession:
                                                                   self.records)))
         status, self.notes = exit_status(self.rows, self.baseline_comparisons
                                          + self.model_comparisons, policy, status)
+        self.notes += missing
         self.harness_errors.extend(e for e in evidence_problems(self.records)
                                    if e not in self.harness_errors)
         return status

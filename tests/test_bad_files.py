@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scripted_suite import eval_test, write_scripted_suite
 
+from pytest_aie.errors import EXIT_HARNESS_ERROR
 from pytest_aie.rebuild import main
 from pytest_aie.records import CaseRecord
 from pytest_aie.results import MAX_FIELD_CHARS, ResultsLog
@@ -106,3 +108,71 @@ def test_no_wrong_type_in_any_record_field_gives_a_traceback(
                 status, err = rebuild_cli(bad, capsys)  # raises on a traceback
                 if status == 2:
                     assert err[-1].startswith(f"pytest-aie: {bad}:{line}: malformed"), (key, value)
+
+
+# ---------------------------------------------------------------- baselines
+
+def gate_suite(pytester: pytest.Pytester, wrong: set[int], name: str = "test_gate") -> None:
+    cases = [{"id": f"c{i}", "prompt": f"q{i}", "expected": f"a{i}"} for i in range(50)]
+    write_scripted_suite(pytester, cases, {f"q{i}": "nope" if i in wrong else f"a{i}" for i in range(50)},
+                         eval_test("exact(min_pass_rate=0.1)", name))
+
+
+def one_line_before_generating(result: pytest.RunResult, pytester: pytest.Pytester, says: str) -> None:
+    text = result.stdout.str() + result.stderr.str()
+    lines = [line for line in text.splitlines() if "pytest-aie:" in line]
+    assert len(lines) == 1 and says in lines[0] and "Fix: " in lines[0], text
+    assert "Traceback" not in text and "INTERNALERROR" not in text
+    assert "generating" not in text and not (pytester.path / "aie-results" / "results.jsonl").exists()
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (b"\xff\xfe{", "baseline is not UTF-8 text (byte 0: b'\\xff')"),
+    (b'{"format_version": 3, "suites": []}', "'suites' is list, not an object"),
+    (b'{"format_version": 3, "suites": {"k": {"suite": "s", "metric": "m", "cases": [1]}}}',
+     "suite 'k': 'cases' is list, not an object"),
+    (b'{"format_version": 3, "suites": {"k": {"suite": "s", "metric": "m", "cases": '
+     b'{"c1": {"passed": "yes"}}}}}', "suite 'k', case 'c1': 'passed' is 'yes'"),
+])
+def test_unusable_baseline_is_one_line_before_generation(
+        pytester: pytest.Pytester, content: bytes, says: str) -> None:
+    gate_suite(pytester, set())
+    (pytester.path / "aie-baselines").mkdir()
+    (pytester.path / "aie-baselines" / "main.json").write_bytes(content)
+    result = pytester.runpytest("-p", "no:randomly", "--aie-baseline", "main")
+    assert result.ret == EXIT_HARNESS_ERROR
+    one_line_before_generating(result, pytester, says)
+    assert "aie-baselines/main.json: baseline is not " in result.stderr.str()
+
+
+def test_baseline_with_no_suite_in_common_is_an_error_not_a_silent_pass(
+        pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]) -> None:
+    gate_suite(pytester, set())
+    assert pytester.runpytest("-p", "no:randomly", "--aie-save-baseline", "main").ret == 0
+    gate_suite(pytester, set(range(20)), name="test_renamed")  # renamed, and 40 points worse
+    result = pytester.runpytest("-p", "no:randomly", "--aie-baseline", "main")
+    assert result.ret == EXIT_HARNESS_ERROR
+    result.stdout.fnmatch_lines([
+        "pytest-aie: baseline main has no suite in common with this run, so nothing was "
+        "compared: it holds test_suite.py::test_gate [[]exact.match[]]; this run ran "
+        "test_suite.py::test_renamed [[]exact.match[]]. Fix: *",
+        "*pytest-aie: the harness could not evaluate (1 problem above) (exit 10)*"])
+    log = pytester.path / "aie-results" / "results.jsonl"
+    # the conclusion record is not trusted for a rebuild with --baseline: recomputed, same error
+    assert main([str(log), "--baseline", "main", "-o", str(pytester.path / "r.html")]) == \
+        EXIT_HARNESS_ERROR
+    err = capsys.readouterr().err
+    assert err.count("baseline main has no suite in common") == 1
+
+
+def test_suites_missing_from_the_baseline_are_named_and_the_others_compared() -> None:
+    from types import SimpleNamespace
+
+    from pytest_aie.baseline import unmatched
+
+    records = [{"suite": s, "metric": "m"} for s in ("a", "b", "c")]
+    error, notes = unmatched(records, [SimpleNamespace(suite="b", metric="m")], {}, "main")
+    assert error is None
+    assert notes == ["a [m]: not in baseline main (a new suite?): not compared",
+                     "c [m]: not in baseline main (a new suite?): not compared"]
+    assert unmatched([], [], {}, "main") == (None, [])  # nothing ran: nothing to compare
