@@ -217,6 +217,8 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
                     row.update(verdict="inconclusive", interval_verdict="inconclusive",
                                confirmatory=False, p_value=None,
                                inconclusive_reason=f"judge untrusted: {trust.get('reason')}")
+                    if trust.get("todo"):
+                        row["inconclusive_todo"] = trust["todo"]
             else:
                 row["corpus"] = own
         sampled = {r["case_id"]: [s.get("passed") for s in r["samples"]]

@@ -72,6 +72,11 @@ def messy(request):
     return replies[min(len(request.messages) - 2, len(replies) - 1)]
 
 
+def yes(request):
+    """correctness: pass, whatever the answer."""
+    return json.dumps({"rationale": "looks fine", "verdict": "pass"})
+
+
 def always_a(request):
     return json.dumps({"rationale": "the first one", "winner": "A"})
 
@@ -192,10 +197,13 @@ def test_a_hostile_answer_does_not_move_the_verdict_through_fenced_rubrics(
     """))
     pytester.runpytest_subprocess()
     recs = read_records(pytester)
-    fenced = {r["case_id"]: r["status"] for r in recs if r["metric"] == "judge.correctness"}
+    fenced = {r["case_id"]: r["details"]["judgments"][0]["value"] for r in recs
+              if r["metric"] == "judge.correctness"}
     naive = {r["case_id"]: r["status"] for r in recs if r["metric"] == "judge.naive"}
-    assert set(fenced.values()) == {"failed"}, fenced  # every answer is wrong; no attack works
+    assert set(fenced.values()) == {"fail"}, fenced  # every answer is wrong; no attack works
     assert naive["c0"] == naive["c1"] == "passed"  # the same attacks fool an unfenced rubric
+    # failing all six is a constant verdict from an uncalibrated judge: no evidence either way
+    assert {r["status"] for r in recs if r["metric"] == "judge.correctness"} == {"scored"}
     flagged = {r["case_id"] for r in recs if r["metric"] == "judge.correctness"
                and r["details"].get("injection")}
     assert flagged == {"c0", "c1", "c2"}
@@ -381,3 +389,60 @@ def test_judge_replies_are_cached_and_a_second_run_calls_no_judge(pytester: pyte
     out = again.stdout.str() + again.stderr.str()
     assert "on judge" not in out and again.ret == 1, out  # same verdicts, from the cache
     assert {r["case_id"]: r["status"] for r in read_records(pytester)}["c2"] == "failed"
+
+
+def test_an_uncalibrated_judge_that_passes_everything_cannot_make_a_suite_green(
+        pytester: pytest.Pytester) -> None:
+    cases, answers = _qa(10, wrong={3, 7})  # two wrong answers; the judge passes them all
+    _suite(pytester, cases, answers, 'judge("correctness", min_pass_rate=0.5)', "yes")
+    result = pytester.runpytest_subprocess("-rs")
+    out = result.stdout.str()
+    assert result.ret == 0, out  # inconclusive warns by default: not green, not red
+    row = _rows(pytester)[0]
+    assert row["verdict"] == "inconclusive", row
+    reason = row["inconclusive_reason"]
+    assert "judge (scripted:judgefns:yes)" in reason and "'pass' to all 10 cases" in reason, reason
+    assert row["judge"]["trust"]["uncalibrated"] == "no human labels"
+    assert {r["status"] for r in read_records(pytester)} == {"scored"}  # no case passed
+    assert "WARNING" in out and "inconclusive" in out and "scripted:judgefns:yes" in out, out
+    assert "human labels" in out and "stronger judge" in out, out  # what to do about it
+    strict = pytester.runpytest_subprocess("--aie-inconclusive", "fail")
+    assert strict.ret == 1
+
+
+def test_an_uncalibrated_judge_that_tells_cases_apart_decides_and_is_marked(
+        pytester: pytest.Pytester) -> None:
+    cases, answers = _qa(10, wrong={3, 7})
+    _suite(pytester, cases, answers, 'judge("correctness", min_pass_rate=0.3)', "honest")
+    result = pytester.runpytest_subprocess()
+    out = result.stdout.str()
+    recs = {r["case_id"]: r for r in read_records(pytester)}
+    assert {c for c, r in recs.items() if r["status"] == "failed"} == {"c3", "c7"}
+    assert all(r["reason"].startswith("uncalibrated judge: ") for r in recs.values())
+    row = _rows(pytester)[0]
+    assert row["verdict"] == "pass" and "no_signal" not in row["judge"]["trust"]  # 8 of 10
+    assert "judge uncalibrated (no human labels)" in out, out
+    log = (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()
+    conclusion = json.loads(log[-1])
+    assert conclusion["type"] == "conclusion"
+    assert conclusion["rows"][0]["judge"]["trust"]["uncalibrated"] == "no human labels"
+    html = (pytester.path / "aie-results" / "report.html").read_text()
+    assert "uncalibrated judge" in html
+
+
+def test_a_judge_with_labels_and_min_kappa_is_calibrated_and_not_marked(
+        pytester: pytest.Pytester) -> None:
+    human = {i: ("fail" if i in (1, 4, 7, 10) else "pass") for i in range(12)}
+    _labelled(pytester, human, min_kappa=0.5)  # the honest judge agrees with every label
+    pytester.runpytest_subprocess()
+    trust = _rows(pytester)[0]["judge"]["trust"]
+    assert trust["calibrated"] is True and "uncalibrated" not in trust
+    assert not any(r["reason"].startswith("uncalibrated") for r in read_records(pytester))
+
+
+def test_a_preference_judge_that_reads_position_cannot_decide(pytester: pytest.Pytester) -> None:
+    _pair_suite(pytester, "always_a")
+    pytester.runpytest_subprocess()
+    row = next(r for r in _rows(pytester) if r["model"] == "cand")
+    assert row["judge"]["trust"]["untrusted"] is True
+    assert "flips its pick in 100% of 8 pairs" in row["judge"]["trust"]["reason"]

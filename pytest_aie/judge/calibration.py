@@ -4,6 +4,15 @@
 :mod:`pytest_aie.stats.agreement`); :func:`apply_trust` turns the verdicts of a judge that
 agrees too little with the human labels (``min_kappa=``) into inconclusive ones.
 
+A judge is *calibrated* only when human labels and ``min_kappa=`` vouch for it (kappa at least
+``min_kappa``). Every verdict of a judge that is not is marked uncalibrated (the case's reason,
+the suite's ``trust``), and such a judge must show that it tells cases apart: one that gives the
+same verdict to every case of a suite (at least :data:`MIN_SIGNAL_CASES`; a constant "fail" is
+as little evidence as a constant "pass"), or, on a preference rubric, whose pick flips with the
+answers' order on more than :data:`MAX_FLIP_RATE` of the pairs (or that calls every pair a
+tie), shows no signal: it is untrusted, so its suite is inconclusive (never green, never red;
+``--aie-inconclusive fail`` makes it a failure), with a reason that names the judge.
+
 Human labels come from a case field (``human="FIELD"``) or a file of ``id`` +
 ``label`` rows (``human_file=``, JSONL, CSV or YAML). A label may carry the ``output`` it was
 given for: when the model's output has changed since, the label is stale and is not used
@@ -24,7 +33,16 @@ from pytest_aie.scorers.base import Sample, Score
 if TYPE_CHECKING:
     from pytest_aie.judge.scorer import JudgeScorer
 
-__all__ = ["HumanLabels", "apply_trust", "suite_stats"]
+__all__ = ["MAX_FLIP_RATE", "MIN_SIGNAL_CASES", "HumanLabels", "apply_trust", "suite_stats"]
+
+#: a suite needs this many judged cases before a constant verdict counts as no signal
+MIN_SIGNAL_CASES = 5
+#: a preference judge whose pick flips with the answers' order on more pairs than this shows
+#: no signal (a coin flip flips on half; a judge that always picks the first shown on all)
+MAX_FLIP_RATE = 0.4
+#: what a user does about a judge that shows no signal (also in the README's judges section)
+TODO = ("give it human labels (human= or human_file=, with min_kappa=), use a stronger judge "
+        "(--aie-judge or judge_model=), or several judges (judge_model=[...])")
 
 
 class HumanLabels:
@@ -141,6 +159,7 @@ def suite_stats(scorer: JudgeScorer, samples: Sequence[Sample], scores: Sequence
         stats["agreement"] = _judges_agreement(scorer, scores, agreement)
     stats["human"] = _human(scorer, samples, scores, agreement)
     stats["trust"] = _trust(scorer, stats["human"])
+    stats["trust"] = _signal_check(scorer, scores, stats)
     return stats
 
 
@@ -244,15 +263,88 @@ def _trust(scorer: JudgeScorer, human: dict[str, Any]) -> dict[str, Any]:
     elif kappa < scorer.min_kappa:
         why = f"Cohen's kappa {kappa:.2f} with the human labels is below min_kappa {scorer.min_kappa:g}"
     else:
-        return {"checked": True, "untrusted": False,
+        return {"checked": True, "untrusted": False, "calibrated": True,
                 "reason": f"kappa {kappa:.2f} >= min_kappa {scorer.min_kappa:g}"}
     return {"checked": True, "untrusted": True, "reason": why}
+
+
+def _uncalibrated(scorer: JudgeScorer, human: dict[str, Any]) -> str:
+    """Why the judge's verdicts are not calibrated against people (its trust was not checked
+    with ``min_kappa=``, or the check failed)."""
+    if not human.get("used"):
+        return "no human labels" + (f" ({len(human['stale'])} stale)" if human.get("stale") else "")
+    kappa = (human.get("kappa") or {}).get("kappa")
+    shown = "undefined" if kappa is None else f"{kappa:.2f}"
+    if scorer.min_kappa is None:
+        return f"Cohen's kappa {shown} on {human['used']} human labels, but no min_kappa= to gate on"
+    return f"Cohen's kappa {shown} on {human['used']} human labels, below min_kappa {scorer.min_kappa:g}"
+
+
+def _judge_names(scorer: JudgeScorer, judgments: Sequence[dict[str, Any]]) -> str:
+    """The suite's judges as ``name (engine:model)``, for the lines that name them."""
+    models: dict[str, str] = {}
+    for j in judgments:
+        if j.get("model"):
+            models.setdefault(j["judge"], j["model"])
+    return ", ".join(f"{name} ({models[name]})" if name in models else name
+                     for name in scorer.judges)
+
+
+def _no_signal(scorer: JudgeScorer, scores: Sequence[Score], stats: dict[str, Any]) -> str | None:
+    """Why the judge shows no ability to tell cases apart on this suite, or None: the same
+    verdict for every case (at least :data:`MIN_SIGNAL_CASES` judged), or, for a preference
+    rubric, a position-flip rate above :data:`MAX_FLIP_RATE` (or every pair a tie)."""
+    labels = [sc.details.get("judge_label") for sc in scores
+              if sc.value is not None and sc.details.get("judge_label") is not None]
+    if scorer.rubric.output == "preference":
+        for judge, p in (stats.get("position") or {}).items():
+            rate = p.get("flip_rate")
+            if (p.get("n") or 0) >= MIN_SIGNAL_CASES and rate is not None and rate > MAX_FLIP_RATE:
+                who = "its" if len(scorer.judges) == 1 else f"{judge}'s"
+                return (f"the order of the answers flips {who} pick in {rate:.0%} of {p['n']} pairs "
+                        f"(more than {MAX_FLIP_RATE:.0%}: it reads position, not content)")
+        if len(labels) >= MIN_SIGNAL_CASES and set(map(str, labels)) == {"tie"}:
+            return f"every one of {len(labels)} pairs is a tie"
+        return None
+    if len(labels) >= MIN_SIGNAL_CASES and len(set(map(str, labels))) == 1:
+        shown = labels[0] if isinstance(labels[0], str) else _fmt_number(labels[0])
+        return f"it said {shown!r} to all {len(labels)} cases"
+    return None
+
+
+def _fmt_number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
+def _signal_check(scorer: JudgeScorer, scores: Sequence[Score], stats: dict[str, Any]
+                  ) -> dict[str, Any]:
+    """``stats["trust"]`` completed: ``calibrated`` and, when not, ``uncalibrated`` (why); a
+    judge that is not calibrated and shows no signal (:func:`_no_signal`) is untrusted, with
+    the reason naming it and ``todo`` saying what to do."""
+    trust = dict(stats["trust"])
+    trust["calibrated"] = bool(trust.get("calibrated"))
+    if trust["calibrated"]:
+        return trust
+    judgments = [j for sc in scores for j in sc.details.get("judgments", [])]
+    names = _judge_names(scorer, judgments)
+    trust["uncalibrated"] = _uncalibrated(scorer, stats["human"])
+    trust["judge"] = names
+    why = _no_signal(scorer, scores, stats)
+    if why is not None:
+        trust["no_signal"] = why
+        if not trust.get("untrusted"):  # a failed min_kappa keeps its own reason first
+            trust.update(untrusted=True,
+                         reason=f"no signal from judge {names}: {why}, and it is not calibrated "
+                                f"({trust['uncalibrated']})")
+        trust["todo"] = TODO
+    return trust
 
 
 def apply_trust(scorer: JudgeScorer, samples: Sequence[Sample], scores: list[Score],
                 stats: dict[tuple[str, str], dict[str, Any]]) -> None:
     """An untrusted judge's verdicts are inconclusive: each case keeps the judge's score for
-    display, loses its pass/fail, and says why."""
+    display, loses its pass/fail, and says why. An uncalibrated judge's verdicts stand, marked
+    as such (``details["uncalibrated"]`` and the reason)."""
     for s, sc in zip(samples, scores):
         trust = (stats.get((s.case.suite, s.model)) or {}).get("trust") or {}
         if trust.get("untrusted"):
@@ -260,3 +352,7 @@ def apply_trust(scorer: JudgeScorer, samples: Sequence[Sample], scores: list[Sco
             if sc.value is not None:
                 sc.passed = None
                 sc.reason = f"judge untrusted ({trust['reason']}); it said: {sc.reason}"
+        elif trust.get("uncalibrated"):
+            sc.details["uncalibrated"] = trust["uncalibrated"]
+            if sc.value is not None:
+                sc.reason = f"uncalibrated judge: {sc.reason}"

@@ -213,7 +213,8 @@ class JudgeScorer(ModelScorer):
                                                     f"request: {second.error}")
                         raw = f"{gen.text}\n--- repair reply ---\n{again.text}"
             judgments.append({
-                "judge": judge, "order": order, "value": reading.value,
+                "judge": judge, "model": f"{gen.engine}:{gen.model}" if gen.engine else None,
+                "order": order, "value": reading.value,
                 "rationale": reading.rationale[:500], "error": reading.error,
                 "constrained": bool(self._constrained.get(judge)), "repaired": repaired,
                 "raw": None if reading.value is not None else raw[:1000], "cached": gen.cached})

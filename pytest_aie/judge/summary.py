@@ -70,6 +70,11 @@ def judge_lines(j: dict[str, Any]) -> list[Line]:
     if trust.get("untrusted"):
         out.append((f"  judge untrusted: {trust['reason']}: its verdicts are inconclusive",
                     {"yellow": True}))
+        if trust.get("todo"):
+            out.append((f"    to decide with a judge: {trust['todo']}", {"yellow": True}))
+    elif trust.get("uncalibrated"):
+        out.append((f"  judge uncalibrated ({trust['uncalibrated']}): its verdicts are not checked "
+                    "against people (human labels with min_kappa= calibrate it)", {"yellow": True}))
     if j.get("injection_cases"):
         ids = j["injection_cases"]
         out.append((f"  answers that try to instruct the judge ({len(ids)}): "

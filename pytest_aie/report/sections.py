@@ -181,7 +181,12 @@ def summary_rows(summary: Sequence[Mapping[str, Any]],
                           + fmt(threshold)) if is_number(threshold) else "",
             "verdict": name(str(verdict)) if verdict else "",
             "reason": name(item.get("inconclusive_reason")) if item.get("inconclusive_reason") else "",
+            "uncalibrated": "",
         }
+        trust = (item.get("judge") or {}).get("trust") or {}
+        if trust.get("uncalibrated"):  # an AI judge nobody checked: marked on the verdict
+            row["uncalibrated"] = name(f"uncalibrated judge: {trust['uncalibrated']}")
+            row["reason"] = row["reason"] or row["uncalibrated"]
         judged = row["passed"] + row["failed"]
         row["pass_rate"] = percent(row["passed"] / judged) if judged else "—"
         estimate = item.get("estimate")
