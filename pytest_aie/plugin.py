@@ -396,6 +396,29 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
     return result
 
 
+def _write_report(config: pytest.Config, aie: AieSession, status: int) -> None:
+    """The HTML report; for a run that could not start (harness errors, no case evaluated), a
+    page saying so in place of the previous run's report (see :mod:`pytest_aie.not_run`)."""
+    if not aie.settings.report:
+        return
+    if aie.log is not None and aie.records:
+        from pytest_aie.report import render_html
+
+        path = render_html(aie.log.header, aie.records, aie.rows, Path(aie.settings.report),
+                           comparisons=[c.to_dict() for c in aie.baseline_comparisons
+                                        + aie.model_comparisons],
+                           changes=aie.changes if aie.settings.baseline else None,
+                           exit_status=status, notes=aie.harness_errors + aie.notes)
+        config.stash[_REPORT_KEY] = str(path)
+    elif aie.harness_errors and not aie.records and not config.option.collectonly:
+        from pytest_aie.not_run import write_not_started
+
+        header = aie.log.header if aie.log is not None else {
+            "argv": list(config.invocation_params.args)}
+        aie.notes.append(write_not_started(aie.settings.report, header, aie.harness_errors,
+                                           EXIT_HARNESS_ERROR))
+
+
 @pytest.hookimpl(tryfirst=True)  # before junitxml writes its file
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Controller: gate the suites, compare, write the report and baseline, the results
@@ -414,16 +437,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 aie.harness_errors.append(exc.line())
             status = EXIT_HARNESS_ERROR if aie.harness_errors else int(session.exitstatus)
             aie.write_conclusion(status)
-            if aie.settings.report and aie.log is not None and aie.records:
-                from pytest_aie.report import render_html
-
-                path = render_html(aie.log.header, aie.records, aie.rows, Path(aie.settings.report),
-                                   comparisons=[c.to_dict() for c in aie.baseline_comparisons
-                                                + aie.model_comparisons],
-                                   changes=aie.changes if aie.settings.baseline else None,
-                                   exit_status=status,
-                                   notes=aie.harness_errors + aie.notes)
-                config.stash[_REPORT_KEY] = str(path)
+            try:
+                _write_report(config, aie, status)
+            except OSError as exc:  # checked before generating; the disk may still fill up
+                aie.harness_errors.append(f"pytest-aie: report {aie.settings.report} could not "
+                                          f"be written ({exc.strerror or exc})")
+                status = EXIT_HARNESS_ERROR
             _ci_outputs(config, aie, status)
     finally:
         aie.close()

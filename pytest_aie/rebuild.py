@@ -293,6 +293,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     target = Path(args.output) if args.output else Path(args.results[0]).with_suffix(".html")
     try:
+        from pytest_aie.results import check_writable
+
+        check_writable(target, "report", "-o/--output")  # before any work: one line, exit 2
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = rebuild(args.results, baseline=args.baseline)

@@ -171,7 +171,8 @@ def check_writable(path: str | os.PathLike[str], what: str, option: str, *,
                    folder: bool = False) -> None:
     """Raise :class:`UsageError` (one line: the path, why, the option to change) unless
     ``path`` can be written: a file (or with ``folder``, a folder) that is writable if it
-    exists, or else can be created in its nearest existing parent. Creates nothing."""
+    exists, or else can be created in its nearest existing parent. Leaves nothing behind (a
+    probe folder is made and removed where permissions alone cannot tell, e.g. as root)."""
     path = Path(path).absolute()
     fix = f"pass {option} with a path this run can write"
 
@@ -198,6 +199,12 @@ def _check_folder(folder: Path, fail: Any) -> None:
         raise fail(f"{folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise fail(f"folder {folder} is not writable")
+    try:  # what os.access cannot tell (root, /proc, a read-only mount): make a folder there
+        import tempfile
+
+        os.rmdir(tempfile.mkdtemp(prefix=".aie-probe-", dir=folder))
+    except OSError as exc:
+        raise fail(f"folder {folder} does not take new files ({exc.strerror or exc})") from None
 
 
 def claim_outputs(log: ResultsLog | None, *, report: str = "", cache_dir: str = "") -> None:

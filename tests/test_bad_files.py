@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from components import need_module, not_on_this_machine
 from scripted_suite import eval_test, write_scripted_suite
 
 from pytest_aie.errors import EXIT_HARNESS_ERROR
@@ -176,3 +177,64 @@ def test_suites_missing_from_the_baseline_are_named_and_the_others_compared() ->
     assert notes == ["a [m]: not in baseline main (a new suite?): not compared",
                      "c [m]: not in baseline main (a new suite?): not compared"]
     assert unmatched([], [], {}, "main") == (None, [])  # nothing ran: nothing to compare
+
+
+# ---------------------------------------------------------------- output paths and stale reports
+
+def need_proc() -> None:
+    if not Path("/proc/self").is_dir():
+        not_on_this_machine("this machine has no /proc (a folder that refuses new files even "
+                            "to root, which os.access cannot tell)")
+
+
+@pytest.mark.parametrize(("option", "what"), [
+    ("--aie-report", "report"), ("--aie-results", "results log"), ("--aie-cache-dir", "cache folder")])
+def test_output_path_that_cannot_be_created_is_one_line_before_generation(
+        pytester: pytest.Pytester, option: str, what: str) -> None:
+    need_proc()
+    gate_suite(pytester, set())
+    extra = ["--aie-cache", "on"] if option == "--aie-cache-dir" else []
+    result = pytester.runpytest("-p", "no:randomly", option, "/proc/aie-x/out", *extra)
+    assert result.ret == EXIT_HARNESS_ERROR
+    one_line_before_generating(result, pytester, f"{what} /proc/aie-x/out cannot be written: "
+                                                  "folder /proc does not take new files")
+
+
+def test_rebuild_to_an_output_that_cannot_be_created_is_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    need_proc()
+    log = write_log(tmp_path / "results.jsonl", [case(1)])
+    assert main([str(log), "-o", "/proc/aie-x/r.html"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "pytest-aie: report /proc/aie-x/r.html cannot be written: folder /proc does not take new "
+        "files (No such file or directory). Fix: pass -o/--output with a path this run can write"]
+
+
+def dead_url() -> str:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def test_run_that_cannot_start_does_not_leave_the_previous_green_report(
+        pytester: pytest.Pytester) -> None:
+    need_module("openai")
+    gate_suite(pytester, set())
+    assert pytester.runpytest("-p", "no:randomly").ret == 0
+    report = pytester.path / "aie-results" / "report.html"
+    green = report.read_text()
+    dead = ["-p", "no:randomly", "--aie-engine", "openai", "--aie-model", "m",
+            "--aie-base-url", dead_url()]
+    for _ in range(2):  # a second failed start keeps the last real report aside
+        result = pytester.runpytest_subprocess(*dead)  # in-process, openai's second import
+        # gives new exception classes that the first one's engine does not catch
+        assert result.ret == EXIT_HARNESS_ERROR
+        page = report.read_text()
+        assert "this run could not start (exit 10)" in page and "cannot reach" in page
+        assert "report.previous.html" in page and green not in page
+        assert (pytester.path / "aie-results" / "report.previous.html").read_text() == green
+        result.stdout.fnmatch_lines([f"pytest-aie report: {report} says this run could not start "
+                                     "(the previous run's report moved to *report.previous.html)"])
