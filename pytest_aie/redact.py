@@ -1,6 +1,7 @@
 """Credential scrubbing for everything pytest-aie writes about a run (results header, report,
-baselines, lock files): passwords in URLs, secret query parameters, values of secret-looking
-options and ``NAME=value`` pairs, and well-known API token formats.
+baselines, lock files) and for the errors a server quotes back: passwords in URLs, secret query
+parameters, values of secret-looking options and ``NAME=value`` pairs, well-known API token
+formats, and HTTP credentials (``Basic``/``Bearer`` followed by a token).
 
 Only run metadata goes through here (settings, command lines, engine identities), never a
 case's prompt or output, which are data and are stored as they are.
@@ -34,6 +35,11 @@ _ASSIGN = re.compile(r"^(?P<head>-{0,2}(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)=)(?P<v
 # Well-known token formats: OpenAI, Hugging Face, GitHub, Slack.
 _TOKENS = re.compile(r"\b(?P<prefix>sk-(?:proj-)?|hf_|gh[pousr]_|github_pat_|xox[abpr]-)"
                      r"[A-Za-z0-9_\-]{16,}")
+# An HTTP credential quoted back: "Authorization: Basic dXNlcjpwdw==", "Bearer <token>".
+# The value must look like a token (8+ characters with a digit, "+", "/" or "="), so that
+# prose such as "Basic example" is left alone.
+_SCHEMES = re.compile(r"\b(?P<scheme>Basic|Bearer|Token|Digest)(?P<sep>[ =:]+)"
+                      r"(?P<value>(?=[A-Za-z0-9._~+/\-]*[0-9+/=])[A-Za-z0-9._~+/\-]{8,}=*)", re.I)
 
 
 def is_secret_name(name: str) -> bool:
@@ -57,7 +63,8 @@ def scrub_text(text: str) -> str:
     text = _USERINFO.sub(lambda m: f"{m.group('head')}:{MASK}@" if m.group("pw") else m.group(0), text)
     text = _QUERY.sub(lambda m: m.group("head") + MASK
                       if m.group("value") and is_secret_name(m.group("name")) else m.group(0), text)
-    return _TOKENS.sub(lambda m: m.group("prefix") + MASK, text)
+    text = _TOKENS.sub(lambda m: m.group("prefix") + MASK, text)
+    return _SCHEMES.sub(lambda m: m.group("scheme") + m.group("sep") + MASK, text)
 
 
 def scrub_argv(argv: Iterable[Any]) -> list[Any]:

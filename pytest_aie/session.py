@@ -157,6 +157,11 @@ class AieSession:
         value, passed, reason = combine(scores)
         if failure is not None and gen.error is None:  # the test body's own assertion failed
             passed, reason = False, failure
+        error = next((g.error for g in gens if g.error is not None), None)
+        if error is not None:  # a server's error may quote credentials back: never stored
+            from pytest_aie.redact import scrub_text
+
+            error, reason = scrub_text(error), scrub_text(reason)
         request = requests[0]
         prompt = request.prompt if request.prompt is not None else \
             "\n".join(f"[{m['role']}] {m['content']}" for m in request.messages or ())
@@ -166,7 +171,7 @@ class AieSession:
             suite=run.spec.suite, case_id=run.case.id, nodeid=nodeid, metric=scores[0].metric,
             model=unit[2], gated=unit[2] != self.pipeline.reference(run.spec),
             status=status, value=value, passed=passed, reason=reason,
-            error=next((g.error for g in gens if g.error is not None), None),
+            error=error,
             binary=ev.scorer.binary, higher_is_better=ev.scorer.higher_is_better,
             bounds=None if ev.scorer.binary else list(ev.scorer.bounds),
             output=gen.text, expected=run.case.expected, prompt=prompt or "",

@@ -304,6 +304,60 @@ def test_api_key_never_leaks(fake, monkeypatch: pytest.MonkeyPatch) -> None:
         assert SECRET not in text
 
 
+PASSWORD = "pw-Qx81!secret"  # a URL password; quoted back as base64 of "alice:" + it
+QUERY_SECRET = "qs-77aie-query-secret"
+
+
+def echoing(srv_ref: list[FakeServer], status: int = 400) -> Callable[[str, dict, int], Reply]:
+    """A server (or proxy) that quotes the request back in its error: path and Authorization."""
+    def respond(path: str, body: dict, n: int) -> Reply:
+        req = srv_ref[0].requests[-1]
+        return json_reply(status, {"error": {"message": f"no route {req['path']} for "
+                                                        f"Authorization: {req['headers'].get('authorization')}"}})
+    return respond
+
+
+def credential_url(srv: FakeServer) -> str:
+    return srv.base_url.replace("http://", f"http://alice:{PASSWORD}@") + \
+        f"?api_key={QUERY_SECRET}&api-version=2024-06"
+
+
+def test_base_url_query_is_kept_on_every_request_not_joined_into_the_path(fake) -> None:
+    srv = fake(lambda path, body, n: json_reply(200, chat_completion("ok")))
+    engine = OpenAIEngine("fake-model", base_url=credential_url(srv), max_retries=0)
+    [gen] = engine.generate([chat("hi")])
+    assert gen.error is None and gen.text == "ok"
+    assert srv.posts()[0]["path"] == f"/v1/chat/completions?api_key={QUERY_SECRET}&api-version=2024-06"
+    assert engine.base_url == f"{srv.base_url}?api_key=***&api-version=2024-06"
+
+
+def test_credentials_quoted_back_by_the_server_are_redacted(fake, monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+
+    monkeypatch.setenv("AIE_TEST_KEY", SECRET)
+    ref: list[FakeServer] = []
+    srv = fake(echoing(ref))
+    ref.append(srv)
+    engine = OpenAIEngine("fake-model", base_url=credential_url(srv), api_key_env="AIE_TEST_KEY",
+                          max_retries=0)
+    [gen] = engine.generate([chat("hi")])
+    basic = base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
+    sent = srv.posts()[0]
+    assert sent["headers"]["authorization"] == f"Basic {basic}"  # what the server quotes back
+    assert gen.error == (f"HTTP 400 from {srv.base_url}?api_key=***&api-version=2024-06: Error "
+                         "code: 400 - no route /v1/chat/completions?api_key=***&api-version=2024-06 "
+                         "for Authorization: Basic ***")
+    ref[0] = refused = fake(echoing(ref, status=401))  # a 401 stops the run: an EngineError
+    engine = OpenAIEngine("fake-model", base_url=credential_url(refused),
+                          api_key_env="AIE_TEST_KEY", max_retries=0)
+    with pytest.raises(EngineError) as info:
+        engine.generate([chat("hi")])
+    for text in (gen.error, str(info.value), repr(engine), json.dumps(engine.identity())):
+        for secret in (PASSWORD, basic, QUERY_SECRET, SECRET):
+            assert secret not in text, (secret, text)
+    assert "Authorization: Basic ***" in str(info.value)
+
+
 def test_capabilities_and_registry(fake) -> None:
     srv = fake(lambda path, body, n: json_reply(200, chat_completion("x")))
     engine = create_engine("openai", model="fake-model", base_url=srv.base_url, unknown_opt=1)

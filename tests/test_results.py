@@ -167,6 +167,9 @@ def test_concurrent_run_stops_with_one_line_before_generating(pytester: pytest.P
     ("--aie-min-pass-rate=0.8", "--aie-min-pass-rate=0.8"),
     ("ssh://git@github.com/x", "ssh://git@github.com/x"),
     ("suites/test_q.py::test_x[key=value]", "suites/test_q.py::test_x[key=value]"),
+    ("401 for Authorization: Basic YWxpY2U6cHc=", "401 for Authorization: Basic ***"),
+    ("echo: Bearer abc.DEF-123_xyz rest", "echo: Bearer *** rest"),
+    ("Basic example of a Bearer token", "Basic example of a Bearer token"),  # prose stays
 ])
 def test_scrub_text(raw: str, clean: str) -> None:
     assert scrub_text(raw) == clean

@@ -51,7 +51,12 @@ Errors: a request that still fails after the client's retries comes back as a
 :class:`~pytest_aie.engines.base.Generation` with ``error`` set and ``finish_reason="error"``;
 a server that cannot be reached at all (no request of the batch got through) raises
 :class:`~pytest_aie.errors.EngineError`. The API key is read from the environment and never
-appears in :meth:`OpenAIEngine.identity`, ``repr``, or any error text.
+appears in :meth:`OpenAIEngine.identity`, ``repr``, or any error text: a server or proxy that
+quotes the request back in its error (the URL password as Basic-auth base64, an echoed path with
+``?api_key=``, the bearer token) has every credential the engine sent replaced by ``***``
+before the error reaches a record or a message. A base URL with a query string
+(``http://proxy/v1?api_key=...``, ``?api-version=``) keeps the query on every request (the
+client's ``default_query``), rather than being joined into the middle of the path.
 
 Layout: this module holds the engine (client setup, identity, batching, error mapping); one
 request's parameters, plain and streamed calls and timings are in
@@ -65,7 +70,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from pytest_aie.engines import _openai_call, _openai_score
 from pytest_aie.engines.base import Capability, Engine, Generation, Request
@@ -93,6 +98,46 @@ def _strip_userinfo(url: str) -> str:
     if "@" in parts.netloc:
         url = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
     return scrub_text(url)
+
+
+def _split_query(url: str) -> tuple[str, dict[str, str]]:
+    """``url`` without its ``?query`` (and trailing ``/``), and the query's parameters: the
+    client joins paths onto the base URL as text, so a query left in it would end up in the
+    middle of the path (``/v1/?api_key=...chat/completions``); the parameters go out as the
+    client's ``default_query`` on every request instead."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit(parts._replace(query="", fragment="")).rstrip("/"), query
+
+
+#: Shortest credential replaced wherever it occurs (a shorter one would mangle any text).
+_MIN_SECRET = 4
+
+
+def _sent_secrets(client: Any, local_key: str) -> set[str]:
+    """The credentials a client sends, as a server could quote them back: the API key, the
+    base URL's password (raw and percent-decoded) and ``user:password`` as Basic-auth base64,
+    and the values of secret query parameters. Read from the client each time, so that no
+    attribute of the engine holds them."""
+    import base64
+
+    from pytest_aie.redact import is_secret_name
+
+    out: set[str] = set()
+    key = client.api_key
+    if isinstance(key, str) and key and key != local_key:
+        out.add(key)
+    parts = urlsplit(str(client.base_url))
+    if parts.password:
+        user, password = unquote(parts.username or ""), unquote(parts.password)
+        pair = f"{user}:{password}".encode()
+        basic = base64.b64encode(pair).decode()
+        out |= {parts.password, password, basic, basic.rstrip("="),
+                base64.urlsafe_b64encode(pair).decode()}
+    for name, value in (getattr(client, "default_query", None) or {}).items():
+        if is_secret_name(str(name)) and value:
+            out |= {str(value), quote(str(value), safe="")}
+    return {s for s in out if len(s) >= _MIN_SECRET}
 
 
 class _Unreachable(Exception):
@@ -147,8 +192,8 @@ class OpenAIEngine(Engine):
                 f"openai engine concurrency must be at least 1, got {concurrency}",
                 fix="pass a positive concurrency",
             )
-        url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
-        self.base_url = _strip_userinfo(url)
+        url, query = _split_query(base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL)
+        self.base_url = _strip_userinfo(url + (f"?{urlencode(query)}" if query else ""))
         self.api_key_env = api_key_env
         self.concurrency = int(concurrency)
         self.timeout = float(timeout)
@@ -167,7 +212,8 @@ class OpenAIEngine(Engine):
             key = _LOCAL_KEY
         self._openai = openai
         self._client = openai.OpenAI(
-            base_url=url, api_key=key, timeout=self.timeout, max_retries=self.max_retries
+            base_url=url, api_key=key, timeout=self.timeout, max_retries=self.max_retries,
+            default_query=query or None,  # a base URL's ?query is sent on every request
         )
         self._no_stream_options = False  # set when the server rejected stream_options
         self._lock = threading.Lock()
@@ -188,11 +234,15 @@ class OpenAIEngine(Engine):
         return f"OpenAIEngine(model={self.model!r}, base_url={self.base_url!r})"
 
     def _scrub(self, text: str) -> str:
-        """``text`` with the API key replaced by ``***``."""
-        key = self._client.api_key  # the key lives only in the client, never in our attributes
-        if key and key != _LOCAL_KEY:
-            text = text.replace(key, "***")
-        return text
+        """``text`` (a server's error, quoted back) with every credential this engine sends
+        replaced by ``***``: the API key, the base URL's password and its Basic-auth base64,
+        secret query values (``?api_key=``), then whatever :func:`~pytest_aie.redact.scrub_text`
+        recognises (URL passwords, ``Bearer``/``Basic`` tokens, secret query parameters)."""
+        from pytest_aie.redact import scrub_text
+
+        for secret in sorted(_sent_secrets(self._client, _LOCAL_KEY), key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return scrub_text(text)
 
     def _unreachable(self, exc: BaseException) -> EngineError:
         detail = self._scrub(str(exc.__cause__ or exc) or type(exc).__name__)
@@ -364,7 +414,7 @@ class OpenAIEngine(Engine):
     def _error(self, request: Request, message: str) -> Generation:
         return Generation(
             text="", finish_reason="error", engine=self.name, model=self.model,
-            adapter=request.adapter, error=message,
+            adapter=request.adapter, error=self._scrub(message),
         )  # fmt: skip
 
     def _generate_one(self, request: Request) -> Generation:
