@@ -401,7 +401,7 @@ def test_an_uncalibrated_judge_that_passes_everything_cannot_make_a_suite_green(
     row = _rows(pytester)[0]
     assert row["verdict"] == "inconclusive", row
     reason = row["inconclusive_reason"]
-    assert "judge (scripted:judgefns:yes)" in reason and "'pass' to all 10 cases" in reason, reason
+    assert "judge 'judge' (scripted:judgefns:yes)" in reason and "'pass' to all 10 cases" in reason, reason
     assert row["judge"]["trust"]["uncalibrated"] == "no human labels"
     assert {r["status"] for r in read_records(pytester)} == {"scored"}  # no case passed
     assert "WARNING" in out and "inconclusive" in out and "scripted:judgefns:yes" in out, out

@@ -1,7 +1,11 @@
-"""A real judge: the embedded 135M model grades 52 answers through the hf engine with
-grammar-constrained decoding, in one pytest run. Every reply must parse (the README reports
-the parse rate); the judge's agreement with the known right/wrong labels is reported, not
-asserted (a 135M judge is a poor one)."""
+"""A real judge: the embedded 135M model grades 52 answers (26 right, 26 wrong) through the hf
+engine with grammar-constrained decoding, in one pytest run. Every reply must parse (the README
+reports the parse rate). Whether the 135M judge is any good is not asserted (it is a poor one);
+what is asserted is that the harness tells the truth about it, on its real verdicts: each
+case's status follows its recorded verdict, kappa and the detection rates are those of the
+recorded verdicts against the labels (computed here independently), and the discrimination
+check decides on them, so that a judge that says "pass" to everything makes the suite
+inconclusive (with the judge named), never green."""
 
 from __future__ import annotations
 
@@ -43,7 +47,7 @@ FACTS = [
 ]
 
 
-def test_embedded_judge_parses_every_reply_under_constrained_decoding(
+def test_embedded_judge_reads_every_reply_and_the_harness_reports_what_it_really_said(
         pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory) -> None:
     cases, answers = [], {}
     for i, (question, right, wrong) in enumerate(FACTS):
@@ -61,7 +65,7 @@ def test_embedded_judge_parses_every_reply_under_constrained_decoding(
         import pytest
 
         @pytest.mark.dataset("cases.jsonl")
-        @pytest.mark.judge("correctness", human="human")
+        @pytest.mark.judge("correctness", human="human", min_pass_rate=0.5)
         def test_judged(case, output):
             pass
     """)
@@ -70,20 +74,52 @@ def test_embedded_judge_parses_every_reply_under_constrained_decoding(
                      f"aie_cache_dir = {cache}\n")  # the judge: the default, embedded on hf
     result = pytester.runpytest_subprocess("-p", "no:randomly")
     out = result.stdout.str()
-    recs = [r for r in map(json.loads,
-            (pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()[1:]) if r.get("type") == "case"]
-    judgments = [j for r in recs for j in r["details"]["judgments"]]
-    assert len(judgments) == 52, out
-    assert all(j["constrained"] for j in judgments)
-    assert all(j["value"] in ("pass", "fail") and j["rationale"] for j in judgments), \
-        [j for j in judgments if j["value"] is None][:3]
-    assert not any(j["repaired"] for j in judgments)
-    assert {r["status"] for r in recs} <= {"passed", "failed"}
-    judge = json.loads((pytester.path / "rows.json").read_text())[0]["judge"]
+    recs = {r["case_id"]: r for r in map(json.loads, (
+        pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()[1:])
+        if r.get("type") == "case"}
+    assert len(recs) == 52, out
+    judgments = {c: r["details"]["judgments"] for c, r in recs.items()}
+    assert all(len(j) == 1 and j[0]["constrained"] and not j[0]["repaired"]
+               for j in judgments.values())
+    said = {c: j[0]["value"] for c, j in judgments.items()}
+    assert set(said.values()) <= {"pass", "fail"} and all(j[0]["rationale"]
+                                                          for j in judgments.values()), said
+    assert all(j[0]["model"].startswith("hf:") for j in judgments.values())
+    row = json.loads((pytester.path / "rows.json").read_text())[0]
+    judge = row["judge"]
     assert judge["parse_rate"] == 1.0 and judge["judgments"] == 52
-    human = judge["human"]
-    assert human["used"] == 52 and "kappa" in human
-    print(f"\nembedded judge: parse rate {judge['parse_rate']:.0%} over {judge['judgments']} "
-          f"judgments; Cohen's kappa {human['kappa']['kappa']}; rates {human.get('rates')}; "
-          f"{json.dumps(judge.get('length_bias'))}")
     assert "52/52 replies read (100%)" in out, out
+
+    # kappa and the detection rates are those of the recorded verdicts (statsmodels' kappa)
+    from statsmodels.stats.inter_rater import cohens_kappa
+
+    human = {c["id"]: c["human"] for c in cases}
+    table = [[sum(1 for c in said if said[c] == a and human[c] == b) for b in ("fail", "pass")]
+             for a in ("fail", "pass")]
+    kappa = judge["human"]["kappa"]["kappa"]
+    if len(set(said.values())) > 1:
+        assert kappa == pytest.approx(cohens_kappa(table).kappa, abs=1e-9)
+    tp = sum(1 for c in said if said[c] == human[c] == "pass")
+    tn = sum(1 for c in said if said[c] == human[c] == "fail")
+    assert judge["human"]["rates"]["tpr"] == pytest.approx(tp / 26)
+    assert judge["human"]["rates"]["tnr"] == pytest.approx(tn / 26)
+
+    # labels without min_kappa= do not calibrate the judge: every verdict is marked so
+    trust = judge["trust"]
+    assert trust["calibrated"] is False and "no min_kappa=" in trust["uncalibrated"]
+    if len(set(said.values())) == 1:  # no signal: the suite decides nothing, the judge named
+        only = next(iter(said.values()))
+        assert trust["untrusted"] and f"said {only!r} to all 52 cases" in trust["reason"]
+        assert "judge 'judge' (hf:SmolLM2-135M-Instruct" in trust["reason"]
+        assert row["verdict"] == "inconclusive" and "judge untrusted" in row["inconclusive_reason"]
+        assert {r["status"] for r in recs.values()} == {"scored"}
+        assert result.ret == 0 and "WARNING" in out, out
+    else:  # it tells some cases apart: each case's status is its verdict, marked uncalibrated
+        assert "no_signal" not in trust and not trust["untrusted"]
+        assert {c: r["status"] for c, r in recs.items()} == {
+            c: "passed" if v == "pass" else "failed" for c, v in said.items()}
+        assert all(r["reason"].startswith("uncalibrated judge: ") for r in recs.values())
+        assert row["verdict"] in ("pass", "fail", "inconclusive")
+    print(f"\nembedded judge: {sum(v == 'pass' for v in said.values())} of 52 passed; "
+          f"Cohen's kappa {kappa}; tpr {tp}/26, tnr {tn}/26; verdict {row['verdict']}; "
+          f"{trust.get('no_signal') or 'discriminates'}")

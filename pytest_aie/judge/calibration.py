@@ -285,8 +285,11 @@ def _judge_names(scorer: JudgeScorer, judgments: Sequence[dict[str, Any]]) -> st
     models: dict[str, str] = {}
     for j in judgments:
         if j.get("model"):
-            models.setdefault(j["judge"], j["model"])
-    return ", ".join(f"{name} ({models[name]})" if name in models else name
+            engine, _, model = str(j["model"]).partition(":")
+            if Path(model).is_absolute():  # a local folder: its name says enough
+                model = Path(model).name
+            models.setdefault(j["judge"], f"{engine}:{model}")
+    return ", ".join(f"{name!r} ({models[name]})" if name in models else repr(name)
                      for name in scorer.judges)
 
 
