@@ -97,9 +97,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy pytest_aie
 
+# The main tier runs on $(TEST_WORKERS) pytest-xdist workers (the tests are independent; each
+# worker starts the servers and engines its tests need) while the vLLM environment installs in
+# the background (its log: .venv-vllm.log); then the vLLM tier. Both tiers always run; the
+# first failure's status is the exit status.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) lint typecheck browser
-	$(PY) -m pytest tests -p no:randomly -ra --ignore=tests/vllm
-	$(MAKE) test-vllm
+	@$(MAKE) --no-print-directory install-vllm > $(VVENV).log 2>&1 & vllm=$$!; \
+	$(PY) -m pytest tests -p no:randomly -ra --ignore=tests/vllm -n $(TEST_WORKERS); main=$$?; \
+	if ! wait $$vllm; then \
+		echo "pytest-aie: installing $(VVENV) failed; the end of $(VVENV).log:" >&2; \
+		tail -n 40 $(VVENV).log >&2; exit 1; \
+	fi; \
+	$(MAKE) --no-print-directory test-vllm; vllm_status=$$?; \
+	if [ $$main -ne 0 ]; then exit $$main; fi; exit $$vllm_status
 
 # `make bench ONLY=judge_batching,report_scale` runs a subset (names in benchmarks/run.py); the
 # vLLM environment is built only when a vllm_ benchmark is among them.

