@@ -16,6 +16,7 @@ import pytest
 from scipy.stats import binomtest, spearmanr
 
 from pytest_aie.errors import UsageError
+from pytest_aie.stats.pairs import find_cycles, preferences, win_matrix
 from pytest_aie.stats.ranking import (
     expect,
     parse_expectation,
@@ -33,10 +34,7 @@ from pytest_aie.stats.ratings import (
     _newton,
     as_battles,
     bradley_terry,
-    find_cycles,
     online_elo,
-    preferences,
-    win_matrix,
 )
 
 # six models, true ratings on the Elo scale with mean 1000 (the fit's default anchoring)

@@ -259,7 +259,7 @@ class EloScorer(JudgeScorer):
         return None if self._summary is None else {"elo": self._summary}
 
     def _ranking(self) -> dict[str, Any]:
-        from pytest_aie.stats import ranking, ratings
+        from pytest_aie.stats import pairs, ranking, ratings
 
         bs = self._battles
         out: dict[str, Any] = {"models": list(self._models), "battles": len(bs),
@@ -268,8 +268,8 @@ class EloScorer(JudgeScorer):
                                "unreadable_battles": self._unread, "rounds": self._round,
                                "stop": self._stop or ("round robin" if self.budget is None
                                                       else "rounds ran out")}
-        pairs = len(self._models) * (len(self._models) - 1) // 2
-        out["round_robin_battles"] = pairs * len(self._by_case)
+        n_pairs = len(self._models) * (len(self._models) - 1) // 2
+        out["round_robin_battles"] = n_pairs * len(self._by_case)
         out["judge_calls"] = 2 * (len(bs) - self._human_count + self._unread)
         if self._flips:
             flips = ratings_flip(self._flips)
@@ -295,8 +295,8 @@ class EloScorer(JudgeScorer):
                          "shuffles": self.shuffles}
         out["win_matrix"] = [{"model": r.model, "opponent": r.opponent, "wins": r.wins,
                               "losses": r.losses, "ties": r.ties, "win_rate": r.win_rate}
-                             for r in ratings.win_matrix(bs, models=self._models).values()]
-        out["cycles"] = [list(c.models) for c in ratings.find_cycles(bs, models=self._models)]
+                             for r in pairs.win_matrix(bs, models=self._models).values()]
+        out["cycles"] = [list(c.models) for c in pairs.find_cycles(bs, models=self._models)]
         out["expect"] = [{"expect": v.expectation.text, "verdict": v.verdict,
                           "difference": v.difference, "low": v.low, "high": v.high,
                           "left": v.expectation.left, "right": v.expectation.right,

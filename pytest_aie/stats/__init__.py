@@ -61,6 +61,7 @@ from pytest_aie.stats.paired import (
     paired_proportion_interval,
     paired_score_gate,
 )
+from pytest_aie.stats.pairs import find_cycles, win_matrix
 from pytest_aie.stats.power import detection_rate, minimum_detectable_drop
 from pytest_aie.stats.ranking import ranking_stable, schedule
 from pytest_aie.stats.ratings import (
@@ -68,9 +69,7 @@ from pytest_aie.stats.ratings import (
     BTFit,
     EloResult,
     bradley_terry,
-    find_cycles,
     online_elo,
-    win_matrix,
 )
 from pytest_aie.stats.sampling import (
     SamplingSummary,

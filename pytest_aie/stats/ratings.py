@@ -1,5 +1,4 @@
-"""Ratings from pairwise battles: online Elo, Bradley-Terry with bootstrap intervals, win
-rates, intransitive cycles, pair scheduling and ranking gates.
+"""Ratings from pairwise battles: online Elo and Bradley-Terry with bootstrap intervals.
 
 Pure functions over plain sequences. A *battle* is ``(model_a, model_b, outcome)`` or
 ``(model_a, model_b, outcome, case)`` (or a :class:`Battle`), ``outcome`` being ``"a"`` (A
@@ -15,10 +14,9 @@ won), ``"b"`` (B won) or ``"tie"``.
   for each side (as Chatbot Arena counts them), reported on the Elo scale
   ``400 log10(strength)`` = ``t * 400 / ln 10``, anchored at the mean or at a named model,
   with percentile bootstrap intervals over battles (resampled with replacement).
-* :func:`win_matrix`: wins, losses, ties and the win rate ``(wins + ties/2) / battles`` of
-  every ordered pair that met.
-* :func:`preferences`, :func:`find_cycles`: each pair's two-sided exact binomial (sign) test
-  and the cycles A > B > C > A whose every step is significant.
+
+:func:`tally` counts each pair's wins and ties once, for the fit here and for the win rates
+and sign tests of :mod:`pytest_aie.stats.pairs`.
 
 What to judge next, when to stop, and the ranking gates (``"candidate > base"``) are in
 :mod:`pytest_aie.stats.ranking`.
@@ -36,9 +34,8 @@ import numpy.typing as npt
 
 from pytest_aie.errors import UsageError
 
-__all__ = ["DEFAULT_RIDGE", "ELO_SCALE", "BTFit", "Battle", "BattleLike", "Cycle", "EloResult",
-           "EloStep", "PairRecord", "Preference", "as_battles", "bradley_terry", "find_cycles",
-           "online_elo", "preferences", "win_matrix"]
+__all__ = ["DEFAULT_RIDGE", "ELO_SCALE", "BTFit", "Battle", "BattleLike", "EloResult", "EloStep",
+           "as_battles", "bradley_terry", "model_order", "online_elo", "tally"]
 
 Outcome = Literal["a", "b", "tie"]
 OUTCOMES = ("a", "b", "tie")
@@ -86,7 +83,9 @@ def as_battles(battles: Iterable[BattleLike]) -> list[Battle]:
     return out
 
 
-def _models(battles: Sequence[Battle], models: Sequence[str] | None) -> list[str]:
+def model_order(battles: Sequence[Battle], models: Sequence[str] | None) -> list[str]:
+    """``models`` (deduplicated), or the models in the order the battles first name them;
+    ``ValueError`` for a battle of a model not in ``models``."""
     names = list(dict.fromkeys(models or ()))
     seen = set(names)
     for b in battles:
@@ -98,6 +97,23 @@ def _models(battles: Sequence[Battle], models: Sequence[str] | None) -> list[str
                 seen.add(m)
                 names.append(m)
     return names
+
+
+def tally(battles: Sequence[Battle], names: Sequence[str]) -> npt.NDArray[np.int64]:
+    """``counts[i, j]`` = (wins of ``names[i]`` over ``names[j]``, ties between the two): the
+    one count the ratings, the win rates and the sign tests are all read from."""
+    index = {m: i for i, m in enumerate(names)}
+    counts = np.zeros((len(names), len(names), 2), np.int64)
+    kinds = Counter((b.model_a, b.model_b, b.outcome) for b in battles)  # few kinds, many battles
+    for (a, b, outcome), k in kinds.items():
+        i, j = index[a], index[b]
+        if outcome == "tie":
+            counts[i, j, 1] += k
+            counts[j, i, 1] += k
+        else:
+            win, lose = (i, j) if outcome == "a" else (j, i)
+            counts[win, lose, 0] += k
+    return counts
 
 
 # --------------------------------------------------------------------------- online Elo
@@ -147,7 +163,7 @@ def online_elo(battles: Iterable[BattleLike], *, k: float = 32.0, initial: float
     ``shuffles=N`` also plays the battles in ``N`` random orders (``numpy`` generator seeded
     with ``seed``) and reports the mean final ratings and their spread over orders."""
     bs = as_battles(battles)
-    names = _models(bs, models)
+    names = model_order(bs, models)
     rating = {m: float(initial) for m in names}
     history = []
     for b in bs:
@@ -341,7 +357,7 @@ def bradley_terry(battles: Iterable[BattleLike], *, models: Sequence[str] | None
     from scipy.sparse.csgraph import connected_components
 
     bs = as_battles(battles)
-    names = _models(bs, models)
+    names = model_order(bs, models)
     if anchor is not None and anchor not in names:
         raise UsageError(f"anchor model {anchor!r} is not one of the rated models {names}",
                          fix="name one of them, or no anchor (the mean is then at base)")
@@ -349,22 +365,10 @@ def bradley_terry(battles: Iterable[BattleLike], *, models: Sequence[str] | None
         raise ValueError("need ridge >= 0, 0 < confidence < 1 and n_boot >= 0")
     n = len(names)
     index = {m: i for i, m in enumerate(names)}
-    w = np.zeros((n, n))
-    played = dict.fromkeys(names, 0)
-    outcomes = np.zeros((n, n, 2), np.int64)
-    kinds = Counter((b.model_a, b.model_b, b.outcome) for b in bs)  # few kinds, many battles
-    for (a, b_, outcome), count in kinds.items():
-        i, j = index[a], index[b_]
-        w[i, j] += count * SCORE[outcome]
-        w[j, i] += count * (1.0 - SCORE[outcome])
-        played[a] += count
-        played[b_] += count
-        if outcome == "tie":
-            outcomes[i, j, 1] += count
-            outcomes[j, i, 1] += count
-        else:
-            win, lose = (i, j) if outcome == "a" else (j, i)
-            outcomes[win, lose, 0] += count
+    outcomes = tally(bs, names)
+    wins, ties = outcomes[..., 0], outcomes[..., 1]
+    w = wins + ties / 2.0  # a tie is half a win for each side
+    played = {m: int(wins[i].sum() + wins[:, i].sum() + ties[i].sum()) for i, m in enumerate(names)}
     ref = index[anchor] if anchor is not None else None
 
     def elo(theta: Floats) -> Floats:
@@ -388,114 +392,3 @@ def bradley_terry(battles: Iterable[BattleLike], *, models: Sequence[str] | None
                  played, len(bs), confidence, n_boot if bs else 0, base, anchor, ridge,
                  components <= 1, unbounded, samples, outcomes)
 
-
-# --------------------------------------------------------------------------- win rates
-
-@dataclass(frozen=True)
-class PairRecord:
-    """``model``'s record against ``opponent``: ``win_rate = (wins + ties/2) / battles``."""
-
-    model: str
-    opponent: str
-    wins: int
-    losses: int
-    ties: int
-    battles: int
-    win_rate: float
-
-
-def win_matrix(battles: Iterable[BattleLike], *, models: Sequence[str] | None = None
-               ) -> dict[tuple[str, str], PairRecord]:
-    """Every ordered pair ``(model, opponent)`` that met (both directions), with counts."""
-    bs = as_battles(battles)
-    order = {m: i for i, m in enumerate(_models(bs, models))}
-    tally: dict[tuple[str, str], list[int]] = {}
-    for b in bs:
-        for me, other, won in ((b.model_a, b.model_b, "a"), (b.model_b, b.model_a, "b")):
-            row = tally.setdefault((me, other), [0, 0, 0])
-            row[0 if b.outcome == won else 2 if b.outcome == "tie" else 1] += 1
-    return {key: PairRecord(key[0], key[1], w, lo, t, w + lo + t, (w + t / 2) / (w + lo + t))
-            for key, (w, lo, t) in sorted(tally.items(),
-                                          key=lambda kv: (order[kv[0][0]], order[kv[0][1]]))}
-
-
-# --------------------------------------------------------------------------- intransitivity
-
-@dataclass(frozen=True)
-class Preference:
-    """A pair's sign test: ``winner`` won more of their decisive battles (ties are dropped,
-    as in the sign test) than ``loser``; ``p_value`` is the two-sided exact binomial test
-    of ``wins`` in ``wins + losses`` against 1/2 (``scipy.stats.binomtest``),
-    ``p_adjusted`` its Holm adjustment over all pairs tested (or the same without)."""
-
-    winner: str
-    loser: str
-    wins: int
-    losses: int
-    ties: int
-    p_value: float
-    p_adjusted: float
-    significant: bool
-
-
-@dataclass(frozen=True)
-class Cycle:
-    """``models[0]`` beats ``models[1]`` ... and the last beats the first, each step
-    significant; ``steps[i]`` is the test of ``models[i]`` over the next."""
-
-    models: tuple[str, ...]
-    steps: tuple[Preference, ...]
-
-
-def preferences(battles: Iterable[BattleLike], *, alpha: float = 0.05,
-                adjust: Literal["holm"] | None = "holm",
-                models: Sequence[str] | None = None) -> list[Preference]:
-    """The sign test of every pair with a decisive battle; ``significant`` when the (Holm
-    adjusted, by default) p-value is below ``alpha``. A pair with as many wins as losses
-    has no winner and is left out (it cannot be significant)."""
-    from scipy.stats import binomtest
-
-    from pytest_aie.stats.multiple import holm
-
-    if adjust not in ("holm", None):
-        raise UsageError(f"unknown adjustment {adjust!r}", fix="use adjust='holm' or None")
-    records = win_matrix(battles, models=models)
-    tested = [r for r in records.values() if r.wins > r.losses]
-    ps = [float(binomtest(r.wins, r.wins + r.losses, 0.5).pvalue) for r in tested]
-    adjusted = holm(ps) if adjust == "holm" else ps
-    return [Preference(r.model, r.opponent, r.wins, r.losses, r.ties, p, q, q < alpha)
-            for r, p, q in zip(tested, ps, adjusted)]
-
-
-def find_cycles(battles: Iterable[BattleLike], *, alpha: float = 0.05,
-                adjust: Literal["holm"] | None = "holm", models: Sequence[str] | None = None,
-                max_length: int | None = None, limit: int = 100) -> list[Cycle]:
-    """The elementary cycles of the significant preferences (:func:`preferences`), shortest
-    first, each listed once starting from its first model in the models' order; at most
-    ``limit`` of them, of at most ``max_length`` models."""
-    bs = as_battles(battles)
-    names = _models(bs, models)
-    order = {m: i for i, m in enumerate(names)}
-    edges: dict[str, list[Preference]] = {}
-    for p in preferences(bs, alpha=alpha, adjust=adjust, models=names):
-        if p.significant:
-            edges.setdefault(p.winner, []).append(p)
-    longest = max_length or len(names)
-    found: list[Cycle] = []
-
-    def walk(start: str, path: list[Preference]) -> None:
-        here = path[-1].loser
-        for p in edges.get(here, ()):
-            if p.loser == start:
-                steps = path + [p]
-                found.append(Cycle(tuple(s.winner for s in steps), tuple(steps)))
-            elif order[p.loser] > order[start] and len(path) + 1 < longest and \
-                    p.loser not in {s.winner for s in path}:
-                walk(start, path + [p])
-
-    for start in names:
-        for p in edges.get(start, ()):
-            if order[p.loser] > order[start]:
-                walk(start, [p])
-    found.sort(key=lambda c: (len(c.models), [order[m] for m in c.models]))
-    return found[:limit]
