@@ -97,6 +97,13 @@ KM = {"value": 10, "from_unit": "km", "to_unit": "mi"}
 # ---------------------------------------------------------------------------- the calls made
 
 
+def said_once(result: pytest.RunResult, text: str) -> bool:
+    """``text`` is on exactly one line of the run's output, pytest's short test summary left
+    out: that repeats an error's message, cut to the terminal's width, so whether it holds
+    ``text`` depends on the length of the run's temporary path."""
+    return sum(text in line for line in result.stdout.lines if not line.startswith("ERROR ")) == 1
+
+
 def test_tool_sequence_lists_every_call_made_and_nothing_else() -> None:
     t = traj(reply("hmm", error="unparseable reply"), call("lookup", JAPAN, "Tokyo"),
              call("nope", {"x": 1}, error="unknown tool 'nope'"),
@@ -687,9 +694,7 @@ def test_an_expected_tool_a_custom_agent_was_not_offered_is_a_harness_error(
     line = ("*case 'c0': expected_tools names tool 'lookpu', which the agent does not have "
             "(its tools: calculate, convert, lookup, send_email). Fix: did you mean 'lookup'?*")
     result.stdout.fnmatch_lines([line])
-    # once for the suite (pytest's short summary may repeat the line, cut to the terminal's width)
-    said = [ln for ln in result.stdout.lines if "names tool 'lookpu'" in ln and not ln.startswith("ERROR ")]
-    assert len(said) == 1, out
+    assert said_once(result, "names tool 'lookpu'"), out  # once for the suite
     assert "calls do not match" not in out
 
 
@@ -800,7 +805,7 @@ def test_an_expected_tool_the_agent_does_not_have_stops_the_suite_before_it_runs
         "have (its tools: add). Fix: did you mean 'add'? name one of the agent's tools in "
         "expected_tools, or give the agent that tool"])
     out = result.stdout.str()
-    assert "generating" not in out and out.count("names tool 'ad'") == 1, out
+    assert "generating" not in out and said_once(result, "names tool 'ad'"), out
 
 
 def test_a_missing_task_field_is_one_line_for_the_suite(pytester: pytest.Pytester) -> None:
@@ -816,4 +821,4 @@ def test_a_missing_task_field_is_one_line_for_the_suite(pytester: pytest.Pyteste
         "task: Agent(task='query')"])
     out = result.stdout.str()
     assert "check the engine or server" not in out and "generating" not in out, out
-    assert out.count("has no field 'question'") == 1, out
+    assert said_once(result, "has no field 'question'"), out
