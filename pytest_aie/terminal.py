@@ -83,13 +83,13 @@ def gate_failures(rows: list[dict[str, Any]], policy: Any) -> list[tuple[str, li
     out: list[tuple[str, list[str]]] = []
     for row in rows:
         what: list[str] = []
-        expects = [e for e in (row.get("elo") or {}).get("expect") or () if isinstance(e, dict)]
-        if row.get("verdict") == "fail":
-            named = [f"expect {e.get('expect')} failed" for e in expects if e.get("verdict") == "fail"]
+        if row.get("verdict") == "fail":  # a ranking row names its failed expectations
+            named = [f"expect {text} failed" for text in row.get("failed_expectations") or ()]
             what += named or ["below its threshold"]
         elif row.get("verdict") == "inconclusive" and as_fail:
+            expects = (row.get("elo") or {}).get("expect") or ()
             named = [f"expect {e.get('expect')} inconclusive" for e in expects
-                     if e.get("verdict") == "inconclusive"]
+                     if isinstance(e, dict) and e.get("verdict") == "inconclusive"]
             what.append(("; ".join(named) or "inconclusive")
                         + ", counted as a failure by --aie-inconclusive fail")
         if row.get("must_pass_failed"):

@@ -91,9 +91,9 @@ def test_closing_line_names_every_failed_item(tmp_path) -> None:
     aie = AieSession(settings=Settings(), rootdir=tmp_path)
     aie.policy = SimpleNamespace(inconclusive="fail")
     aie.rows = [
-        row("elo", verdict="fail", elo={"expect": [
+        row("elo", verdict="fail", failed_expectations=["cot > riddle", "riddle > terse"], elo={"expect": [
             {"expect": "cot > riddle", "verdict": "fail"}, {"expect": "cot > terse", "verdict": "pass"},
-            {"expect": "riddle > terse", "verdict": "fail"}]}),
+            {"expect": "riddle > terse", "verdict": "fail"}]}),  # as gates.evaluate_suites writes it
         row("must", must_pass_failed=["c1", "c2"]),
         row("fast", budgets={"p90_ms": {"verdict": "fail"}, "p50_ms": {"verdict": "inconclusive"}}),
         row("unsure", verdict="inconclusive"),
