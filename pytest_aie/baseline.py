@@ -22,6 +22,7 @@ from typing import Any, Iterable
 
 from pytest_aie.errors import UsageError
 from pytest_aie.files import write_atomic
+from pytest_aie.record_check import field_problem
 
 __all__ = ["BASELINE_FORMAT", "OUTPUT_CHARS", "baseline_path", "load_baseline", "make_baseline", "save_baseline"]
 
@@ -102,10 +103,10 @@ def load_baseline(path: Path) -> dict[str, Any]:
     return data  # type: ignore[no-any-return]
 
 
-#: A baseline case's fields and their accepted types (absent or null: accepted).
-_CASE_TYPES: dict[str, tuple[type, ...]] = {
-    "passed": (bool,), "value": (int, float), "status": (str,), "group": (str,),
-    "tags": (list,), "output": (str,)}
+#: A baseline case's fields and their accepted JSON kinds (absent or null: accepted).
+_CASE_KINDS: dict[str, tuple[str, ...]] = {
+    "passed": ("bool",), "value": ("number",), "status": ("str",), "group": ("str",),
+    "tags": ("list",), "output": ("str",)}
 
 
 def _shape_problem(data: dict[str, Any]) -> str | None:
@@ -125,11 +126,9 @@ def _shape_problem(data: dict[str, Any]) -> str | None:
         for case_id, case in cases.items():
             if not isinstance(case, dict):
                 return f"suite {key!r}, case {case_id!r} is {type(case).__name__}, not an object"
-            for name, types in _CASE_TYPES.items():
-                value = case.get(name)
-                if value is not None and (not isinstance(value, types)
-                                          or isinstance(value, bool) and bool not in types):
-                    return f"suite {key!r}, case {case_id!r}: {name!r} is {value!r:.40}"
+            problem = field_problem(case, _CASE_KINDS)
+            if problem is not None:
+                return f"suite {key!r}, case {case_id!r}: {problem}"
     return None
 
 

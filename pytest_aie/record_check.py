@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-__all__ = ["case_problem", "other_problem", "structured_fields", "uncut"]
+__all__ = ["case_problem", "field_problem", "other_problem", "structured_fields", "uncut"]
 
 _REQUIRED = ("suite", "metric", "case_id")
 _STATUSES = ("passed", "failed", "scored", "unmeasured")
@@ -109,12 +109,9 @@ def case_problem(record: dict[str, Any]) -> str | None:
             return f"{name!r} is missing"
         if not (isinstance(value, str) or name == "case_id" and _is(value, "int")) or value == "":
             return f"{name!r} is {_short(value)}, not a non-empty string"
-    for name, kinds in _kinds().items():
-        value = record.get(name)
-        if value is None or name in _REQUIRED:
-            continue
-        if not any(_is(value, k) for k in kinds):
-            return f"{name!r} is {_short(value)}, not {' or '.join(kinds)}"
+    problem = field_problem(record, {k: v for k, v in _kinds().items() if k not in _REQUIRED})
+    if problem is not None:
+        return problem
     if record.get("status") is not None and record["status"] not in _STATUSES:
         return f"'status' is {_short(record['status'])}, not one of {', '.join(_STATUSES)}"
     for name, inner in (("tags", "str"), ("samples", "dict"), ("retrieved", "dict")):
@@ -128,6 +125,17 @@ def case_problem(record: dict[str, Any]) -> str | None:
     if isinstance(bounds, list) and (len(bounds) != 2 or not all(
             b is None or _is(b, "number") for b in bounds)):
         return f"'bounds' is {_short(bounds)}, not [lowest, highest]"
+    return None
+
+
+def field_problem(record: dict[str, Any], spec: dict[str, tuple[str, ...]]) -> str | None:
+    """The first field of ``record`` whose value (present and not null) is none of the JSON
+    kinds ``spec`` accepts for it (``str``, ``bool``, ``int``, ``number``, ``list``, ``dict``),
+    in words; ``None`` when every field reads."""
+    for name, kinds in spec.items():
+        value = record.get(name)
+        if value is not None and not any(_is(value, k) for k in kinds):
+            return f"{name!r} is {_short(value)}, not {' or '.join(kinds)}"
     return None
 
 
@@ -157,10 +165,9 @@ def other_problem(record: dict[str, Any]) -> str | None:
         spec = _CHANGE
     else:
         return None
-    for name, kinds in spec.items():
-        value = record.get(name)
-        if value is not None and not any(_is(value, k) for k in kinds):
-            return f"{name!r} is {_short(value)}, not {' or '.join(kinds)}"
+    problem = field_problem(record, spec)
+    if problem is not None:
+        return problem
     for name in ("rows", "comparisons", "aggregates"):
         if not all(isinstance(i, dict) for i in record.get(name) or ()):
             return f"{name!r} holds an entry that is not an object"
