@@ -285,8 +285,7 @@ class Agent:
             run.finish("max_steps", error=f"no answer after {len(steps)} steps "
                                           f"(max_steps={self.max_steps})")
         elif run.trajectory.seconds >= self.max_seconds:
-            run.finish("max_seconds", error=f"no answer after {run.trajectory.seconds:.2f} s "
-                                            f"(max_seconds={self.max_seconds:g})")
+            self._out_of_time(run)
 
     def _text(self, run: _Run, gen: Generation, step: Step) -> None:
         reply = parse_reply(gen.text)
@@ -331,6 +330,11 @@ class Agent:
                                           f"{len(calls) - room} more calls of the last reply "
                                           "not made")
 
+    def _out_of_time(self, run: _Run, why: str = "") -> None:
+        """End ``run`` at its ``max_seconds`` budget."""
+        run.finish("max_seconds", error=f"no answer after {run.trajectory.seconds:.2f} s "
+                                        f"(max_seconds={self.max_seconds:g}){why}")
+
     def _call(self, run: _Run, step: Step, name: str, arguments: Any) -> None:
         """Run one requested call and record its outcome in ``step``; the tool gets the time
         left of ``max_seconds`` (a call still running then ends the run)."""
@@ -353,8 +357,7 @@ class Agent:
         left = self.max_seconds - run.trajectory.seconds
         if left <= 0:
             step.error = f"not called: no time left (max_seconds={self.max_seconds:g})"
-            run.finish("max_seconds", error=f"no answer after {run.trajectory.seconds:.2f} s "
-                                            f"(max_seconds={self.max_seconds:g})")
+            self._out_of_time(run)
             return
         started = _clock()
         timed_out = False
@@ -369,6 +372,4 @@ class Agent:
         finally:
             step.seconds += _clock() - started
         if timed_out:
-            run.finish("max_seconds", error=f"no answer after {run.trajectory.seconds:.2f} s "
-                                            f"(max_seconds={self.max_seconds:g}): {name} was "
-                                            "still running and was abandoned")
+            self._out_of_time(run, f": {name} was still running and was abandoned")
