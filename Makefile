@@ -45,9 +45,11 @@ $(VSTAMP): pyproject.toml Makefile
 
 install-vllm: $(VSTAMP)
 
-# The vllm engine's tests, for real, on CPU (the same tests run with `vllm` on a GPU).
+# The vllm engine's tests, for real, on CPU (the same tests run with `vllm` on a GPU). Its own
+# results log: the main tier may be running beside it, holding aie-results/results.jsonl.
 test-vllm: $(VSTAMP)
-	VLLM_CPU_KVCACHE_SPACE=2 $(VPY) -m pytest tests/vllm -p no:randomly -ra -p no:cacheprovider
+	VLLM_CPU_KVCACHE_SPACE=2 $(VPY) -m pytest tests/vllm -p no:randomly -ra -p no:cacheprovider \
+		--aie-results aie-results/vllm-tier.jsonl --aie-report none
 
 demo: $(STAMP)
 	@$(PY) -m pytest suites -p no:randomly -p no:cacheprovider --aie-report aie-results/report.html; \
@@ -98,19 +100,25 @@ typecheck: $(STAMP)
 	$(PY) -m mypy pytest_aie
 
 # The main tier runs on $(TEST_WORKERS) pytest-xdist workers (the tests are independent; each
-# worker starts the servers and engines its tests need) while the vLLM environment installs in
-# the background (its log: .venv-vllm.log); then the vLLM tier. Both tiers always run; the
-# first failure's status is the exit status.
+# worker starts the servers and engines its tests need). Beside it, the vLLM environment installs
+# and its tier runs as soon as it can (its output is kept in .venv-vllm.test.log and printed when
+# the main tier is done): on a 2-core machine the main tier's last minutes run on one worker.
+# Both tiers always run; the first failure's status is the exit status.
 TEST_WORKERS ?= 2
 
 test: $(STAMP) lint typecheck browser
-	@$(MAKE) --no-print-directory install-vllm > $(VVENV).log 2>&1 & vllm=$$!; \
+	@rm -f $(VVENV).rc; \
+	( if $(MAKE) --no-print-directory install-vllm > $(VVENV).log 2>&1; then \
+		$(MAKE) --no-print-directory test-vllm > $(VVENV).test.log 2>&1; echo $$? > $(VVENV).rc; \
+	  else echo install > $(VVENV).rc; fi ) & vllm=$$!; \
 	$(PY) -m pytest tests -p no:randomly -ra --ignore=tests/vllm -n $(TEST_WORKERS); main=$$?; \
-	if ! wait $$vllm; then \
+	wait $$vllm; vllm_status=$$(cat $(VVENV).rc 2>/dev/null || echo install); \
+	if [ "$$vllm_status" = install ]; then \
 		echo "pytest-aie: installing $(VVENV) failed; the end of $(VVENV).log:" >&2; \
 		tail -n 40 $(VVENV).log >&2; exit 1; \
 	fi; \
-	$(MAKE) --no-print-directory test-vllm; vllm_status=$$?; \
+	echo; echo "pytest-aie: the vLLM tier (make test-vllm), run beside the main tier:"; \
+	cat $(VVENV).test.log; \
 	if [ $$main -ne 0 ]; then exit $$main; fi; exit $$vllm_status
 
 # `make bench ONLY=judge_batching,report_scale` runs a subset (names in benchmarks/run.py); the
