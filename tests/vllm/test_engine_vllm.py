@@ -234,7 +234,8 @@ def test_candidate_adapter_gives_the_same_verdict_on_hf_and_vllm(
 def test_latency_budgets_on_the_vllm_engine_pass_and_fail(pytester: pytest.Pytester) -> None:
     """The latency marker on the vllm engine: TTFT and end-to-end from vLLM's request metrics,
     one request at a time; a first run measures, a second gets budgets derived from the first's
-    logged figures (twice its p90 passes, half its p50 fails: a unit error turns one round)."""
+    logged figures (ten times its p90 passes, a tenth of its p50 fails: a unit error, a factor
+    of 1000, turns one round)."""
     from test_latency import _derived_budget_runs
 
     recs = _derived_budget_runs(pytester, "chat=True", "vllm", lambda: pytester.runpytest_subprocess(
