@@ -20,8 +20,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
+from pytest_aie._util.files import write_atomic
 from pytest_aie.errors import UsageError
-from pytest_aie.files import write_atomic
 from pytest_aie.record_check import field_problem
 
 __all__ = ["BASELINE_FORMAT", "OUTPUT_CHARS", "baseline_path", "load_baseline", "make_baseline", "save_baseline"]

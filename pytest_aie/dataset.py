@@ -13,17 +13,13 @@ Bad data raises :class:`~pytest_aie.errors.DatasetError` naming the file and lin
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
-import json
 import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from pytest_aie._yaml import load_yaml
+from pytest_aie._util.rows import csv_rows, jsonl_rows, load_yaml, read_text, row_error
 from pytest_aie.engines.base import Request, Sampling
 from pytest_aie.errors import DatasetError
 
@@ -61,81 +57,21 @@ class Case:
         return self.fields.get(key, default)
 
 
-def _fail(path: Path, line: int | None, problem: str, fix: str) -> DatasetError:
-    where = f"{path}:{line}" if line else str(path)
-    return DatasetError(f"{where}: {problem}", fix=fix)
-
-
-def _read_text(path: Path) -> str:
-    """The file's text; a file that is not UTF-8 is an error naming the line and the byte."""
-    raw = path.read_bytes()
-    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0  # spreadsheets write one
-    try:
-        return raw[bom:].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        offset = bom + exc.start
-        raise _fail(path, raw.count(b"\n", 0, offset) + 1,
-                    f"not UTF-8 text (byte 0x{raw[offset]:02x} at byte offset {offset})",
-                    "save the file as UTF-8 (spreadsheets: 'CSV UTF-8'; editors: "
-                    "'save with encoding UTF-8')") from None
-
-
-def _jsonl_rows(path: Path, text: str) -> list[tuple[int | None, Any]]:
-    """(line number, value) per non-blank line of a JSONL file (datasets and corpora)."""
-    rows: list[tuple[int | None, Any]] = []
-    # split on "\n" only: str.splitlines() also splits on U+2028, U+0085 and form feeds,
-    # which JSON writers leave raw inside strings
-    for no, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((no, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise _fail(path, no, f"invalid JSON ({exc.msg} at column {exc.colno})",
-                        "write one JSON object per line") from None
-        except RecursionError:
-            raise _fail(path, no, "JSON is nested too deeply to load",
-                        "flatten the nested fields") from None
-    return rows
-
-
-def _csv_rows(path: Path, text: str) -> list[tuple[int, Any]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))  # keeps newlines in cells
-    fix = "give every row as many cells as the header, and quote cells that contain commas"
-    header = reader.fieldnames or []
-    doubled = sorted({h for h in header if header.count(h) > 1})
-    if doubled:
-        raise _fail(path, 1, f"header names column {doubled[0]!r} more than once",
-                    "give every column its own name")
-    rows: list[tuple[int, Any]] = []
-    for row in reader:
-        if None in row:
-            raise _fail(path, reader.line_num, f"row has more cells than the header "
-                        f"({len(header) + len(row[None])} for {len(header)} columns)", fix)
-        missing = [k for k, v in row.items() if v is None]  # DictReader's filler
-        if missing:
-            raise _fail(path, reader.line_num, f"row has fewer cells than the header "
-                        f"({len(header) - len(missing)} for {len(header)} columns; no "
-                        f"{', '.join(missing)})", fix)
-        rows.append((reader.line_num, dict(row)))
-    return rows
-
-
 def _rows(path: Path) -> list[tuple[int | None, Any]]:
     """(line number or None where unknown, row) pairs; raises DatasetError on unreadable or empty files."""
     if not path.is_file():
-        raise _fail(path, None, "dataset file not found", "check the path given to "
+        raise row_error(path, None, "dataset file not found", "check the path given to "
                     "@pytest.mark.dataset (it is relative to the test file)")
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".ndjson", ".csv", ".yaml", ".yml"):
-        raise _fail(path, None, f"unsupported dataset format {suffix!r}",
+        raise row_error(path, None, f"unsupported dataset format {suffix!r}",
                     "use a .jsonl, .csv, .yaml or .yml file")
-    text = _read_text(path)
+    text = read_text(path)
     rows: list[tuple[int | None, Any]] = []
     if suffix in (".jsonl", ".ndjson"):
-        rows = _jsonl_rows(path, text)
+        rows = jsonl_rows(path, text)
     elif suffix == ".csv":
-        rows = list(_csv_rows(path, text))
+        rows = list(csv_rows(path, text))
     else:
         data, lines = load_yaml(path, text)
         if isinstance(data, dict) and "cases" in data:
@@ -143,11 +79,11 @@ def _rows(path: Path) -> list[tuple[int | None, Any]]:
         if data is None:
             data = []
         if not isinstance(data, list):
-            raise _fail(path, None, "YAML dataset must be a list of cases (or a mapping "
+            raise row_error(path, None, "YAML dataset must be a list of cases (or a mapping "
                         "with a 'cases' list)", "put the cases in a top-level list")
         rows = [(lines[i] if i < len(lines) else None, row) for i, row in enumerate(data)]
     if not rows:
-        raise _fail(path, None, "dataset is empty", "add at least one case")
+        raise row_error(path, None, "dataset is empty", "add at least one case")
     return rows
 
 
@@ -182,29 +118,29 @@ def load_cases(path: str | Path, *, require: tuple[str, ...] = ()) -> list[Case]
     seen: dict[str, int | None] = {}
     for line, row in _rows(path):
         if not isinstance(row, dict):
-            raise _fail(path, line, f"a case must be an object with fields, got "
+            raise row_error(path, line, f"a case must be an object with fields, got "
                         f"{type(row).__name__}", "write each case as a mapping of fields")
         has_input = any(k in row for k in ("prompt", "input", "messages"))
         missing = [f for f in require if f not in row and not (f == "prompt" and has_input)]
         if not has_input and "prompt" in require:
             missing = [m for m in missing if m != "prompt"] + ["prompt (or input/messages)"]
         if missing:
-            raise _fail(path, line, f"case is missing field(s): {', '.join(missing)}",
+            raise row_error(path, line, f"case is missing field(s): {', '.join(missing)}",
                         "add the field to every case, or change the marker's template")
         raw_id = row.get("id")
         case_id = _case_id(raw_id) if raw_id is not None else ""
         case_id = case_id or f"line-{line}"  # no id, or none of its characters are usable
         if case_id in seen:
-            raise _fail(path, line, f"duplicate case id {case_id!r} (first on line "
+            raise row_error(path, line, f"duplicate case id {case_id!r} (first on line "
                         f"{seen[case_id]})", "give every case a unique id")
         seen[case_id] = line
         try:
             tags = _tags(row.get("tags"))
         except TypeError as exc:
-            raise _fail(path, line, str(exc), "write tags as a list") from None
+            raise row_error(path, line, str(exc), "write tags as a list") from None
         if "messages" in row and not (isinstance(row["messages"], list) and all(
                 isinstance(m, dict) and "role" in m and "content" in m for m in row["messages"])):
-            raise _fail(path, line, "'messages' must be a list of {role, content} objects",
+            raise row_error(path, line, "'messages' must be a list of {role, content} objects",
                         "fix the case's messages")
         cases.append(Case(id=case_id, fields=row, source=f"{path}:{line}", tags=tags))
     return cases

@@ -32,8 +32,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
+from pytest_aie._util.files import file_lock, write_atomic
 from pytest_aie.errors import EngineError, MissingDependency
-from pytest_aie.files import file_lock, write_atomic
 
 __all__ = [
     "DEFAULT_MODEL_NAME",

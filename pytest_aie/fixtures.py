@@ -10,11 +10,11 @@ from typing import Any, Callable
 
 import pytest
 
+from pytest_aie._util.text import show
 from pytest_aie.dataset import Case
 from pytest_aie.engines.base import Generation
 from pytest_aie.model import Model, Models
 from pytest_aie.plugin import _aie, _ensure
-from pytest_aie.text import show
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from pytest_aie.text import shorten, visible
+from pytest_aie._util.text import shorten, visible
 
 __all__ = ["CASE_ROWS", "append_step_summary", "markdown_summary"]
 

@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from pytest_aie.files import write_atomic
-from pytest_aie.redact import scrub_argv, scrub_text
+from pytest_aie._util.files import write_atomic
+from pytest_aie._util.redact import scrub_argv, scrub_text
 
 __all__ = ["previous_path", "write_not_started"]
 

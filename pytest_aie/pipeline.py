@@ -22,10 +22,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from pytest_aie._util.files import file_lock
 from pytest_aie.dataset import Case
 from pytest_aie.engines.base import Generation, Request
 from pytest_aie.errors import AieError, UsageError
-from pytest_aie.files import file_lock
 from pytest_aie.registry import ModelRegistry
 from pytest_aie.scorers.base import ModelScorer, Sample, Score, Scorer
 from pytest_aie.scoring import SharedScores

@@ -45,7 +45,7 @@ class _HarnessFailure(Exception):
     needs it (the run exits 10; the suite's other cases are skipped, other suites run)."""
 
     def __init__(self, exc: AieError) -> None:
-        from pytest_aie.redact import scrub_text
+        from pytest_aie._util.redact import scrub_text
 
         super().__init__(scrub_text(exc.line()))  # a server's error may quote credentials
         self.error = exc

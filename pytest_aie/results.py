@@ -12,7 +12,7 @@ case records to it attached to their test reports.
 * **Previous logs are kept.** The first record of a run moves ``results.jsonl`` to
   ``results.1.jsonl`` (and ``.1`` to ``.2`` ..., :data:`KEEP_LOGS` generations).
 * **One writer.** :meth:`ResultsLog.claim` takes a file lock on ``results.jsonl.lock``
-  (:mod:`pytest_aie.files`) before anything is generated and names itself in
+  (:mod:`pytest_aie._util.files`) before anything is generated and names itself in
   ``results.jsonl.holder``; a second run writing the same log stops with one line naming the
   run that holds it. Both files are removed when the run ends; a lock file left by a killed run
   does not block the next one (the operating system released its lock).
@@ -33,10 +33,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
+from pytest_aie._util.files import HeldLock, try_lock, write_atomic
+from pytest_aie._util.redact import scrub, scrub_argv
 from pytest_aie.errors import UsageError
-from pytest_aie.files import HeldLock, try_lock, write_atomic
 from pytest_aie.records import FORMAT_VERSION
-from pytest_aie.redact import scrub, scrub_argv
 
 __all__ = ["FORMAT_VERSION", "KEEP_LOGS", "MAX_FIELD_CHARS", "ResultsLog", "check_output_paths",
            "check_writable", "claim_outputs", "dumps", "reference_fields", "run_header"]

@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pytest_aie.files import write_atomic
+from pytest_aie._util.files import write_atomic
+from pytest_aie._util.text import oneline
 from pytest_aie.records import status_of
 from pytest_aie.scorers.base import Score
-from pytest_aie.text import oneline
 
 __all__ = ["SharedScores", "combine", "evidence_problems"]
 

@@ -159,7 +159,7 @@ class AieSession:
             passed, reason = False, failure
         error = next((g.error for g in gens if g.error is not None), None)
         if error is not None:  # a server's error may quote credentials back: never stored
-            from pytest_aie.redact import scrub_text
+            from pytest_aie._util.redact import scrub_text
 
             error, reason = scrub_text(error), scrub_text(reason)
         request = requests[0]

@@ -97,14 +97,14 @@ class TargetEngine(Engine):
             self.micro_batch = batch
 
     def identity(self) -> dict[str, Any]:
-        from pytest_aie.engines.scripted import _code_digest
+        from pytest_aie._util.digest import code_digest
 
         if self._runner is not None and self.ident is None:
             model = self._get_model() if self._get_model is not None else None
             version = getattr(self.fn, "target_identity")(model)  # noqa: B009 - a protocol
             return {"engine": self.name, "model": self.label, "version": version}
         ident = {"engine": self.name, "model": self.label,
-                 "version": self.ident or _code_digest(self.fn)}
+                 "version": self.ident or code_digest(self.fn)}
         if self._wants_model and self._get_model is not None:
             # a target that calls the session's model: its outputs change with that model
             ident["uses"] = self._get_model().key

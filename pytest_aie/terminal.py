@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from pytest_aie._util.text import oneline, show
 from pytest_aie.errors import EXIT_HARNESS_ERROR, EXIT_REGRESSION
 from pytest_aie.session import AieSession
-from pytest_aie.text import oneline, show
 
 __all__ = ["RECORD_ATTR", "failing", "failure_line", "final_words", "write_summary"]
 

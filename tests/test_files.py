@@ -1,4 +1,4 @@
-"""pytest_aie.files: the one atomic write and the one file lock, and a plugin that imports
+"""pytest_aie._util.files: the one atomic write and the one file lock, and a plugin that imports
 where ``fcntl`` does not exist (Windows)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from pytest_aie import files
+from pytest_aie._util import files
 
 
 def test_plugin_imports_without_fcntl() -> None:
@@ -19,7 +19,7 @@ def test_plugin_imports_without_fcntl() -> None:
         import sys
         sys.modules["fcntl"] = None  # any `import fcntl` now raises ImportError
         import pytest_aie.plugin, pytest_aie.session, pytest_aie.results, pytest_aie.report
-        import pytest_aie.baseline, pytest_aie.embedded, pytest_aie.files
+        import pytest_aie.baseline, pytest_aie.embedded, pytest_aie._util.files
         print("ok")
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -41,7 +41,7 @@ def test_try_lock_refuses_a_second_holder_and_removes_its_file(tmp_path: Path) -
 
 def test_a_lock_file_left_by_a_killed_process_does_not_block(tmp_path: Path) -> None:
     path = tmp_path / "x.lock"
-    code = (f"import os; from pytest_aie import files; files.try_lock({str(path)!r}); "
+    code = (f"import os; from pytest_aie._util import files; files.try_lock({str(path)!r}); "
             "os._exit(0)")  # dies holding the lock, leaving its file behind
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     assert path.exists()

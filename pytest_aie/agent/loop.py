@@ -143,10 +143,10 @@ class Agent:
         return f"agent:{self.name or 'agent'}"
 
     def settings(self) -> dict[str, Any]:
-        from pytest_aie.engines.scripted import _code_digest
+        from pytest_aie._util.digest import code_digest
 
         return {"system": self.system,
-                "task": self.task if isinstance(self.task, str) else _code_digest(self.task),
+                "task": self.task if isinstance(self.task, str) else code_digest(self.task),
                 "max_steps": self.max_steps, "max_seconds": self.max_seconds,
                 "allow_state_changes": self.allow_state_changes, "protocol": self.protocol,
                 "max_tokens": self.max_tokens, "temperature": self.temperature,

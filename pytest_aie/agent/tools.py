@@ -231,9 +231,9 @@ class Tool:
 
     def digest(self) -> str:
         """A digest of the function's code (what the tool's results depend on)."""
-        from pytest_aie.engines.scripted import _code_digest
+        from pytest_aie._util.digest import code_digest
 
-        return _code_digest(self.fn)
+        return code_digest(self.fn)
 
 
 class ToolTimeout(Exception):

@@ -92,7 +92,7 @@ _FIX_SCHEMA = ("serve the model with vLLM (vllm serve), which honours response_f
 def _strip_userinfo(url: str) -> str:
     """``url`` without any ``user:password@`` part and with secret query parameters
     (``?api_key=``) masked: credentials never go into identities or messages."""
-    from pytest_aie.redact import scrub_text
+    from pytest_aie._util.redact import scrub_text
 
     parts = urlsplit(url)
     if "@" in parts.netloc:
@@ -121,7 +121,7 @@ def _sent_secrets(client: Any, local_key: str) -> set[str]:
     attribute of the engine holds them."""
     import base64
 
-    from pytest_aie.redact import is_secret_name
+    from pytest_aie._util.redact import is_secret_name
 
     out: set[str] = set()
     key = client.api_key
@@ -236,9 +236,9 @@ class OpenAIEngine(Engine):
     def _scrub(self, text: str) -> str:
         """``text`` (a server's error, quoted back) with every credential this engine sends
         replaced by ``***``: the API key, the base URL's password and its Basic-auth base64,
-        secret query values (``?api_key=``), then whatever :func:`~pytest_aie.redact.scrub_text`
+        secret query values (``?api_key=``), then whatever :func:`~pytest_aie._util.redact.scrub_text`
         recognises (URL passwords, ``Bearer``/``Basic`` tokens, secret query parameters)."""
-        from pytest_aie.redact import scrub_text
+        from pytest_aie._util.redact import scrub_text
 
         for secret in sorted(_sent_secrets(self._client, _LOCAL_KEY), key=len, reverse=True):
             text = text.replace(secret, "***")

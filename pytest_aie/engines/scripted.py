@@ -22,10 +22,10 @@ import hashlib
 import json
 import threading
 import time
-import types
 from pathlib import Path
 from typing import Any, Callable, Generator, Mapping, Sequence
 
+from pytest_aie._util.digest import code_digest
 from pytest_aie.engines.base import Capability, Engine, Generation, Request, Timings
 from pytest_aie.errors import EngineError
 
@@ -83,29 +83,6 @@ def _import_callable(spec: str) -> Callable[[Request], str]:
         raise EngineError(f"scripted answers {spec!r} is not callable",
                           fix="name a function fn(request) -> str")
     return fn  # type: ignore[no-any-return]
-
-
-def _code_digest(fn: Callable[..., Any]) -> str:
-    """A digest of a callable's code that is stable across runs: its bytecode, the names it
-    uses and its constants, nested functions included (closure values are not seen)."""
-    # the __code__ of a callable object's __call__ method, not a callability test
-    code = getattr(fn, "__code__", None) or getattr(getattr(fn, "__call__", None), "__code__", None)  # noqa: B004
-    if code is None:
-        return ""
-    digest = hashlib.sha256()
-    stack = [code]
-    while stack:
-        c = stack.pop()
-        digest.update(c.co_code)
-        digest.update(repr(c.co_names).encode())
-        for const in c.co_consts:
-            if isinstance(const, types.CodeType):
-                stack.append(const)
-            elif isinstance(const, frozenset):  # its repr's order varies between runs
-                digest.update(repr(sorted(map(repr, const))).encode())
-            else:
-                digest.update(repr(const).encode())
-    return digest.hexdigest()
 
 
 class ScriptedEngine(Engine):
@@ -175,7 +152,7 @@ class ScriptedEngine(Engine):
         # everything that decides the outputs: the answers (or the callable's code), and what
         # unknown prompts get
         script = {"answers": self._answers, "default": self.default, "strict": self.strict,
-                  "code": _code_digest(self._fn) if self._fn is not None else None}
+                  "code": code_digest(self._fn) if self._fn is not None else None}
         digest = hashlib.sha256(json.dumps(script, sort_keys=True).encode()).hexdigest()
         return {"engine": self.name, "model": self._label, "revision": digest[:16]}
 

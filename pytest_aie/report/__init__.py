@@ -18,7 +18,7 @@ Report layout (modules of this package):
   untrusted: the script only ever writes it with ``textContent``.
 
 Every string shown (case data and run metadata) is made visible first
-(:func:`pytest_aie.text.visible`): control, bidi-override, zero-width characters and lone
+(:func:`pytest_aie._util.text.visible`): control, bidi-override, zero-width characters and lone
 surrogates appear as ``<U+202E>``, so an output cannot reorder or hide text in the page. Long
 values are cut (prompt, output, expected, reference, reason: ``max_text_chars``; names and ids:
 1,000 characters). A case's status is ``passed``, ``failed``, ``scored`` (a score without a
@@ -42,8 +42,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from pytest_aie._util.files import write_atomic
+from pytest_aie._util.redact import scrub
 from pytest_aie.errors import AieError
-from pytest_aie.files import write_atomic
 from pytest_aie.records import (
     ResultsError,
     ResultsWarning,
@@ -51,7 +52,6 @@ from pytest_aie.records import (
     load_results,
     status_of,
 )
-from pytest_aie.redact import scrub
 from pytest_aie.report import sections
 from pytest_aie.report.blob import case_blob
 from pytest_aie.report.shown import MAX_NAME_CHARS, name, script_json

@@ -11,8 +11,8 @@ import shlex
 from collections import defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
+from pytest_aie._util.redact import scrub, scrub_argv
 from pytest_aie.records import status_of
-from pytest_aie.redact import scrub, scrub_argv
 from pytest_aie.report.charts import histogram, interval_bar, whiskers
 from pytest_aie.report.shown import (
     MAX_NAME_CHARS,

@@ -8,7 +8,7 @@ import math
 import re
 from typing import Any
 
-from pytest_aie.text import visible
+from pytest_aie._util.text import visible
 
 __all__ = ["MAX_NAME_CHARS", "clip", "dumps", "finite", "is_number", "name", "number", "percent",
            "preview", "script_json", "shown"]

@@ -211,11 +211,11 @@ class Retriever(abc.ABC):
     def settings(self) -> dict[str, Any]:
         """What this retriever's results depend on (besides the corpus): its kind and
         parameters. The default names the class and a digest of its ``search`` code."""
-        from pytest_aie.engines.scripted import _code_digest
+        from pytest_aie._util.digest import code_digest
 
         cls = type(self)
         return {"retriever": f"{cls.__module__}.{cls.__qualname__}",
-                "code": _code_digest(cls.search)[:16]}
+                "code": code_digest(cls.search)[:16]}
 
     def corpus_identity(self) -> Any:
         """What identifies the searched corpus: its content digest (None: no documents known,
@@ -288,9 +288,9 @@ class RetrieverTarget:
     def target_identity(self, model: Any) -> str:
         """What the outputs depend on: the retriever's settings and libraries, the corpus's
         content, ``k`` and the query field (the model is not used)."""
-        from pytest_aie.engines.scripted import _code_digest
+        from pytest_aie._util.digest import code_digest
 
-        query = self.query if isinstance(self.query, str) else _code_digest(self.query)
+        query = self.query if isinstance(self.query, str) else code_digest(self.query)
         return digest({"settings": self.retriever.settings(),
                        "libraries": self.retriever.library_versions(),
                        "corpus": self.retriever.corpus_identity(),

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from pytest_aie._util.rows import csv_rows, jsonl_rows, load_yaml, read_text, row_error
 from pytest_aie.errors import DatasetError
 from pytest_aie.retrieval.base import Document, digest
 
@@ -22,11 +23,6 @@ __all__ = ["corpus_digest", "load_corpus"]
 
 _FORMATS = (".jsonl", ".ndjson", ".csv", ".yaml", ".yml", ".json")
 _FIX_FIELDS = "give every document an 'id' and a 'text' field"
-
-
-def _fail(path: Path, line: int | None, problem: str, fix: str) -> DatasetError:
-    where = f"{path}:{line}" if line else str(path)
-    return DatasetError(f"{where}: {problem}", fix=fix)
 
 
 def _json_rows(path: Path, text: str) -> list[tuple[int | None, Any]]:
@@ -40,7 +36,7 @@ def _json_rows(path: Path, text: str) -> list[tuple[int | None, Any]]:
         return i
 
     def invalid(exc: json.JSONDecodeError) -> DatasetError:
-        return _fail(path, exc.lineno, f"invalid JSON ({exc.msg} at column {exc.colno})",
+        return row_error(path, exc.lineno, f"invalid JSON ({exc.msg} at column {exc.colno})",
                      "write a JSON list of documents")
 
     start = skip(0)
@@ -51,7 +47,7 @@ def _json_rows(path: Path, text: str) -> list[tuple[int | None, Any]]:
             raise invalid(exc) from None
         if isinstance(data, Mapping) and isinstance(data.get("documents"), list):
             return [(None, row) for row in data["documents"]]
-        raise _fail(path, None, "a JSON corpus must be a list of documents (or a mapping with "
+        raise row_error(path, None, "a JSON corpus must be a list of documents (or a mapping with "
                     "a 'documents' list)", "put the documents in a top-level list")
     rows: list[tuple[int | None, Any]] = []
     i = skip(start + 1)
@@ -65,17 +61,16 @@ def _json_rows(path: Path, text: str) -> list[tuple[int | None, Any]]:
         if i < len(text) and text[i] == ",":
             i = skip(i + 1)
         elif i >= len(text) or text[i] != "]":
-            raise _fail(path, text.count("\n", 0, i) + 1, "invalid JSON (expected ',' or ']' "
+            raise row_error(path, text.count("\n", 0, i) + 1, "invalid JSON (expected ',' or ']' "
                         "after a document)", "write a JSON list of documents")
     if i >= len(text) or skip(i + 1) != len(text):
-        raise _fail(path, text.count("\n", 0, min(i, len(text))) + 1,
+        raise row_error(path, text.count("\n", 0, min(i, len(text))) + 1,
                     "invalid JSON (the list is not closed, or text follows it)",
                     "write one JSON list of documents")
     return rows
 
 
 def _yaml_rows(path: Path, text: str) -> list[tuple[int | None, Any]]:
-    from pytest_aie._yaml import load_yaml
 
     data, lines = load_yaml(path, text)
     if isinstance(data, Mapping) and isinstance(data.get("documents"), list):
@@ -83,27 +78,26 @@ def _yaml_rows(path: Path, text: str) -> list[tuple[int | None, Any]]:
     if data is None:
         return []
     if not isinstance(data, list):
-        raise _fail(path, None, "a YAML corpus must be a list of documents (or a mapping "
+        raise row_error(path, None, "a YAML corpus must be a list of documents (or a mapping "
                     "with a 'documents' list)", "put the documents in a top-level list")
     return [(lines[i] if i < len(lines) else None, row) for i, row in enumerate(data)]
 
 
 def _rows(path: Path) -> list[tuple[int | None, Any]]:
-    from pytest_aie.dataset import _csv_rows, _jsonl_rows, _read_text
 
     if not path.is_file():
-        raise _fail(path, None, "corpus file not found",
+        raise row_error(path, None, "corpus file not found",
                     "check the corpus path (a relative path is found next to the file that "
                     "made the retriever, else in the working directory)")
     suffix = path.suffix.lower()
     if suffix not in _FORMATS:
-        raise _fail(path, None, f"unsupported corpus format {suffix!r}",
+        raise row_error(path, None, f"unsupported corpus format {suffix!r}",
                     "use a .jsonl, .csv, .yaml, .yml or .json file")
-    text = _read_text(path)
+    text = read_text(path)
     if suffix in (".jsonl", ".ndjson"):
-        return _jsonl_rows(path, text)
+        return jsonl_rows(path, text)
     if suffix == ".csv":
-        return list(_csv_rows(path, text))
+        return list(csv_rows(path, text))
     if suffix == ".json":
         return _json_rows(path, text)
     return _yaml_rows(path, text)
@@ -122,32 +116,32 @@ def load_corpus(path: str | Path, *, id_field: str = "id", text_field: str = "te
         where = line if line is not None else None
         label = "" if line is not None else f"document {position + 1}: "
         if not isinstance(row, Mapping):
-            raise _fail(path, where, f"{label}a document must be a mapping with "
+            raise row_error(path, where, f"{label}a document must be a mapping with "
                         f"{id_field!r} and {text_field!r}, got {type(row).__name__}", _FIX_FIELDS)
         for name in (id_field, text_field):
             if row.get(name) is None:
-                raise _fail(path, where, f"{label}document has no {name!r} field", _FIX_FIELDS)
+                raise row_error(path, where, f"{label}document has no {name!r} field", _FIX_FIELDS)
             if row[name] == "":
-                raise _fail(path, where, f"{label}document's {name!r} field is empty",
+                raise row_error(path, where, f"{label}document's {name!r} field is empty",
                             _FIX_FIELDS)
         raw_id, text = row[id_field], row[text_field]
         if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
-            raise _fail(path, where, f"{label}{id_field!r} must be a string or a whole number, "
+            raise row_error(path, where, f"{label}{id_field!r} must be a string or a whole number, "
                         f"got {type(raw_id).__name__}", "write the id as a string")
         if not isinstance(text, str):
-            raise _fail(path, where, f"{label}{text_field!r} must be a string, got "
+            raise row_error(path, where, f"{label}{text_field!r} must be a string, got "
                         f"{type(text).__name__}", "write the document's text as a string")
         doc_id = str(raw_id)
         if doc_id in lines:
             first = lines[doc_id]
-            raise _fail(path, where, f"{label}document id {doc_id!r} appears more than once"
+            raise row_error(path, where, f"{label}document id {doc_id!r} appears more than once"
                         + (f" (first on line {first})" if first else ""),
                         "give every document its own id")
         lines[doc_id] = line
         metadata = {k: v for k, v in row.items() if k not in (id_field, text_field)}
         docs.append(Document(id=doc_id, text=text, metadata=metadata))
     if not docs:
-        raise _fail(path, None, "the corpus is empty", "add at least one document")
+        raise row_error(path, None, "the corpus is empty", "add at least one document")
     return docs
 
 

@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from pytest_aie.files import file_lock, write_atomic
+from pytest_aie._util.files import file_lock, write_atomic
 from pytest_aie.retrieval.base import digest
 
 __all__ = ["CacheWarning", "IndexStore", "library_version"]

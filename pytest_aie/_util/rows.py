@@ -1,4 +1,7 @@
-"""YAML datasets: safe loading with a limit on alias expansion, and the cases' line numbers.
+"""Reading data files row by row (datasets and corpora): UTF-8 text, JSONL and CSV rows with
+their line numbers, errors that name the file and line, and YAML.
+
+YAML datasets: safe loading with a limit on alias expansion, and the cases' line numbers.
 
 YAML aliases (``*name``) repeat an anchored value (``&name``). Nested aliases multiply: a
 418-byte file can expand into millions of nodes ("billion laughs"), and every copy would be
@@ -11,12 +14,16 @@ one context or a mapping of defaults shared by every case, stays far below that.
 
 from __future__ import annotations
 
+import codecs
+import csv
+import io
+import json
 from pathlib import Path
 from typing import Any
 
 from pytest_aie.errors import DatasetError
 
-__all__ = ["ALIAS_CHARS", "ALIAS_NODES", "load_yaml"]
+__all__ = ["ALIAS_CHARS", "ALIAS_NODES", "csv_rows", "jsonl_rows", "load_yaml", "read_text", "row_error"]
 
 #: Nodes that aliases may add beyond those written in the file (plus 10 per node written).
 ALIAS_NODES = 100_000
@@ -27,9 +34,65 @@ _FIX_ALIASES = ("write the repeated values out, or nest aliases less deeply (an 
                 "repeat a value, not multiply it)")
 
 
-def _error(path: Path, line: int | None, problem: str, fix: str) -> DatasetError:
+def row_error(path: Path, line: int | None, problem: str, fix: str) -> DatasetError:
+    """A data-file error naming the file and, where known, the line."""
     where = f"{path}:{line}" if line else str(path)
     return DatasetError(f"{where}: {problem}", fix=fix)
+
+
+def read_text(path: Path) -> str:
+    """The file's text; a file that is not UTF-8 is an error naming the line and the byte."""
+    raw = path.read_bytes()
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0  # spreadsheets write one
+    try:
+        return raw[bom:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = bom + exc.start
+        raise row_error(path, raw.count(b"\n", 0, offset) + 1,
+                    f"not UTF-8 text (byte 0x{raw[offset]:02x} at byte offset {offset})",
+                    "save the file as UTF-8 (spreadsheets: 'CSV UTF-8'; editors: "
+                    "'save with encoding UTF-8')") from None
+
+
+def jsonl_rows(path: Path, text: str) -> list[tuple[int | None, Any]]:
+    """(line number, value) per non-blank line of a JSONL file (datasets and corpora)."""
+    rows: list[tuple[int | None, Any]] = []
+    # split on "\n" only: str.splitlines() also splits on U+2028, U+0085 and form feeds,
+    # which JSON writers leave raw inside strings
+    for no, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((no, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise row_error(path, no, f"invalid JSON ({exc.msg} at column {exc.colno})",
+                        "write one JSON object per line") from None
+        except RecursionError:
+            raise row_error(path, no, "JSON is nested too deeply to load",
+                        "flatten the nested fields") from None
+    return rows
+
+
+def csv_rows(path: Path, text: str) -> list[tuple[int, Any]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))  # keeps newlines in cells
+    fix = "give every row as many cells as the header, and quote cells that contain commas"
+    header = reader.fieldnames or []
+    doubled = sorted({h for h in header if header.count(h) > 1})
+    if doubled:
+        raise row_error(path, 1, f"header names column {doubled[0]!r} more than once",
+                    "give every column its own name")
+    rows: list[tuple[int, Any]] = []
+    for row in reader:
+        if None in row:
+            raise row_error(path, reader.line_num, f"row has more cells than the header "
+                        f"({len(header) + len(row[None])} for {len(header)} columns)", fix)
+        missing = [k for k, v in row.items() if v is None]  # DictReader's filler
+        if missing:
+            raise row_error(path, reader.line_num, f"row has fewer cells than the header "
+                        f"({len(header) - len(missing)} for {len(header)} columns; no "
+                        f"{', '.join(missing)})", fix)
+        rows.append((reader.line_num, dict(row)))
+    return rows
 
 
 def load_yaml(path: Path, text: str) -> tuple[Any, list[int]]:
@@ -47,10 +110,10 @@ def load_yaml(path: Path, text: str) -> tuple[Any, list[int]]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        raise _error(path, line, f"invalid YAML ({getattr(exc, 'problem', None) or exc})",
+        raise row_error(path, line, f"invalid YAML ({getattr(exc, 'problem', None) or exc})",
                      "fix the YAML syntax") from None
     except RecursionError:
-        raise _error(path, None, "YAML is nested too deeply to load",
+        raise row_error(path, None, "YAML is nested too deeply to load",
                      "flatten the cases' fields") from None
     finally:
         loader.dispose()
@@ -71,7 +134,7 @@ def _check_aliases(path: Path, root: Any, text_chars: int) -> None:
         if key in expanded:
             return expanded[key]
         if key in active:
-            raise _error(path, node.start_mark.line + 1, "YAML alias refers to itself (a "
+            raise row_error(path, node.start_mark.line + 1, "YAML alias refers to itself (a "
                          "value that contains its own anchor)", "remove the recursive alias")
         active.add(key)
         nodes, chars = 1, 0
@@ -94,10 +157,10 @@ def _check_aliases(path: Path, root: Any, text_chars: int) -> None:
     node_limit = written_nodes + ALIAS_NODES + _FACTOR * written_nodes
     char_limit = written_chars + ALIAS_CHARS + _FACTOR * text_chars
     if nodes > node_limit:
-        raise _error(path, None, f"YAML aliases expand to more than {node_limit:,} nodes "
+        raise row_error(path, None, f"YAML aliases expand to more than {node_limit:,} nodes "
                      f"({nodes:,} from {written_nodes:,} written in the file)", _FIX_ALIASES)
     if chars > char_limit:
-        raise _error(path, None, f"YAML aliases expand to more than {char_limit:,} characters "
+        raise row_error(path, None, f"YAML aliases expand to more than {char_limit:,} characters "
                      f"({chars:,} from {written_chars:,} written in the file)", _FIX_ALIASES)
 
 
