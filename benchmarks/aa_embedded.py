@@ -69,7 +69,7 @@ def write_project(folder: Path, temperature: float, max_tokens: int) -> None:
 def pass_count(results: Path) -> tuple[int, int]:
     """(passed, cases) from a run's results log: only its ``case`` records count (format 3
     also has the ``run`` header and, after the cases, ``change`` records, which name a case too,
-    and the ``conclusion``; see pytest_aie.records)."""
+    and the ``conclusion``; see pytest_aie.results.records)."""
     passed = cases = 0
     for line in results.read_text(encoding="utf-8").splitlines():
         rec = json.loads(line)

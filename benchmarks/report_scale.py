@@ -6,7 +6,7 @@ first page of rows is shown and a click on a row opens its drill-down) and
 ``report_100k_filter_s`` (typing a filter term until the table shows the filtered rows), in
 headless system Chromium (tests/browser.py). Rendering time goes to stderr.
 
-The records are synthetic but shaped like a real run's (:class:`pytest_aie.records.CaseRecord`):
+The records are synthetic but shaped like a real run's (:class:`pytest_aie.results.records.CaseRecord`):
 several suites, metrics and tags, outputs of a few hundred characters, a fifth of the cases
 failing, judge rationales, retrieved passages, repeated samples on a few, latency timings.
 :func:`synthetic_run` is also what the report's browser tests and the README screenshot use.
@@ -44,7 +44,7 @@ def _text(rng: random.Random, words: int) -> str:
 
 def synthetic_run(n: int, seed: int = 0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A run header and about ``n`` case records (one per case and metric)."""
-    from pytest_aie.records import FORMAT_VERSION, CaseRecord
+    from pytest_aie.results.records import FORMAT_VERSION, CaseRecord
 
     rng = random.Random(seed)
     header = {"type": "run", "format_version": FORMAT_VERSION,
@@ -102,7 +102,7 @@ def _latency_records(cases: list[dict[str, Any]], seed: int, most: int = 40) -> 
     """A latency suite over the capitals suite's first ``most`` cases: the probe's figures, as
     its scorer keeps them in each record's details (a generator of its own, so the other
     records stay as they were)."""
-    from pytest_aie.records import CaseRecord
+    from pytest_aie.results.records import CaseRecord
 
     rng = random.Random(seed + 1)
     out = []

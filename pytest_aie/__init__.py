@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from pytest_aie.scorers.base import ModelScorer, Sample, Score, Scorer
     from pytest_aie.suite import register_eval_marker
 
-__version__ = "0.1.0"
+from pytest_aie._version import __version__ as __version__
 
 __all__ = [
     "BM25",

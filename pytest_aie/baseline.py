@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 from pytest_aie._util.files import write_atomic
 from pytest_aie.errors import UsageError
-from pytest_aie.record_check import field_problem
+from pytest_aie.results.check import field_problem
 
 __all__ = ["BASELINE_FORMAT", "OUTPUT_CHARS", "baseline_path", "load_baseline", "make_baseline", "save_baseline"]
 
@@ -46,8 +46,8 @@ def make_baseline(name: str, header: dict[str, Any], records: Iterable[dict[str,
     suite's reference model is not saved: it is compared against within the run)."""
     from pytest_aie.comparisons import baseline_key
     from pytest_aie.gates import _group_records, several_models
-    from pytest_aie.records import status_of
-    from pytest_aie.results import _cut
+    from pytest_aie.results.log import _cut
+    from pytest_aie.results.records import status_of
 
     suites: dict[str, dict[str, Any]] = {}
     groups = _group_records(records)

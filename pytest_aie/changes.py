@@ -27,8 +27,8 @@ def case_changes(records: Iterable[dict[str, Any]], baseline: dict[str, Any]) ->
     from pytest_aie.baseline import OUTPUT_CHARS
     from pytest_aie.comparisons import baseline_key
     from pytest_aie.gates import _group_records, several_models
-    from pytest_aie.records import status_of
-    from pytest_aie.results import _cut
+    from pytest_aie.results.log import _cut
+    from pytest_aie.results.records import status_of
 
     suites = baseline.get("suites") or {}
     groups = _group_records(records)

@@ -42,7 +42,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Literal
 
-from pytest_aie.records import status_of
+from pytest_aie.results.records import status_of
 
 if TYPE_CHECKING:
     from pytest_aie.comparisons import Comparison

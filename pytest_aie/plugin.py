@@ -26,7 +26,7 @@ import pytest
 
 from pytest_aie.dataset import Case
 from pytest_aie.errors import EXIT_HARNESS_ERROR, AieError, UsageError
-from pytest_aie.results import ResultsLog, claim_outputs, run_header
+from pytest_aie.results.log import ResultsLog, claim_outputs, run_header
 from pytest_aie.session import AieSession, progress_printer
 from pytest_aie.settings import Settings, add_options
 from pytest_aie.suite import EVAL_MARKERS, MARKER_HELP, build_suite

@@ -54,7 +54,7 @@ class Log:
 
 def load_log(path: str | Path) -> Log:
     """A results log with its ``change`` records and its ``conclusion`` (None after a crash)."""
-    from pytest_aie.records import load_results
+    from pytest_aie.results.log import load_results
 
     other: list[dict[str, Any]] = []
     header, cases = load_results(path, other=other)
@@ -131,7 +131,7 @@ def _merge_cases(logs: list[Log]) -> list[dict[str, Any]]:
     """Every log's case records, each case once (the same case in two logs must have the
     same result), ordered by suite, metric, model and the case's place in its dataset, as a
     single run orders them."""
-    from pytest_aie.records import status_of
+    from pytest_aie.results.records import status_of
 
     kept: dict[tuple[str, str, str, str], tuple[dict[str, Any], Path]] = {}
     for log in logs:
@@ -163,7 +163,7 @@ def _merge_cases(logs: list[Log]) -> list[dict[str, Any]]:
 def _fails_its_test(case: dict[str, Any]) -> bool:
     """A case whose own test failed, as the plugin decides it: a failed or unmeasured record
     of an ungated metric or of a must-pass case (a gated one is left to the suite gate)."""
-    from pytest_aie.records import status_of
+    from pytest_aie.results.records import status_of
 
     return status_of(case) in ("failed", "unmeasured") and \
         (not case.get("gate") or bool(case.get("must_pass")))
@@ -293,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     target = Path(args.output) if args.output else Path(args.results[0]).with_suffix(".html")
     try:
-        from pytest_aie.results import check_writable
+        from pytest_aie.results.log import check_writable
 
         check_writable(target, "report", "-o/--output")  # before any work: one line, exit 2
         with warnings.catch_warnings(record=True) as caught:

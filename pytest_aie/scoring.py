@@ -14,7 +14,7 @@ from typing import Any
 
 from pytest_aie._util.files import write_atomic
 from pytest_aie._util.text import oneline
-from pytest_aie.records import status_of
+from pytest_aie.results.records import status_of
 from pytest_aie.scorers.base import Score
 
 __all__ = ["SharedScores", "combine", "evidence_problems"]

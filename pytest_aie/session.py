@@ -4,7 +4,7 @@ its conclusion.
 One :class:`AieSession` lives in ``config.stash`` per pytest process. It holds the parts,
 one concern each: the models by name (:class:`~pytest_aie.registry.ModelRegistry`), the
 whole-suite batched generation and scoring (:class:`~pytest_aie.pipeline.Pipeline`), the
-typed case records (:class:`~pytest_aie.records.CaseRecord`) and, on the controller, the
+typed case records (:class:`~pytest_aie.results.records.CaseRecord`) and, on the controller, the
 gates and comparisons that decide the exit status (:mod:`pytest_aie.gates`).
 """
 
@@ -20,8 +20,8 @@ from pytest_aie.dataset import Case
 from pytest_aie.engines.base import Generation
 from pytest_aie.model import Model, Progress, stderr_progress
 from pytest_aie.pipeline import Pipeline, Unit, case_seed
-from pytest_aie.records import CaseRecord
-from pytest_aie.results import ResultsLog, reference_fields
+from pytest_aie.results.log import ResultsLog, reference_fields
+from pytest_aie.results.records import CaseRecord
 from pytest_aie.scoring import combine, evidence_problems
 from pytest_aie.settings import Settings
 from pytest_aie.suite import Eval, SuiteSpec

@@ -16,8 +16,8 @@ from scripted_suite import eval_test, write_scripted_suite
 
 from pytest_aie.errors import EXIT_HARNESS_ERROR
 from pytest_aie.rebuild import main
-from pytest_aie.records import CaseRecord
-from pytest_aie.results import MAX_FIELD_CHARS, ResultsLog
+from pytest_aie.results.log import MAX_FIELD_CHARS, ResultsLog
+from pytest_aie.results.records import CaseRecord
 
 
 def case(i: int = 1, **extra: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pytest
 from scripted_suite import read_records, write_answers, write_jsonl
 
 from pytest_aie.errors import EXIT_HARNESS_ERROR, EXIT_REGRESSION
-from pytest_aie.records import CaseRecord
+from pytest_aie.results.records import CaseRecord
 
 N = 60
 
@@ -251,7 +251,7 @@ def test_readme_documents_every_record_field() -> None:
     section = readme.split("### Results log schema", 1)[1].split("\n## ", 1)[0]
     documented = re.findall(r"^\| `([a-z_]+)` \|", section, re.M)
     assert documented == [name for name, _ in CaseRecord.schema()]
-    from pytest_aie.records import FORMAT_VERSION
+    from pytest_aie.results.records import FORMAT_VERSION
 
     assert f"format version {FORMAT_VERSION}" in section
 

@@ -10,7 +10,7 @@ import pytest
 from scripted_suite import write_scripted_suite
 
 from pytest_aie.errors import EXIT_HARNESS_ERROR
-from pytest_aie.records import FORMAT_VERSION
+from pytest_aie.results.records import FORMAT_VERSION
 
 CASES = [
     {"id": "add", "prompt": "2+2?", "expected": "4", "tags": ["math"]},

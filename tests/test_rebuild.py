@@ -17,7 +17,7 @@ from scripted_suite import eval_test, write_answers, write_scripted_suite
 from pytest_aie.changes import case_changes
 from pytest_aie.errors import EXIT_REGRESSION
 from pytest_aie.rebuild import load_log, main, rebuild
-from pytest_aie.records import ResultsWarning
+from pytest_aie.results.records import ResultsWarning
 
 N = 80
 SHARDS = """
@@ -195,7 +195,7 @@ def test_baseline_diff_keeps_old_and_new_outputs(pytester: pytest.Pytester) -> N
         del case["output"]
     old = {**saved, "format_version": 2}
     (old_path := pytester.path / "old.json").write_text(json.dumps(old))
-    from pytest_aie.records import load_results
+    from pytest_aie.results.log import load_results
 
     # written out by hand: c3 and c4 passed in the baseline and fail now, c5 the reverse;
     # a format-2 baseline has no outputs, so every old output is None

@@ -16,9 +16,10 @@ from typing import Any, Iterator
 import pytest
 
 from pytest_aie import report
-from pytest_aie.records import ResultsError, ResultsWarning, basic_summary, load_results
 from pytest_aie.report import render_html
 from pytest_aie.report.blob import cases_in, decode
+from pytest_aie.results.log import load_results
+from pytest_aie.results.records import ResultsError, ResultsWarning, basic_summary
 
 try:  # `python -m pytest` puts the repo root on sys.path; plain `pytest` puts tests/ there
     from tests.browser import chromium_or_skip, open_page

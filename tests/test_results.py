@@ -14,8 +14,13 @@ from scripted_suite import eval_test, write_scripted_suite
 
 from pytest_aie._util.redact import scrub, scrub_argv, scrub_text
 from pytest_aie.errors import EXIT_HARNESS_ERROR, UsageError
-from pytest_aie.records import load_results
-from pytest_aie.results import MAX_FIELD_CHARS, ResultsLog, check_writable, run_header
+from pytest_aie.results.log import (
+    MAX_FIELD_CHARS,
+    ResultsLog,
+    check_writable,
+    load_results,
+    run_header,
+)
 
 CASES = [
     {"id": "a", "prompt": "p1", "expected": "x"},

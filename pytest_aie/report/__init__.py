@@ -45,17 +45,17 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from pytest_aie._util.files import write_atomic
 from pytest_aie._util.redact import scrub
 from pytest_aie.errors import AieError
-from pytest_aie.records import (
-    ResultsError,
-    ResultsWarning,
-    basic_summary,
-    load_results,
-    status_of,
-)
 from pytest_aie.report import sections
 from pytest_aie.report.blob import case_blob
 from pytest_aie.report.shown import MAX_NAME_CHARS, name, script_json
-from pytest_aie.results import FORMAT_VERSION
+from pytest_aie.results.log import load_results
+from pytest_aie.results.records import (
+    FORMAT_VERSION,
+    ResultsError,
+    ResultsWarning,
+    basic_summary,
+    status_of,
+)
 
 if TYPE_CHECKING:
     from importlib.abc import Traversable

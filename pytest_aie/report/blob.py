@@ -30,8 +30,8 @@ from pytest_aie.drilldown import (
     samples_text,
     trajectory_text,
 )
-from pytest_aie.records import STATUSES, status_of
 from pytest_aie.report.shown import dumps, name, preview, shown
+from pytest_aie.results.records import STATUSES, status_of
 
 __all__ = ["CHUNK", "FLAGS", "PREVIEW_CHARS", "case_blob", "cases_in", "decode", "expected_of"]
 

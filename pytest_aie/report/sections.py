@@ -12,7 +12,6 @@ from collections import defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
 from pytest_aie._util.redact import scrub, scrub_argv
-from pytest_aie.records import status_of
 from pytest_aie.report.charts import histogram, interval_bar, whiskers
 from pytest_aie.report.shown import (
     MAX_NAME_CHARS,
@@ -22,6 +21,7 @@ from pytest_aie.report.shown import (
     percent,
     shown,
 )
+from pytest_aie.results.records import status_of
 
 __all__ = ["change_rows", "comparison_rows", "elo_boards", "engine_of", "latency",
            "metadata", "score_histograms", "summary_rows", "tag_breakdown"]

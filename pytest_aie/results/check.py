@@ -2,13 +2,13 @@
 comparisons, report, baseline diff) relies on, checked once when the log is read.
 
 * :func:`uncut` undoes what the log's bounded lines did to a structured field: a ``trajectory``,
-  ``retrieved`` list or ``details`` longer than :data:`~pytest_aie.results.MAX_FIELD_CHARS` is
+  ``retrieved`` list or ``details`` longer than :data:`~pytest_aie.results.log.MAX_FIELD_CHARS` is
   stored as the head of its JSON text (a string), which cannot be read as the structure. The
   field becomes ``None`` and the head is kept under ``cut_text``; the caller says so.
 * :func:`case_problem` says what is wrong with a record (``None``: nothing) in words, for a
   line like ``results.jsonl:7: case record: 'suite' is missing``.
 
-The expected types come from :class:`~pytest_aie.records.CaseRecord`'s annotations, so a new
+The expected types come from :class:`~pytest_aie.results.records.CaseRecord`'s annotations, so a new
 field is checked as soon as it is declared. ``null`` is accepted for every field but the
 three that identify a record (``suite``, ``metric``, ``case_id``): older logs leave fields out
 or empty, and the readers treat a missing value and ``null`` alike.
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import fields
 from typing import Any
+
+from pytest_aie.results.records import CaseRecord
 
 __all__ = ["case_problem", "field_problem", "other_problem", "structured_fields", "uncut"]
 
@@ -31,8 +33,6 @@ def _kinds() -> dict[str, tuple[str, ...]]:
     ``number``, ``int``, ``list``, ``dict`` (an ``Any`` field accepts anything: no entry)."""
     global _KINDS
     if _KINDS is None:
-        from pytest_aie.records import CaseRecord
-
         out: dict[str, tuple[str, ...]] = {}
         for f in fields(CaseRecord):
             text = str(f.type)

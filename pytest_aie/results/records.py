@@ -1,6 +1,6 @@
 """Case records: their one typed definition (:class:`CaseRecord`, schema version
 :data:`FORMAT_VERSION`), reading them back from a results log, a record's status, and
-per-suite counts.
+per-suite counts (the results log reads and writes them: :mod:`pytest_aie.results.log`).
 
 One definition feeds every consumer: the session builds a :class:`CaseRecord` per case, model
 and metric; its :meth:`~CaseRecord.to_dict` is what travels on the test report (xdist), what
@@ -12,18 +12,14 @@ before ``status`` existed derive it from ``passed``.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import warnings
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from pytest_aie.errors import AieError
 
 __all__ = ["FORMAT_VERSION", "STATUSES", "CaseRecord", "ResultsError", "ResultsWarning",
-           "basic_summary", "load_results", "status_of"]
+           "basic_summary", "status_of"]
 
 #: The results log's schema version (its run header's ``format_version``). 2: records carry
 #: the run's model name (``model``; the engine's model is ``model_id``) and ``gated``, one
@@ -140,94 +136,6 @@ class ResultsError(AieError):
 
 class ResultsWarning(UserWarning):
     """A results log with a damaged line that was skipped (e.g. a crash mid-write)."""
-
-
-def load_results(jsonl_path: str | os.PathLike[str], *, other: list[dict[str, Any]] | None = None
-                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Read a results log: ``(header, cases)`` (``other``: a list that receives the records of
-    other types, e.g. the run's ``change`` and ``conclusion`` records).
-
-    A line that is not valid JSON is skipped with a :class:`ResultsWarning` and the records
-    around it are kept: a truncated last line is what a crash mid-write leaves. Records of
-    other types than ``run`` and ``case`` are ignored (forward compatibility).
-
-    Raises :class:`ResultsError` if the file is missing or has no run header.
-    """
-    path = Path(jsonl_path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ResultsError(f"results log {path} not found",
-                           fix="run pytest with pytest-aie first, or pass the right path") from None
-    header: dict[str, Any] | None = None
-    cases: list[dict[str, Any]] = []
-    lines = data.split(b"\n")
-    last = len(lines)
-    while last > 0 and not lines[last - 1].strip():
-        last -= 1
-    for no, raw in enumerate(lines[:last], start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            where = "truncated last line (the run probably stopped mid-write)" if no == last \
-                else f"damaged line ({exc})"
-            warnings.warn(f"{path}:{no}: skipped a {where}", ResultsWarning, stacklevel=2)
-            continue
-        if not isinstance(record, dict):
-            warnings.warn(f"{path}:{no}: skipped a line that is not a JSON object",
-                          ResultsWarning, stacklevel=2)
-            continue
-        kind = record.get("type")
-        if kind == "case":
-            _read_case(record, path, no)
-            cases.append(record)
-        elif kind != "run":
-            _check_other(record, path, no)
-            if other is not None:
-                other.append(record)
-        elif kind == "run":
-            if header is None:
-                header = record
-            else:
-                warnings.warn(f"{path}:{no}: skipped a second run header; one log holds one run",
-                              ResultsWarning, stacklevel=2)
-    if header is None:
-        raise ResultsError(f"results log {path} has no run header (a first line with "
-                           f'"type": "run")', fix="pass a results log written by pytest-aie")
-    version = header.get("format_version")
-    if isinstance(version, int) and version > FORMAT_VERSION:
-        warnings.warn(f"{path}: results format version {version} is newer than this pytest-aie "
-                      f"reads ({FORMAT_VERSION}); some fields may be missing from the report",
-                      ResultsWarning, stacklevel=2)
-    return header, cases
-
-def _read_case(record: dict[str, Any], path: Path, no: int) -> None:
-    """A case record as the readers need it: a structured field the log cut to text becomes
-    ``None`` (with a :class:`ResultsWarning`); a record of the wrong shape raises
-    :class:`ResultsError` naming the file and line (no reader gets it)."""
-    from pytest_aie.record_check import case_problem, uncut
-
-    for name in uncut(record):
-        warnings.warn(f"{path}:{no}: case {record.get('case_id')}: its {name} was cut in the "
-                      f"results log ({record['cut'][name]:,} characters as JSON) and is not shown",
-                      ResultsWarning, stacklevel=3)
-    problem = case_problem(record)
-    if problem is not None:
-        raise ResultsError(f"{path}:{no}: malformed case record: {problem}",
-                           fix="restore the log from the run's artifacts, or delete that line "
-                               "(its case is then left out)")
-
-
-def _check_other(record: dict[str, Any], path: Path, no: int) -> None:
-    from pytest_aie.record_check import other_problem
-
-    problem = other_problem(record)
-    if problem is not None:
-        raise ResultsError(f"{path}:{no}: malformed {record.get('type')} record: {problem}",
-                           fix="restore the log from the run's artifacts, or delete that line "
-                               "(the report is then recomputed from the case records)")
 
 
 def status_of(case: Mapping[str, Any]) -> str:

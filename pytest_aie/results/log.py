@@ -29,17 +29,20 @@ import platform
 import re
 import socket
 import subprocess
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
 from pytest_aie._util.files import HeldLock, try_lock, write_atomic
 from pytest_aie._util.redact import scrub, scrub_argv
+from pytest_aie._version import __version__
 from pytest_aie.errors import UsageError
-from pytest_aie.records import FORMAT_VERSION
+from pytest_aie.results.check import case_problem, other_problem, uncut
+from pytest_aie.results.records import FORMAT_VERSION, ResultsError, ResultsWarning
 
 __all__ = ["FORMAT_VERSION", "KEEP_LOGS", "MAX_FIELD_CHARS", "ResultsLog", "check_output_paths",
-           "check_writable", "claim_outputs", "dumps", "reference_fields", "run_header"]
+           "check_writable", "claim_outputs", "dumps", "load_results", "reference_fields", "run_header"]
 
 #: Earlier logs kept next to the current one: results.1.jsonl (the previous run) ... results.3.jsonl.
 KEEP_LOGS = 3
@@ -69,7 +72,6 @@ def git_commit(cwd: str | Path) -> str | None:
 def run_header(*, settings: dict[str, Any], rootdir: str | Path, argv: list[str]) -> dict[str, Any]:
     """Run metadata: versions, engine, model, git commit, seed, start time (credentials
     scrubbed from the settings, the model name and the command line)."""
-    from pytest_aie import __version__
 
     return {
         "type": "run",
@@ -351,3 +353,87 @@ def _describe_holder(text: str) -> str:
         command = shlex.join(str(a) for a in argv)
         parts.append(f"`{command if len(command) <= 200 else command[:200] + '…'}`")
     return ", ".join(parts)
+
+
+def load_results(jsonl_path: str | os.PathLike[str], *, other: list[dict[str, Any]] | None = None
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Read a results log: ``(header, cases)`` (``other``: a list that receives the records of
+    other types, e.g. the run's ``change`` and ``conclusion`` records).
+
+    A line that is not valid JSON is skipped with a :class:`ResultsWarning` and the records
+    around it are kept: a truncated last line is what a crash mid-write leaves. Records of
+    other types than ``run`` and ``case`` are ignored (forward compatibility).
+
+    Raises :class:`ResultsError` if the file is missing or has no run header.
+    """
+    path = Path(jsonl_path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ResultsError(f"results log {path} not found",
+                           fix="run pytest with pytest-aie first, or pass the right path") from None
+    header: dict[str, Any] | None = None
+    cases: list[dict[str, Any]] = []
+    lines = data.split(b"\n")
+    last = len(lines)
+    while last > 0 and not lines[last - 1].strip():
+        last -= 1
+    for no, raw in enumerate(lines[:last], start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            where = "truncated last line (the run probably stopped mid-write)" if no == last \
+                else f"damaged line ({exc})"
+            warnings.warn(f"{path}:{no}: skipped a {where}", ResultsWarning, stacklevel=2)
+            continue
+        if not isinstance(record, dict):
+            warnings.warn(f"{path}:{no}: skipped a line that is not a JSON object",
+                          ResultsWarning, stacklevel=2)
+            continue
+        kind = record.get("type")
+        if kind == "case":
+            _read_case(record, path, no)
+            cases.append(record)
+        elif kind != "run":
+            _check_other(record, path, no)
+            if other is not None:
+                other.append(record)
+        elif kind == "run":
+            if header is None:
+                header = record
+            else:
+                warnings.warn(f"{path}:{no}: skipped a second run header; one log holds one run",
+                              ResultsWarning, stacklevel=2)
+    if header is None:
+        raise ResultsError(f"results log {path} has no run header (a first line with "
+                           f'"type": "run")', fix="pass a results log written by pytest-aie")
+    version = header.get("format_version")
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        warnings.warn(f"{path}: results format version {version} is newer than this pytest-aie "
+                      f"reads ({FORMAT_VERSION}); some fields may be missing from the report",
+                      ResultsWarning, stacklevel=2)
+    return header, cases
+
+def _read_case(record: dict[str, Any], path: Path, no: int) -> None:
+    """A case record as the readers need it: a structured field the log cut to text becomes
+    ``None`` (with a :class:`ResultsWarning`); a record of the wrong shape raises
+    :class:`ResultsError` naming the file and line (no reader gets it)."""
+    for name in uncut(record):
+        warnings.warn(f"{path}:{no}: case {record.get('case_id')}: its {name} was cut in the "
+                      f"results log ({record['cut'][name]:,} characters as JSON) and is not shown",
+                      ResultsWarning, stacklevel=3)
+    problem = case_problem(record)
+    if problem is not None:
+        raise ResultsError(f"{path}:{no}: malformed case record: {problem}",
+                           fix="restore the log from the run's artifacts, or delete that line "
+                               "(its case is then left out)")
+
+
+def _check_other(record: dict[str, Any], path: Path, no: int) -> None:
+    problem = other_problem(record)
+    if problem is not None:
+        raise ResultsError(f"{path}:{no}: malformed {record.get('type')} record: {problem}",
+                           fix="restore the log from the run's artifacts, or delete that line "
+                               "(the report is then recomputed from the case records)")
