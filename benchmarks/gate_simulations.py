@@ -27,10 +27,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pytest_aie.baseline import make_baseline
-from pytest_aie.comparisons import compare_models, compare_to_baseline
 from pytest_aie.errors import EXIT_REGRESSION
-from pytest_aie.gates import GatePolicy, exit_status
+from pytest_aie.gates.baseline import make_baseline
+from pytest_aie.gates.comparisons import compare_models, compare_to_baseline
+from pytest_aie.gates.conclusion import exit_status
+from pytest_aie.gates.policy import GatePolicy
 from pytest_aie.stats import paired_score_gate
 
 POLICY = GatePolicy()  # alpha 0.05, margin 0.02: the defaults a user gets

@@ -50,7 +50,7 @@ def case_properties(records: Sequence[Mapping[str, Any]]) -> list[tuple[str, str
 def suite_properties(rows: Iterable[Mapping[str, Any]], exit_status: int | None
                      ) -> list[tuple[str, str]]:
     """The run's suite rows and exit status, as ``<testsuite>`` properties."""
-    from pytest_aie.gates import row_name
+    from pytest_aie.gates.thresholds import row_name
 
     out = []
     for row in rows:

@@ -63,7 +63,7 @@ def _suite_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def _comparison(data: Mapping[str, Any]) -> Any:
-    from pytest_aie.comparisons import Comparison
+    from pytest_aie.gates.comparisons import Comparison
 
     fields = dict(data)
     fields["models"] = tuple(fields["models"]) if fields.get("models") else None
@@ -110,7 +110,7 @@ def markdown_summary(rows: Sequence[Mapping[str, Any]], comparisons: Iterable[An
                      notes: Iterable[str] = (), harness_errors: Iterable[str] = (),
                      baseline: str | None = None, report: str | None = None,
                      results: str | None = None, case_rows: int = CASE_ROWS) -> str:
-    """The Markdown summary (``comparisons``: :class:`~pytest_aie.comparisons.Comparison` objects or
+    """The Markdown summary (``comparisons``: :class:`~pytest_aie.gates.comparisons.Comparison` objects or
     their dicts)."""
     comps = [c if isinstance(c, Mapping) else c.to_dict() for c in comparisons]
     status = "" if exit_status is None else \

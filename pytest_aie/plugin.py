@@ -92,7 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
         except AieError as exc:
             pytest.exit(exc.line(), returncode=EXIT_HARNESS_ERROR)
     if workerinput is None and settings.baseline and not config.option.collectonly:
-        from pytest_aie.baseline import baseline_path, load_baseline
+        from pytest_aie.gates.baseline import baseline_path, load_baseline
 
         try:  # before any generation: a missing baseline is found now, not after the run
             aie.baseline_data = load_baseline(baseline_path(settings.baseline_dir, settings.baseline))

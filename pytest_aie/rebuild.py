@@ -4,7 +4,7 @@ comparisons included, rebuilt from one or more results logs.
 * **One complete log** (it ends with its ``conclusion`` record): the run's own rows,
   comparisons, baseline diff, exit status and notes, as the run concluded.
 * **A log without a conclusion** (the run crashed or was killed): the rows are recomputed
-  with :func:`~pytest_aie.gates.evaluate_suites` from its case records and its header's gate
+  with :func:`~pytest_aie.gates.thresholds.evaluate_suites` from its case records and its header's gate
   settings, the comparisons between models from the records; what cannot be recomputed is
   said on stderr (suite-level figures that were never written: corpus scores, latency
   budgets, Elo ratings, judge calibration; pytest's own outcome of tests without evals).
@@ -170,7 +170,7 @@ def _fails_its_test(case: dict[str, Any]) -> bool:
 
 
 def _load_baseline(spec: str, logs: list[Log]) -> tuple[str, dict[str, Any]]:
-    from pytest_aie.baseline import baseline_path, load_baseline
+    from pytest_aie.gates.baseline import baseline_path, load_baseline
 
     path = Path(spec)
     if not (path.suffix == ".json" or path.is_file()):
@@ -195,10 +195,11 @@ def rebuild(paths: Sequence[str | Path], *, baseline: str | None = None) -> Rebu
 
 
 def _recompute(logs: list[Log], baseline: str | None) -> Rebuilt:
-    from pytest_aie.changes import case_changes
-    from pytest_aie.comparisons import compare_models, compare_to_baseline
-    from pytest_aie.conclusion import aggregates_from, gate_policy
-    from pytest_aie.gates import evaluate_suites, exit_status
+    from pytest_aie.gates.changes import case_changes
+    from pytest_aie.gates.comparisons import compare_models, compare_to_baseline
+    from pytest_aie.gates.conclusion import aggregates_from, exit_status
+    from pytest_aie.gates.policy import gate_policy
+    from pytest_aie.gates.thresholds import evaluate_suites
     from pytest_aie.scoring import evidence_problems
 
     messages: list[str] = []
@@ -242,7 +243,7 @@ def _recompute(logs: list[Log], baseline: str | None) -> Rebuilt:
     changes: list[dict[str, Any]] = []
     name = None
     if baseline is not None:
-        from pytest_aie.baseline import unmatched
+        from pytest_aie.gates.baseline import unmatched
 
         name, data = _load_baseline(baseline, logs)
         comparisons += compare_to_baseline(cases, data, policy)

@@ -89,10 +89,10 @@ def evidence_problems(records: list[dict[str, Any]]) -> list[str]:
     """Suites whose verdict would rest on nothing: cases the engine could not generate (an
     infrastructure failure, not a model failure) or no measured case at all. Each is a
     harness problem (exit 10): a run never passes on zero measured cases."""
-    from pytest_aie.gates import _group_records, several_models
+    from pytest_aie.results.records import group_records, several_models
 
     out = []
-    groups = _group_records(records, gated=None)
+    groups = group_records(records, gated=None)
     several = several_models(groups)
     for (suite, metric, model), recs in groups.items():
         where = f"{suite} [{metric}]" + (f" on {model}" if (suite, metric) in several else "")

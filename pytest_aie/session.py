@@ -5,7 +5,7 @@ One :class:`AieSession` lives in ``config.stash`` per pytest process. It holds t
 one concern each: the models by name (:class:`~pytest_aie.registry.ModelRegistry`), the
 whole-suite batched generation and scoring (:class:`~pytest_aie.pipeline.Pipeline`), the
 typed case records (:class:`~pytest_aie.results.records.CaseRecord`) and, on the controller, the
-gates and comparisons that decide the exit status (:mod:`pytest_aie.gates`).
+gates and comparisons that decide the exit status (:mod:`pytest_aie.gates.thresholds`).
 """
 
 from __future__ import annotations
@@ -198,9 +198,10 @@ class AieSession:
     def conclude(self, status: int, run_dir: Path | None = None) -> int:
         """Controller, at session end: suite verdicts, comparisons (baseline, base vs
         candidate), the baseline file if asked for; returns the exit status."""
-        from pytest_aie.comparisons import compare_models, compare_to_baseline
-        from pytest_aie.conclusion import gate_policy
-        from pytest_aie.gates import evaluate_suites, exit_status
+        from pytest_aie.gates.comparisons import compare_models, compare_to_baseline
+        from pytest_aie.gates.conclusion import exit_status
+        from pytest_aie.gates.policy import gate_policy
+        from pytest_aie.gates.thresholds import evaluate_suites
 
         s = self.settings
         self.pytest_status = status
@@ -212,23 +213,23 @@ class AieSession:
         self.rows = evaluate_suites(self.records, policy, aggregates)
         missing: list[str] = []  # the run's suites that the baseline lacks
         if s.baseline:
-            from pytest_aie.baseline import baseline_path, load_baseline
+            from pytest_aie.gates.baseline import baseline_path, load_baseline
 
             baseline = self.baseline_data or load_baseline(baseline_path(s.baseline_dir,
                                                                          s.baseline))
             self.baseline_comparisons = compare_to_baseline(self.records, baseline, policy)
-            from pytest_aie.baseline import unmatched
+            from pytest_aie.gates.baseline import unmatched
 
             error, missing = unmatched(self.records, self.baseline_comparisons, baseline,
                                        s.baseline)
             if error is not None and error not in self.harness_errors:
                 self.harness_errors.append(error)
-            from pytest_aie.changes import case_changes
+            from pytest_aie.gates.changes import case_changes
 
             self.changes = case_changes(self.records, baseline)
         self.model_comparisons = compare_models(self.records, policy)
         if s.save_baseline and self.records:
-            from pytest_aie.baseline import baseline_path, make_baseline, save_baseline
+            from pytest_aie.gates.baseline import baseline_path, make_baseline, save_baseline
 
             header = self.log.header if self.log is not None else {}
             self.saved_baseline = str(save_baseline(baseline_path(s.baseline_dir, s.save_baseline),
@@ -244,10 +245,10 @@ class AieSession:
     def write_conclusion(self, status: int) -> None:
         """Controller, after :meth:`conclude`: append the baseline diff (one ``change`` record
         per case) and the ``conclusion`` record to the results log (see
-        :mod:`pytest_aie.conclusion`), so that the report can be rebuilt from the log."""
+        :mod:`pytest_aie.gates.conclusion`), so that the report can be rebuilt from the log."""
         if self.log is None or not self.records or self.policy is None:
             return
-        from pytest_aie.conclusion import conclusion_record
+        from pytest_aie.gates.conclusion import conclusion_record
 
         for change in self.changes:
             self.log.append({"type": "change", **change})

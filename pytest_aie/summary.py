@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_aie.comparisons import Comparison
-from pytest_aie.gates import row_name
+from pytest_aie.gates.comparisons import Comparison
+from pytest_aie.gates.thresholds import row_name
 
 __all__ = ["suite_lines", "comparison_lines"]
 

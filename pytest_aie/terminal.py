@@ -76,8 +76,8 @@ def gate_failures(rows: list[dict[str, Any]], policy: Any) -> list[tuple[str, li
     ``(row name, [what, ...])``: a failed gate (each failed ranking expectation named), an
     inconclusive verdict or latency budget counted as a failure by ``--aie-inconclusive fail``,
     failed must-pass cases, a failed latency budget. The same rules as
-    :func:`pytest_aie.gates.exit_status`."""
-    from pytest_aie.gates import row_name
+    :func:`pytest_aie.gates.conclusion.exit_status`."""
+    from pytest_aie.gates.thresholds import row_name
 
     as_fail = getattr(policy, "inconclusive", None) == "fail"
     out: list[tuple[str, list[str]]] = []

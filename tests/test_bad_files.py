@@ -169,7 +169,7 @@ def test_baseline_with_no_suite_in_common_is_an_error_not_a_silent_pass(
 def test_suites_missing_from_the_baseline_are_named_and_the_others_compared() -> None:
     from types import SimpleNamespace
 
-    from pytest_aie.baseline import unmatched
+    from pytest_aie.gates.baseline import unmatched
 
     records = [{"suite": s, "metric": "m"} for s in ("a", "b", "c")]
     error, notes = unmatched(records, [SimpleNamespace(suite="b", metric="m")], {}, "main")

@@ -1,4 +1,4 @@
-"""Unit tests of pytest_aie.gates on plain case records: counts by status, ceiling verdicts,
+"""Unit tests of pytest_aie.gates.thresholds on plain case records: counts by status, ceiling verdicts,
 clustered paired comparisons, baselines with groups, the family-wise adjustment and exit
 status, pass@k rows. (The same paths through the plugin: test_gates_plugin.py.)"""
 
@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from pytest_aie.baseline import BASELINE_FORMAT, load_baseline, make_baseline
-from pytest_aie.comparisons import Comparison, compare_models, compare_to_baseline
 from pytest_aie.errors import EXIT_REGRESSION, UsageError
-from pytest_aie.gates import GatePolicy, adjust, evaluate_suites, exit_status
+from pytest_aie.gates.baseline import BASELINE_FORMAT, load_baseline, make_baseline
+from pytest_aie.gates.comparisons import Comparison, compare_models, compare_to_baseline
+from pytest_aie.gates.conclusion import exit_status
+from pytest_aie.gates.policy import GatePolicy, adjust
+from pytest_aie.gates.thresholds import evaluate_suites
 
 POLICY = GatePolicy()
 

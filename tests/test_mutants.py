@@ -1,6 +1,6 @@
 """Tests that kill mutants which survived tests/test_stats.py and tests/test_gates.py.
 
-Found by mutation testing (mutmut over pytest_aie/stats/ and pytest_aie/gates.py; see README,
+Found by mutation testing (mutmut over pytest_aie/stats/ and pytest_aie/gates/thresholds.py; see README,
 "Mutation testing"). Each test pins a behaviour the other tests left open: an argument that
 was not passed through (confidence, seed, strict, margin, alpha), a boundary (exactly two
 cases, a drop of exactly the margin), a branch nobody took (improvements, strict and
@@ -23,9 +23,16 @@ from test_gates import (  # the record and spread helpers of the gate tests
     spread,
 )
 
-from pytest_aie.comparisons import Comparison, compare_models, compare_pairs, compare_to_baseline
 from pytest_aie.errors import UsageError
-from pytest_aie.gates import GatePolicy, adjust, evaluate_suites, exit_status
+from pytest_aie.gates.comparisons import (
+    Comparison,
+    compare_models,
+    compare_pairs,
+    compare_to_baseline,
+)
+from pytest_aie.gates.conclusion import exit_status
+from pytest_aie.gates.policy import GatePolicy, adjust
+from pytest_aie.gates.thresholds import evaluate_suites
 from pytest_aie.stats import (
     Aggregate,
     aggregate,

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from scripted_suite import eval_test, write_answers, write_scripted_suite
 
-from pytest_aie.changes import case_changes
 from pytest_aie.errors import EXIT_REGRESSION
+from pytest_aie.gates.changes import case_changes
 from pytest_aie.rebuild import load_log, main, rebuild
 from pytest_aie.results.records import ResultsWarning
 
@@ -211,7 +211,7 @@ def test_baseline_diff_keeps_old_and_new_outputs(pytester: pytest.Pytester) -> N
     assert case_changes(load_results(log)[1], old) == expected
     assert rebuild([log], baseline=str(old_path)).changes == expected
     # long outputs are cut in the baseline
-    from pytest_aie.baseline import OUTPUT_CHARS, make_baseline
+    from pytest_aie.gates.baseline import OUTPUT_CHARS, make_baseline
 
     rec = {**load_results(log)[1][0], "output": "x" * 5000}
     kept = make_baseline("b", {}, [rec])

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_aie.comparisons import Comparison
+from pytest_aie.gates.comparisons import Comparison
 from pytest_aie.report import render_html
 
 try:  # `python -m pytest` puts the repo root on sys.path; plain `pytest` puts tests/ there

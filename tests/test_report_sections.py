@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pytest_aie.comparisons import Comparison
-from pytest_aie.gates import evaluate_suites
+from pytest_aie.gates.comparisons import Comparison
+from pytest_aie.gates.thresholds import evaluate_suites
 from pytest_aie.report import render_html, sections
 from pytest_aie.report.blob import CHUNK, cases_in, decode
 

@@ -143,7 +143,7 @@ def render_html(
 ) -> Path:
     """Render the report for one run to ``path`` (written atomically) and return the path.
 
-    ``summary`` is the plugin's per-suite summary (:func:`pytest_aie.gates.evaluate_suites`
+    ``summary`` is the plugin's per-suite summary (:func:`pytest_aie.gates.thresholds.evaluate_suites`
     rows; counts are taken from ``cases``); ``None`` computes :func:`basic_summary` from
     ``cases``. ``comparisons`` (``Comparison.to_dict()`` rows) and ``changes`` (the baseline
     diff, one dict per case whose status changed) add the change columns and the diff section;

@@ -13,13 +13,15 @@ before ``status`` existed derive it from ``passed``.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping
 
 from pytest_aie.errors import AieError
 
 __all__ = ["FORMAT_VERSION", "STATUSES", "CaseRecord", "ResultsError", "ResultsWarning",
-           "basic_summary", "status_of"]
+           "Key", "basic_summary", "cluster_of", "group_records", "model_of",
+           "several_models", "status_of"]
 
 #: The results log's schema version (its run header's ``format_version``). 2: records carry
 #: the run's model name (``model``; the engine's model is ``model_id``) and ``gated``, one
@@ -180,3 +182,35 @@ def basic_summary(cases: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         total, count = sums[key]
         row["mean_score"] = total / count if count else None
     return list(groups.values())
+
+
+Key = tuple[str, str, str]  # suite, metric, model
+
+
+def model_of(rec: dict[str, Any]) -> str:
+    """A record's model (``default`` when the run names none)."""
+    return str(rec.get("model") or "default")
+
+
+def group_records(records: Iterable[dict[str, Any]], *, gated: bool | None = True
+                   ) -> dict[Key, list[dict[str, Any]]]:
+    """Case records by suite, metric and model (``gated``: only gated records, only a
+    suite's reference model's, or both with None)."""
+    groups: dict[Key, list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        if rec.get("type") == "case" and (gated is None or rec.get("gated", True) is gated):
+            groups[(rec["suite"], rec["metric"], model_of(rec))].append(rec)
+    return dict(sorted(groups.items()))
+
+
+def several_models(keys: Iterable[Key]) -> set[tuple[str, str]]:
+    """The (suite, metric) pairs gated on more than one model: their names say the model."""
+    seen: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for suite, metric, model in keys:
+        seen[(suite, metric)].add(model)
+    return {k for k, v in seen.items() if len(v) > 1}
+
+
+def cluster_of(rec: dict[str, Any]) -> str | None:
+    """A record's cluster for clustered statistics (its ``group``), or None."""
+    return f"group:{rec['group']}" if rec.get("group") not in (None, "") else None

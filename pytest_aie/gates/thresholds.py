@@ -1,6 +1,8 @@
-"""Statistical gates over a run's case records: intervals, threshold verdicts, repeated
-sampling, and the exit status; the paired comparisons (against a stored baseline, or base vs
-candidate model) are computed in :mod:`pytest_aie.comparisons`.
+"""Suite thresholds over a run's case records: intervals, threshold verdicts and repeated
+sampling (:func:`evaluate_suites`). The paired comparisons (against a stored baseline, or base
+vs candidate model) are computed in :mod:`pytest_aie.gates.comparisons`, the family-wise
+adjustment in :mod:`pytest_aie.gates.policy` and the exit status in
+:mod:`pytest_aie.gates.conclusion`; this docstring describes the family they share.
 
 Everything here works on the plain case records of the results log, so the xdist controller
 (which collects no tests itself) can gate on what its workers sent. The numerics are in
@@ -38,66 +40,18 @@ failures under ``--aie-inconclusive fail``.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Literal
+from typing import Any, Iterable
 
-from pytest_aie.results.records import status_of
+from pytest_aie.gates.policy import GatePolicy, adjust
+from pytest_aie.results.records import Key, cluster_of, group_records, several_models, status_of
 
-if TYPE_CHECKING:
-    from pytest_aie.comparisons import Comparison
-
-__all__ = ["GatePolicy", "adjust", "evaluate_suites", "exit_status", "row_name", "several_models"]
-
-VERDICTS = ("pass", "fail", "inconclusive")
-
-
-@dataclass(frozen=True)
-class GatePolicy:
-    """Run-wide gate settings (options ``--aie-gate``, ``--aie-inconclusive``, ...)."""
-
-    mode: Literal["interval", "point"] = "interval"  # three-way, or the point estimate
-    inconclusive: str = "warn"  # what an inconclusive verdict does: fail, pass, warn
-    confidence: float = 0.95
-    margin: float = 0.02
-    alpha: float = 0.05
-
-
-Key = tuple[str, str, str]  # suite, metric, model
-
-
-def _model(rec: dict[str, Any]) -> str:
-    return str(rec.get("model") or "default")
-
-
-def _group_records(records: Iterable[dict[str, Any]], *, gated: bool | None = True
-                   ) -> dict[Key, list[dict[str, Any]]]:
-    """Case records by suite, metric and model (``gated``: only gated records, only a
-    suite's reference model's, or both with None)."""
-    groups: dict[Key, list[dict[str, Any]]] = defaultdict(list)
-    for rec in records:
-        if rec.get("type") == "case" and (gated is None or rec.get("gated", True) is gated):
-            groups[(rec["suite"], rec["metric"], _model(rec))].append(rec)
-    return dict(sorted(groups.items()))
-
-
-def several_models(keys: Iterable[Key]) -> set[tuple[str, str]]:
-    """The (suite, metric) pairs gated on more than one model: their names say the model."""
-    seen: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for suite, metric, model in keys:
-        seen[(suite, metric)].add(model)
-    return {k for k, v in seen.items() if len(v) > 1}
-
+__all__ = ["evaluate_suites", "row_name"]
 
 def row_name(row: dict[str, Any]) -> str:
     """A suite row's display name: ``suite [metric]``, plus ``on MODEL`` in a suite that
     gates several models."""
     name = f"{row['suite']} [{row['metric']}]"
     return name + (f" on {row['model']}" if row.get("several_models") else "")
-
-
-def _cluster(rec: dict[str, Any]) -> str | None:
-    return f"group:{rec['group']}" if rec.get("group") not in (None, "") else None
 
 
 def _gate_values(recs: list[dict[str, Any]], binary: bool) -> tuple[list[Any], list[Any]]:
@@ -109,13 +63,13 @@ def _gate_values(recs: list[dict[str, Any]], binary: bool) -> tuple[list[Any], l
     for rec in recs:
         samples = rec.get("samples")
         if samples:
-            cluster = _cluster(rec) or f"case:{rec['case_id']}"
+            cluster = cluster_of(rec) or f"case:{rec['case_id']}"
             for s in samples:
                 values.append(s.get("passed") if binary else s.get("value"))
                 groups.append(cluster)
         else:
             values.append(rec.get("passed") if binary else rec.get("value"))
-            groups.append(_cluster(rec))
+            groups.append(cluster_of(rec))
     return values, groups
 
 
@@ -127,12 +81,12 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
 
     ``passed``/``failed``/``unmeasured`` count real outcomes only; ``scored`` counts cases
     with a score and no per-case threshold, and ``pass_rate`` is over passed and failed
-    cases. Verdicts are Holm-adjusted over these rows; :func:`exit_status` adjusts them
+    cases. Verdicts are Holm-adjusted over these rows; :func:`pytest_aie.gates.conclusion.exit_status` adjusts them
     again together with the comparisons."""
     from pytest_aie.stats import aggregate, sampling_summary, sampling_table, verdict
 
     rows = []
-    by_key = _group_records(records)
+    by_key = group_records(records)
     several = several_models(by_key)
     for (suite, metric, model), recs in by_key.items():
         binary = all(r.get("binary", True) for r in recs)
@@ -273,104 +227,3 @@ def _negated(agg: Any) -> Any:
 def _mean(values: list[Any]) -> float | None:
     kept = [float(v) for v in values if v is not None]
     return sum(kept) / len(kept) if kept else None
-
-
-def adjust(rows: list[dict[str, Any]], comparisons: list[Comparison], policy: GatePolicy) -> int:
-    """Holm's adjustment over every confirmatory decision of ``rows`` and ``comparisons``
-    (see the module docstring); sets ``p_adjusted``, ``family_size`` and the final
-    ``verdict`` / ``regressed`` in place and returns the family's size. Idempotent: it
-    starts from the unadjusted ``interval_verdict`` and ``gate["regressed"]``.
-
-    A threshold verdict is decided at one-sided level ``(1 - confidence) / 2`` and a
-    regression at ``alpha``; p-values enter the family as ``p * alpha / level`` so that a
-    family of one decides exactly as the decision alone."""
-    from pytest_aie.stats import holm
-
-    alpha = policy.alpha
-    members: list[tuple[float, Any]] = []
-    for row in rows:
-        if row.get("confirmatory") and row.get("p_value") is not None:
-            members.append((min(1.0, row["p_value"] * alpha / row["p_level"]), row))
-    for comp in comparisons:
-        if comp.confirmatory and comp.p_value is not None:
-            members.append((comp.p_value, comp))
-    adjusted = holm([p for p, _ in members])
-    m = len(members)
-    for p_adj, (_, item) in zip(adjusted, members):
-        if not isinstance(item, dict):  # a Comparison (rows are dicts)
-            item.p_adjusted, item.family_size = p_adj, m
-            item.regressed = bool(item.gate and item.gate["regressed"]) and p_adj < alpha
-        else:
-            item["p_adjusted"], item["family_size"] = p_adj, m
-            if item["interval_verdict"] == "fail":
-                item["verdict"] = "fail" if p_adj < alpha else "inconclusive"
-    return m
-
-
-def exit_status(rows: list[dict[str, Any]], comparisons: list[Comparison], policy: GatePolicy,
-                status: int) -> tuple[int, list[str]]:
-    """The run's exit status after the gates, and the lines that explain it.
-
-    First the family-wise adjustment over all of ``rows`` and ``comparisons``
-    (:func:`adjust`, in place, so that what is shown is what decided). Precedence:
-    pytest's own failures and interruptions stay; a regression (exit 11) beats evals failed
-    (exit 1); a suite verdict of ``fail``, a must-pass case that failed, or an
-    inconclusive verdict under ``--aie-inconclusive fail`` means evals failed.
-    """
-    from pytest_aie.errors import EXIT_REGRESSION
-
-    m = adjust(rows, comparisons, policy)
-    notes: list[str] = []
-    failed = False
-    for row in rows:
-        name = row_name(row)
-        held_back = row["verdict"] == "inconclusive" and row.get("interval_verdict") == "fail"
-        if row["verdict"] == "fail":
-            failed = True
-            for text in row.get("failed_expectations") or ():  # each failed ranking gate
-                reason = next((e.get("reason") for e in (row.get("elo") or {}).get("expect")
-                               or () if e.get("expect") == text), None)
-                notes.append(f"{name}: expect {text} FAILED: {reason}")
-        elif row["verdict"] == "inconclusive":
-            why = (f"the interval is on the wrong side of the threshold, but the shortfall is not "
-                   f"significant (p={row['p_value']:.3g}, Holm-adjusted {row['p_adjusted']:.3g} "
-                   f"over {m} decisions)" if held_back else
-                   "too little data to decide" if row["interval"] is None
-                   or row["interval"][0] == row["interval"][1] or row["n"] - row["unmeasured"] < 2
-                   else "the interval straddles the threshold")
-            todo = "add cases or samples to decide"
-            if row.get("inconclusive_reason"):
-                why = row["inconclusive_reason"]
-                todo = row.get("inconclusive_todo") or "calibrate or change the judge"
-            if policy.inconclusive == "fail":
-                failed = True
-                notes.append(f"{name}: inconclusive ({why}), counted as a failure "
-                             "(--aie-inconclusive fail)")
-            elif policy.inconclusive == "warn":
-                notes.append(f"WARNING {name}: inconclusive: {why}; "
-                             f"{todo} (--aie-inconclusive fail makes this fail)")
-        if row.get("must_pass_failed"):
-            failed = True
-        for budget, b in (row.get("budgets") or {}).items():
-            # a budget's verdict is its bootstrap interval against the budget (three-way);
-            # not a p-value test, so outside the Holm family, like point verdicts
-            if b.get("verdict") == "fail":
-                failed = True
-            elif b.get("verdict") == "inconclusive" and policy.inconclusive == "fail":
-                failed = True
-                notes.append(f"{name}: latency budget {budget} inconclusive, counted as a "
-                             "failure (--aie-inconclusive fail)")
-            elif b.get("verdict") == "inconclusive" and policy.inconclusive == "warn":
-                notes.append(f"WARNING {name}: latency budget {budget} inconclusive: the "
-                             "interval straddles the budget; measure more requests to decide")
-    for comp in comparisons:
-        if comp.confirmatory and comp.gate and comp.gate.get("regressed") and not comp.regressed:
-            where = comp.suite + (f" ({comp.scope})" if comp.scope != "suite" else "")
-            notes.append(f"{where} [{comp.metric}]: a drop with p={comp.p_value:.3g}, not "
-                         f"significant after the Holm adjustment over {m} decisions "
-                         f"(adjusted p={comp.p_adjusted:.3g}): not a regression")
-    if any(c.regressed for c in comparisons):
-        return EXIT_REGRESSION, notes
-    if failed and status == 0:
-        return 1, notes
-    return status, notes

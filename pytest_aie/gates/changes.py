@@ -2,9 +2,9 @@
 
 :func:`case_changes` gives one dict per case that passed in the baseline and fails now
 (``newly_failing``) or failed there and passes now (``newly_passing``), the same cases that
-:func:`pytest_aie.comparisons.compare_pairs` counts, with the old and the new status, value and
+:func:`pytest_aie.gates.comparisons.compare_pairs` counts, with the old and the new status, value and
 output side by side (the old output is what the baseline kept: its first
-:data:`pytest_aie.baseline.OUTPUT_CHARS` characters; ``None`` in a baseline saved before
+:data:`pytest_aie.gates.baseline.OUTPUT_CHARS` characters; ``None`` in a baseline saved before
 outputs were kept)::
 
     {"suite", "metric", "model", "case_id", "change": "newly_failing" | "newly_passing",
@@ -24,14 +24,13 @@ def case_changes(records: Iterable[dict[str, Any]], baseline: dict[str, Any]) ->
     """Each gated case of ``records`` whose pass/fail outcome differs from ``baseline``'s, in
     suite, metric and model order, then in run order (cases only on one side are not
     changes: the comparison counts them as added or removed)."""
-    from pytest_aie.baseline import OUTPUT_CHARS
-    from pytest_aie.comparisons import baseline_key
-    from pytest_aie.gates import _group_records, several_models
+    from pytest_aie.gates.baseline import OUTPUT_CHARS
+    from pytest_aie.gates.comparisons import baseline_key
     from pytest_aie.results.log import _cut
-    from pytest_aie.results.records import status_of
+    from pytest_aie.results.records import group_records, several_models, status_of
 
     suites = baseline.get("suites") or {}
-    groups = _group_records(records)
+    groups = group_records(records)
     several = several_models(groups)
     out: list[dict[str, Any]] = []
     for (suite, metric, model), recs in groups.items():

@@ -5,8 +5,8 @@ base vs candidate), per suite and per tag, each a :class:`Comparison` with its p
 the newly failing and newly passing cases, and the cases added and removed.
 
 Whether a comparison is confirmatory (can fail the run, within the Holm family) and the exit
-status are decided in :mod:`pytest_aie.gates` (:func:`~pytest_aie.gates.adjust`,
-:func:`~pytest_aie.gates.exit_status`), which also describes the family.
+status are decided in :mod:`pytest_aie.gates.thresholds` (:func:`~pytest_aie.gates.policy.adjust`,
+:func:`~pytest_aie.gates.conclusion.exit_status`), which also describes the family.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from pytest_aie.gates import GatePolicy, _cluster, _group_records, adjust, several_models
+from pytest_aie.gates.policy import GatePolicy, adjust
+from pytest_aie.results.records import cluster_of, group_records, several_models
 
 __all__ = ["Comparison", "baseline_key", "compare_models", "compare_pairs", "compare_to_baseline"]
 
@@ -85,7 +86,7 @@ def compare_pairs(suite: str, metric: str, scope: str, binary: bool,
     """Paired gate on the cases both sides share: McNemar-based for pass/fail, sign-flip
     permutation test for scores; regression needs significance *and* a drop beyond the
     margin. Cases sharing a declared ``group`` (the current run's, else the reference's)
-    are tested cluster by cluster. The result is unadjusted until :func:`adjust`."""
+    are tested cluster by cluster. The result is unadjusted until :func:`~pytest_aie.gates.policy.adjust`."""
     from pytest_aie.stats import paired_binary_gate, paired_score_gate
 
     shared = [c for c in current if c in reference]  # in run order
@@ -93,7 +94,7 @@ def compare_pairs(suite: str, metric: str, scope: str, binary: bool,
     removed = len(set(reference) - set(current))
     if not shared:
         return Comparison(suite, metric, scope, 0, added, removed, None, False, False)
-    groups = [_cluster(current[c]) or _cluster(reference[c]) for c in shared]
+    groups = [cluster_of(current[c]) or cluster_of(reference[c]) for c in shared]
     if binary:
         res = paired_binary_gate([reference[c].get("passed") for c in shared],
                                  [current[c].get("passed") for c in shared],
@@ -126,7 +127,7 @@ def compare_to_baseline(records: Iterable[dict[str, Any]], baseline: dict[str, A
     """Each suite (each gated model of it) of this run against the same in a stored baseline."""
     out = []
     suites = baseline.get("suites", {})
-    groups = _group_records(records)
+    groups = group_records(records)
     several = several_models(groups)
     for (suite, metric, model), recs in groups.items():
         ref = suites.get(baseline_key(suite, metric, model, (suite, metric) in several))
@@ -149,7 +150,7 @@ def compare_models(records: Iterable[dict[str, Any]], policy: GatePolicy) -> lis
     finetune check) is confirmatory, per suite and per tag: a significant drop is a
     regression (exit 11). Every other pair of a suite's models is compared the same way,
     per suite, as exploratory figures (shown, never failing the run)."""
-    groups = _group_records(records, gated=None)
+    groups = group_records(records, gated=None)
     by_suite: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = defaultdict(dict)
     references: dict[tuple[str, str], str] = {}
     for (suite, metric, model), recs in groups.items():

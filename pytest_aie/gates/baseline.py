@@ -44,13 +44,12 @@ def baseline_path(directory: str | Path, name: str) -> Path:
 def make_baseline(name: str, header: dict[str, Any], records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """A baseline from a run's records: each gated model's cases per suite and metric (a
     suite's reference model is not saved: it is compared against within the run)."""
-    from pytest_aie.comparisons import baseline_key
-    from pytest_aie.gates import _group_records, several_models
+    from pytest_aie.gates.comparisons import baseline_key
     from pytest_aie.results.log import _cut
-    from pytest_aie.results.records import status_of
+    from pytest_aie.results.records import group_records, several_models, status_of
 
     suites: dict[str, dict[str, Any]] = {}
-    groups = _group_records(records)
+    groups = group_records(records)
     several = several_models(groups)
     for (suite, metric, model), recs in groups.items():
         key = baseline_key(suite, metric, model, (suite, metric) in several)

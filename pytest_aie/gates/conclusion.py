@@ -1,0 +1,136 @@
+"""The end of a results log: what the run concluded, kept so that the report can be rebuilt.
+
+At session end the controller appends to the results log one ``change`` record per case
+whose status changed against the baseline (:func:`pytest_aie.gates.changes.case_changes`, one line
+each so that lines stay bounded), then one ``conclusion`` record (:func:`conclusion_record`).
+``python -m pytest_aie report`` (:mod:`pytest_aie.rebuild`) reads them back; a log without
+a conclusion (the run crashed) is rebuilt from its case records and its header's settings.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Mapping
+
+from pytest_aie.errors import EXIT_REGRESSION
+from pytest_aie.gates.comparisons import Comparison
+from pytest_aie.gates.policy import GatePolicy, adjust
+from pytest_aie.gates.thresholds import row_name
+
+__all__ = ["CONCLUSION_FIELDS", "aggregates_from", "conclusion_record", "exit_status"]
+
+#: The ``conclusion`` record's fields and what they hold (the README's schema section).
+CONCLUSION_FIELDS = {
+    "finished_at": "when the run concluded (UTC, ISO 8601)",
+    "policy": "the gate policy: `mode`, `inconclusive`, `confidence`, `margin`, `alpha`",
+    "aggregates": "the scorers' suite-level figures (corpus scores, latency budgets, Elo "
+                  "ratings, judge calibration): a list of `suite`, `metric`, `model`, `value`",
+    "rows": "the suite rows the gates decided (the terminal's and the report's suite table)",
+    "comparisons": "the paired comparisons (against the baseline: `models` null; between two "
+                   "models of the run: `models` [reference, compared])",
+    "baseline": "the baseline compared against (`--aie-baseline`), or null",
+    "changes": "how many `change` records precede it",
+    "pytest_status": "pytest's own exit status before the gates",
+    "exit_status": "the run's exit status",
+    "notes": "the lines that explain the exit status",
+    "harness_errors": "harness problems (exit 10), one line each",
+}
+
+
+def conclusion_record(*, policy: Any, aggregates: Mapping[tuple[str, str, str], Any],
+                      rows: list[dict[str, Any]], comparisons: list[Any], baseline: str | None,
+                      changes: int, pytest_status: int, exit_status: int, notes: list[str],
+                      harness_errors: list[str]) -> dict[str, Any]:
+    """The ``conclusion`` record (``comparisons``: :class:`~pytest_aie.gates.comparisons.Comparison`
+    objects or their dicts)."""
+    return {
+        "type": "conclusion",
+        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "policy": dict(vars(policy)),
+        "aggregates": [{"suite": k[0], "metric": k[1], "model": k[2], "value": v}
+                       for k, v in sorted(aggregates.items())],
+        "rows": rows,
+        "comparisons": [c if isinstance(c, dict) else c.to_dict() for c in comparisons],
+        "baseline": baseline or None,
+        "changes": changes,
+        "pytest_status": int(pytest_status),
+        "exit_status": int(exit_status),
+        "notes": list(notes),
+        "harness_errors": list(harness_errors),
+    }
+
+
+def aggregates_from(conclusion: Mapping[str, Any]) -> dict[tuple[str, str, str], Any]:
+    """A conclusion record's suite aggregates, keyed as :func:`evaluate_suites` reads them."""
+    out = {}
+    for item in conclusion.get("aggregates") or ():
+        if isinstance(item, dict) and {"suite", "metric", "model"} <= item.keys():
+            out[(str(item["suite"]), str(item["metric"]), str(item["model"]))] = item.get("value")
+    return out
+
+
+def exit_status(rows: list[dict[str, Any]], comparisons: list[Comparison], policy: GatePolicy,
+                status: int) -> tuple[int, list[str]]:
+    """The run's exit status after the gates, and the lines that explain it.
+
+    First the family-wise adjustment over all of ``rows`` and ``comparisons``
+    (:func:`~pytest_aie.gates.policy.adjust`, in place, so that what is shown is what decided). Precedence:
+    pytest's own failures and interruptions stay; a regression (exit 11) beats evals failed
+    (exit 1); a suite verdict of ``fail``, a must-pass case that failed, or an
+    inconclusive verdict under ``--aie-inconclusive fail`` means evals failed.
+    """
+    m = adjust(rows, comparisons, policy)
+    notes: list[str] = []
+    failed = False
+    for row in rows:
+        name = row_name(row)
+        held_back = row["verdict"] == "inconclusive" and row.get("interval_verdict") == "fail"
+        if row["verdict"] == "fail":
+            failed = True
+            for text in row.get("failed_expectations") or ():  # each failed ranking gate
+                reason = next((e.get("reason") for e in (row.get("elo") or {}).get("expect")
+                               or () if e.get("expect") == text), None)
+                notes.append(f"{name}: expect {text} FAILED: {reason}")
+        elif row["verdict"] == "inconclusive":
+            why = (f"the interval is on the wrong side of the threshold, but the shortfall is not "
+                   f"significant (p={row['p_value']:.3g}, Holm-adjusted {row['p_adjusted']:.3g} "
+                   f"over {m} decisions)" if held_back else
+                   "too little data to decide" if row["interval"] is None
+                   or row["interval"][0] == row["interval"][1] or row["n"] - row["unmeasured"] < 2
+                   else "the interval straddles the threshold")
+            todo = "add cases or samples to decide"
+            if row.get("inconclusive_reason"):
+                why = row["inconclusive_reason"]
+                todo = row.get("inconclusive_todo") or "calibrate or change the judge"
+            if policy.inconclusive == "fail":
+                failed = True
+                notes.append(f"{name}: inconclusive ({why}), counted as a failure "
+                             "(--aie-inconclusive fail)")
+            elif policy.inconclusive == "warn":
+                notes.append(f"WARNING {name}: inconclusive: {why}; "
+                             f"{todo} (--aie-inconclusive fail makes this fail)")
+        if row.get("must_pass_failed"):
+            failed = True
+        for budget, b in (row.get("budgets") or {}).items():
+            # a budget's verdict is its bootstrap interval against the budget (three-way);
+            # not a p-value test, so outside the Holm family, like point verdicts
+            if b.get("verdict") == "fail":
+                failed = True
+            elif b.get("verdict") == "inconclusive" and policy.inconclusive == "fail":
+                failed = True
+                notes.append(f"{name}: latency budget {budget} inconclusive, counted as a "
+                             "failure (--aie-inconclusive fail)")
+            elif b.get("verdict") == "inconclusive" and policy.inconclusive == "warn":
+                notes.append(f"WARNING {name}: latency budget {budget} inconclusive: the "
+                             "interval straddles the budget; measure more requests to decide")
+    for comp in comparisons:
+        if comp.confirmatory and comp.gate and comp.gate.get("regressed") and not comp.regressed:
+            where = comp.suite + (f" ({comp.scope})" if comp.scope != "suite" else "")
+            notes.append(f"{where} [{comp.metric}]: a drop with p={comp.p_value:.3g}, not "
+                         f"significant after the Holm adjustment over {m} decisions "
+                         f"(adjusted p={comp.p_adjusted:.3g}): not a regression")
+    if any(c.regressed for c in comparisons):
+        return EXIT_REGRESSION, notes
+    if failed and status == 0:
+        return 1, notes
+    return status, notes
