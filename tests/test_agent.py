@@ -876,19 +876,19 @@ def test_the_agent_and_retriever_fixtures(pytester: pytest.Pytester) -> None:
     assert sorted(r["output"] for r in records if r["metric"] == "exact.match") == ["17", "5"]
 
 
-def test_the_readme_agents_example_runs_and_documents_task() -> None:
-    """The README's Agents block defines the agent it describes: task= names the case field,
+def test_the_docs_agents_example_runs_and_documents_task() -> None:
+    """The agents page's example defines the agent it describes: task= names the case field,
     system= the system prompt; prompt= is an error that names task=."""
     import re
     from pathlib import Path
 
     from pytest_aie.dataset import Case
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Agents\n", 1)[1].split("\n## ", 1)[0]
+    section = (Path(__file__).resolve().parents[1] / "docs" / "evals" / "agents.md").read_text(
+        encoding="utf-8")
     (code,) = re.findall(r"^```python\n(.*?)^```", section, re.M | re.S)
     namespace: dict[str, Any] = {}
-    exec(compile(code, "README.md (Agents)", "exec"), namespace)  # noqa: S102 - the README's own
+    exec(compile(code, "docs/evals/agents.md", "exec"), namespace)  # noqa: S102 - the page's own
     agent = namespace["AGENT"]
     assert isinstance(agent, Agent) and [t.name for t in agent.tools] == ["lookup", "send_email"]
     assert agent.task_text(Case("c0", {"question": "Capital of Japan?"})) == "Capital of Japan?"
