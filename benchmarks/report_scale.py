@@ -166,7 +166,7 @@ def _measure(path: Path, filter_term: str | None) -> tuple[float, float | None]:
 
 
 def main() -> None:
-    from pytest_aie.report import render_html
+    from pytest_aie.report.html import render_html
 
     with tempfile.TemporaryDirectory() as tmp:
         for n, label in ((1_000, "1k"), (10_000, "10k"), (100_000, "100k")):

@@ -298,7 +298,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 def _junit_properties(item: pytest.Item, records: list[dict[str, Any]]) -> None:
     """Under ``--junitxml``: the case's figures as its ``<testcase>`` properties."""
     if records and getattr(item.config.option, "xmlpath", None):
-        from pytest_aie.junit import case_properties
+        from pytest_aie.report.junit import case_properties
 
         item.user_properties.extend(case_properties(records))
 
@@ -353,12 +353,12 @@ def _ci_outputs(config: pytest.Config, aie: AieSession, status: int) -> None:
 
     xml = config.stash.get(xml_key, None)
     if xml is not None:
-        from pytest_aie.junit import suite_properties
+        from pytest_aie.report.junit import suite_properties
 
         for name, value in suite_properties(aie.rows, status):
             xml.add_global_property(name, value)
     if os.environ.get("GITHUB_STEP_SUMMARY"):
-        from pytest_aie.markdown import append_step_summary, markdown_summary
+        from pytest_aie.report.markdown import append_step_summary, markdown_summary
 
         text = markdown_summary(
             aie.rows, aie.baseline_comparisons + aie.model_comparisons, aie.changes,
@@ -400,11 +400,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
 
 def _write_report(config: pytest.Config, aie: AieSession, status: int) -> None:
     """The HTML report; for a run that could not start (harness errors, no case evaluated), a
-    page saying so in place of the previous run's report (see :mod:`pytest_aie.not_run`)."""
+    page saying so in place of the previous run's report (see :mod:`pytest_aie.report.not_run`)."""
     if not aie.settings.report:
         return
     if aie.log is not None and aie.records:
-        from pytest_aie.report import render_html
+        from pytest_aie.report.html import render_html
 
         path = render_html(aie.log.header, aie.records, aie.rows, Path(aie.settings.report),
                            comparisons=[c.to_dict() for c in aie.baseline_comparisons
@@ -413,7 +413,7 @@ def _write_report(config: pytest.Config, aie: AieSession, status: int) -> None:
                            exit_status=status, notes=aie.harness_errors + aie.notes)
         config.stash[_REPORT_KEY] = str(path)
     elif aie.harness_errors and not aie.records and not config.option.collectonly:
-        from pytest_aie.not_run import write_not_started
+        from pytest_aie.report.not_run import write_not_started
 
         header = aie.log.header if aie.log is not None else {
             "argv": list(config.invocation_params.args)}

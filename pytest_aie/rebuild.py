@@ -302,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = rebuild(args.results, baseline=args.baseline)
         for w in caught:
             print(f"pytest-aie: {w.message}", file=sys.stderr)
-        from pytest_aie.report import render_html
+        from pytest_aie.report.html import render_html
 
         path = render_html(result.header, result.cases, result.rows, target,
                            comparisons=result.comparisons,
@@ -317,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in result.harness_errors + result.notes:
         print(line, file=sys.stderr)
     if args.summary:
-        from pytest_aie.markdown import markdown_summary
+        from pytest_aie.report.markdown import markdown_summary
 
         print(markdown_summary(result.rows, result.comparisons, result.changes,
                                exit_status=result.exit_status, notes=result.notes,

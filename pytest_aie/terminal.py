@@ -48,7 +48,7 @@ def write_summary(tw: Any, aie: AieSession, hidden: list[pytest.TestReport], ver
                   report: str | None) -> None:
     """Per suite: counts, estimate with interval, verdict; sampling figures, flaky cases;
     comparisons with a baseline or between base and candidate; where the files are."""
-    from pytest_aie.summary import comparison_lines, suite_lines
+    from pytest_aie.report.summary import comparison_lines, suite_lines
 
     lines = suite_lines(aie.rows)
     lines += comparison_lines(aie.baseline_comparisons, "baseline " + aie.settings.baseline)

@@ -9,7 +9,7 @@ import pytest
 from scripted_suite import eval_test, write_answers, write_scripted_suite
 
 from pytest_aie.errors import EXIT_REGRESSION
-from pytest_aie.markdown import cell, markdown_summary
+from pytest_aie.report.markdown import cell, markdown_summary
 
 N = 60
 
@@ -97,7 +97,7 @@ def test_junitxml_properties_travel_from_xdist_workers(pytester: pytest.Pytester
 
 
 def test_case_properties_of_a_timed_case_and_its_reference_model() -> None:
-    from pytest_aie.junit import case_properties
+    from pytest_aie.report.junit import case_properties
 
     own = {"suite": "s", "case_id": "c1", "metric": "exact.match", "model": "candidate",
            "status": "passed", "value": 1.0, "cached": False, "timings": {"total": 0.25}}

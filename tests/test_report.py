@@ -15,9 +15,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from pytest_aie import report
-from pytest_aie.report import render_html
+from pytest_aie.report import html as report
 from pytest_aie.report.blob import cases_in, decode
+from pytest_aie.report.html import render_html
 from pytest_aie.results.log import load_results
 from pytest_aie.results.records import ResultsError, ResultsWarning, basic_summary
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pytest_aie.gates.comparisons import Comparison
-from pytest_aie.report import render_html
+from pytest_aie.report.html import render_html
 
 try:  # `python -m pytest` puts the repo root on sys.path; plain `pytest` puts tests/ there
     from tests.test_report import chromium, open_report, visible_ids, wait_details

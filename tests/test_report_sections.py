@@ -16,8 +16,9 @@ import pytest
 
 from pytest_aie.gates.comparisons import Comparison
 from pytest_aie.gates.thresholds import evaluate_suites
-from pytest_aie.report import render_html, sections
+from pytest_aie.report import sections
 from pytest_aie.report.blob import CHUNK, cases_in, decode
+from pytest_aie.report.html import render_html
 
 ROOT = Path(__file__).resolve().parent.parent
 

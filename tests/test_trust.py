@@ -271,7 +271,7 @@ def test_many_failing_cases_keep_the_terminal_short(pytester) -> None:
 
 
 def test_summary_gives_pass_at_every_k_and_the_cases_left_out() -> None:
-    from pytest_aie.summary import suite_lines
+    from pytest_aie.report.summary import suite_lines
 
     row = {"suite": "s", "metric": "exact.match", "binary": True, "n": 3, "passed": 2, "failed": 1,
            "unmeasured": 0, "estimate": 0.6, "interval": None, "cached": 0, "verdict": None,

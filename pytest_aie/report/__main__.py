@@ -1,5 +1,5 @@
 """``python -m pytest_aie.report RESULTS.jsonl [REPORT.html]``."""
 
-from pytest_aie.report import main
+from pytest_aie.report.html import main
 
 raise SystemExit(main())

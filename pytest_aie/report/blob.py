@@ -23,7 +23,7 @@ import gzip
 import json
 from typing import Any, Iterable, Mapping
 
-from pytest_aie.drilldown import (
+from pytest_aie.report.drilldown import (
     judgments_text,
     passages_text,
     ranking_text,
