@@ -128,7 +128,7 @@ def main() -> None:
 
     from pytest_aie.agent import Agent
     from pytest_aie.engines.hf import HFEngine
-    from pytest_aie.model import Model
+    from pytest_aie.run.model import Model
 
     tasks = [TASKS[i % len(TASKS)] for i in range(args.tasks)]
     engine = HFEngine(batch_size=args.tasks)

@@ -13,8 +13,8 @@ import pytest
 from pytest_aie._util.text import show
 from pytest_aie.dataset import Case
 from pytest_aie.engines.base import Generation
-from pytest_aie.model import Model, Models
 from pytest_aie.plugin import _aie, _ensure
+from pytest_aie.run.model import Model, Models
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 A suite's outputs are generated in one whole-suite batch, where a request's latency is mostly
 queueing behind the others, and may come from the generation cache, where there is no latency
 at all. The probe does neither: it sends the requests straight to the engine (never through
-:meth:`pytest_aie.model.Model.generate_many` and its cache), ``concurrency`` at a time (one by
+:meth:`pytest_aie.run.model.Model.generate_many` and its cache), ``concurrency`` at a time (one by
 default: a closed loop, each worker sending its next request when the last one finished, as
 vLLM's serving benchmark does with ``--max-concurrency``), after ``warmup`` requests whose
 figures are thrown away.

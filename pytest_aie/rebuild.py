@@ -200,7 +200,7 @@ def _recompute(logs: list[Log], baseline: str | None) -> Rebuilt:
     from pytest_aie.gates.conclusion import aggregates_from, exit_status
     from pytest_aie.gates.policy import gate_policy
     from pytest_aie.gates.thresholds import evaluate_suites
-    from pytest_aie.scoring import evidence_problems
+    from pytest_aie.run.scoring import evidence_problems
 
     messages: list[str] = []
     cases = _merge_cases(logs)

@@ -2,8 +2,8 @@
 its conclusion.
 
 One :class:`AieSession` lives in ``config.stash`` per pytest process. It holds the parts,
-one concern each: the models by name (:class:`~pytest_aie.registry.ModelRegistry`), the
-whole-suite batched generation and scoring (:class:`~pytest_aie.pipeline.Pipeline`), the
+one concern each: the models by name (:class:`~pytest_aie.run.registry.ModelRegistry`), the
+whole-suite batched generation and scoring (:class:`~pytest_aie.run.pipeline.Pipeline`), the
 typed case records (:class:`~pytest_aie.results.records.CaseRecord`) and, on the controller, the
 gates and comparisons that decide the exit status (:mod:`pytest_aie.gates.thresholds`).
 """
@@ -18,11 +18,11 @@ import pytest
 
 from pytest_aie.dataset import Case
 from pytest_aie.engines.base import Generation
-from pytest_aie.model import Model, Progress, stderr_progress
-from pytest_aie.pipeline import Pipeline, Unit, case_seed
 from pytest_aie.results.log import ResultsLog, reference_fields
 from pytest_aie.results.records import CaseRecord
-from pytest_aie.scoring import combine, evidence_problems
+from pytest_aie.run.model import Model, Progress, stderr_progress
+from pytest_aie.run.pipeline import Pipeline, Unit, case_seed
+from pytest_aie.run.scoring import combine, evidence_problems
 from pytest_aie.settings import Settings
 from pytest_aie.suite import Eval, SuiteSpec
 
@@ -70,7 +70,7 @@ class AieSession:
     policy: Any = None
 
     def __post_init__(self) -> None:
-        from pytest_aie.registry import ModelRegistry
+        from pytest_aie.run.registry import ModelRegistry
 
         self.registry = ModelRegistry(self.settings, run_dir=self.run_dir, progress=self.progress,
                                       find_target=self._target_suite)
@@ -206,7 +206,7 @@ class AieSession:
         s = self.settings
         self.pytest_status = status
         self.policy = policy = gate_policy(vars(s))
-        from pytest_aie.scoring import SharedScores
+        from pytest_aie.run.scoring import SharedScores
 
         aggregates = {**self.pipeline.aggregates, **SharedScores(run_dir).read_aggregates()}
         self.aggregates = aggregates

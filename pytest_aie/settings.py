@@ -8,7 +8,6 @@ validating each with a message that names the option and the fix.
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,21 +15,17 @@ from typing import Any, Callable
 
 import pytest
 
-from pytest_aie.cache import CACHE_MODES
+from pytest_aie._util.files import default_cache_dir
 from pytest_aie.errors import UsageError
 
-__all__ = ["OPTIONS", "Settings", "add_options", "default_cache_dir"]
+__all__ = ["CACHE_MODES", "OPTIONS", "Settings", "add_options"]
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
 _DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "half")
 
 
-def default_cache_dir() -> Path:
-    """``$PYTEST_AIE_CACHE_DIR``, else ``$XDG_CACHE_HOME/pytest-aie``, else ``~/.cache/pytest-aie``."""
-    if os.environ.get("PYTEST_AIE_CACHE_DIR"):
-        return Path(os.environ["PYTEST_AIE_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pytest-aie"
+#: the choices of ``--aie-cache``
+CACHE_MODES = ("on", "off", "refresh")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from pytest_aie.engines._tool_calls import parse_tool_calls
 from pytest_aie.engines.base import Capability, Generation, Request
 from pytest_aie.engines.scripted import ScriptedEngine
 from pytest_aie.errors import EXIT_HARNESS_ERROR, DatasetError, UsageError
-from pytest_aie.model import Model
+from pytest_aie.run.model import Model
 from pytest_aie.target import TargetEngine, target_request
 
 # ---------------------------------------------------------------------------- tools used below

@@ -1,4 +1,4 @@
-"""Unit tests for the SQLite generation cache (pytest_aie.cache)."""
+"""Unit tests for the SQLite generation cache (pytest_aie.run.cache)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_aie.cache import CACHE_MODES, GenerationCache, engine_key
 from pytest_aie.engines.base import Generation, Request, Sampling, Timings
 from pytest_aie.errors import UsageError
+from pytest_aie.run.cache import GenerationCache, engine_key
+from pytest_aie.settings import CACHE_MODES
 
 ENGINE = engine_key({"engine": "scripted", "model": "m", "revision": "abc"})
 

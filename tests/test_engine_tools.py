@@ -215,7 +215,7 @@ def test_messages_for_templates_and_for_the_api() -> None:
 
 
 def test_cached_generations_keep_their_tool_calls_and_tools_key_the_request(tmp_path: Path) -> None:
-    from pytest_aie.cache import GenerationCache
+    from pytest_aie.run.cache import GenerationCache
 
     calls = [{"id": "call_x_0", "name": "add", "arguments": {"a": 1}},
              {"id": "call_x_1", "name": "add", "arguments": "{bad"}]

@@ -276,7 +276,7 @@ def test_generation_is_triggered_once_not_once_per_item(pytester: pytest.Pyteste
     pytester.makeini("[pytest]\naie_engine = scripted\naie_model = a.jsonl\naie_cache = off\n"
                      "aie_models = a=scripted:a.jsonl,b=scripted:b.jsonl\n")
     pytester.makeconftest(textwrap.dedent("""
-        from pytest_aie.pipeline import Pipeline
+        from pytest_aie.run.pipeline import Pipeline
 
         calls = []
         _ensure = Pipeline.ensure
@@ -306,7 +306,7 @@ def test_generation_is_triggered_once_not_once_per_item(pytester: pytest.Pyteste
 def test_bulk_allocations_restores_the_collector_even_on_error():
     import gc
 
-    from pytest_aie.pipeline import bulk_allocations
+    from pytest_aie.run.pipeline import bulk_allocations
 
     assert gc.isenabled()
     with pytest.raises(RuntimeError):

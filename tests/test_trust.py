@@ -13,8 +13,8 @@ from test_engine_openai import fake  # noqa: F401, F811  (the scripted OpenAI-co
 
 from pytest_aie.engines.base import Engine
 from pytest_aie.errors import EXIT_HARNESS_ERROR, EXIT_REGRESSION
+from pytest_aie.run.scoring import combine
 from pytest_aie.scorers.base import Score
-from pytest_aie.scoring import combine
 from pytest_aie.session import case_seed
 
 RED = "\x1b[31m"

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 
 import filelock
 
-__all__ = ["file_lock", "try_lock", "write_atomic"]
+__all__ = ["default_cache_dir", "file_lock", "try_lock", "write_atomic"]
 
 
 def write_atomic(path: str | os.PathLike[str], chunks: Iterable[str] | str) -> Path:
@@ -125,3 +125,11 @@ def try_lock(path: str | os.PathLike[str]) -> HeldLock | None:
         if not _orphaned(lock):
             return HeldLock(lock)
         lock.release(force=True)  # the old holder removed it as we locked it: lock the new file
+
+
+def default_cache_dir() -> Path:
+    """``$PYTEST_AIE_CACHE_DIR``, else ``$XDG_CACHE_HOME/pytest-aie``, else ``~/.cache/pytest-aie``."""
+    if os.environ.get("PYTEST_AIE_CACHE_DIR"):
+        return Path(os.environ["PYTEST_AIE_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pytest-aie"

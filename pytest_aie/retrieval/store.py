@@ -67,7 +67,7 @@ class IndexStore:
         if cache_dir is False:
             self.root: Path | None = None
         elif cache_dir is None or cache_dir is True:
-            from pytest_aie.settings import default_cache_dir
+            from pytest_aie._util.files import default_cache_dir
 
             self.root = default_cache_dir() / "retrieval"
         else:

@@ -24,10 +24,10 @@ from typing import Any, Sequence
 
 from pytest_aie.engines.base import Generation, Request, Timings
 from pytest_aie.errors import UsageError
+from pytest_aie.settings import CACHE_MODES
 
-__all__ = ["CACHE_MODES", "GenerationCache", "engine_key"]
+__all__ = ["GenerationCache", "engine_key"]
 
-CACHE_MODES = ("on", "off", "refresh")
 _SCHEMA = 1
 _BUSY_TIMEOUT_S = 60.0
 

@@ -3,7 +3,7 @@
 The unit of work is a :data:`Unit`: one case of one suite for one model. The first test that
 needs an output asks :meth:`Pipeline.ensure` for its unit; the pipeline then turns every
 selected case into requests, generates them per model in large batches (through
-:class:`~pytest_aie.model.Model`: run store, cache, de-duplication, progress), and scores each
+:class:`~pytest_aie.run.model.Model`: run store, cache, de-duplication, progress), and scores each
 suite once per eval marker with every model's generations in hand. A model-calling scorer
 (:class:`~pytest_aie.scorers.base.ModelScorer`) plans its own requests for the whole suite,
 which go through the same models; then it scores with their results.
@@ -26,9 +26,9 @@ from pytest_aie._util.files import file_lock
 from pytest_aie.dataset import Case
 from pytest_aie.engines.base import Generation, Request
 from pytest_aie.errors import AieError, UsageError
-from pytest_aie.registry import ModelRegistry
+from pytest_aie.run.registry import ModelRegistry
+from pytest_aie.run.scoring import SharedScores
 from pytest_aie.scorers.base import ModelScorer, Sample, Score, Scorer
-from pytest_aie.scoring import SharedScores
 from pytest_aie.suite import SuiteSpec
 
 __all__ = ["BODY_MODEL", "Pipeline", "Unit", "case_seed"]

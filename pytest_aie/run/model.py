@@ -12,9 +12,9 @@ import time
 from dataclasses import replace
 from typing import Any, Callable, Iterator, Sequence
 
-from pytest_aie.cache import GenerationCache, engine_key
 from pytest_aie.engines import create_engine
 from pytest_aie.engines.base import Engine, Generation, Request, Sampling
+from pytest_aie.run.cache import GenerationCache, engine_key
 
 __all__ = ["Model", "Models", "Progress", "stderr_progress"]
 

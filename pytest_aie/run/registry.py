@@ -1,5 +1,5 @@
 """The run's models by name: the session's model, ``--aie-models`` entries, the finetune
-candidate, the judge, and the user's targets, each a :class:`~pytest_aie.model.Model` behind
+candidate, the judge, and the user's targets, each a :class:`~pytest_aie.run.model.Model` behind
 the run store and the generation cache, created on first use.
 
 Names are what suites, records and comparisons use: ``default`` (``--aie-engine`` /
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from pytest_aie.cache import GenerationCache
 from pytest_aie.engines.base import Sampling
 from pytest_aie.errors import UsageError
-from pytest_aie.model import Model, Progress, stderr_progress
+from pytest_aie.run.cache import GenerationCache
+from pytest_aie.run.model import Model, Progress, stderr_progress
 from pytest_aie.settings import Settings
 
 if TYPE_CHECKING:
