@@ -33,8 +33,8 @@ from raw_generate import short_prompts  # noqa: E402
 
 from pytest_aie.engines.base import Request, Sampling  # noqa: E402
 from pytest_aie.engines.hf import HFEngine  # noqa: E402
-from pytest_aie.latency import percentile_interval  # noqa: E402
-from pytest_aie.latency_probe import LatencySample, probe  # noqa: E402
+from pytest_aie.latency.marker import percentile_interval  # noqa: E402
+from pytest_aie.latency.probe import LatencySample, probe  # noqa: E402
 
 
 def _log(msg: str) -> None:

@@ -73,7 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = Settings.from_config(config)
     except AieError as exc:
         raise pytest.UsageError(exc.line()) from None
-    from pytest_aie.utilization import configure as configure_utilization
+    from pytest_aie.latency.utilization import configure as configure_utilization
 
     configure_utilization(settings)  # the latency suites' MBU and MFU options
     workerinput = getattr(config, "workerinput", None)

@@ -175,7 +175,7 @@ def parse_engine_options(raw: str) -> dict[str, Any]:
 
 def _utilization(raw: dict[str, str], by_name: dict[str, Option]) -> dict[str, Any]:
     """The MBU/MFU options: a known accelerator, positive figures, a parameter count."""
-    from pytest_aie.utilization import find_accelerator, parse_param_count
+    from pytest_aie.latency.utilization import find_accelerator, parse_param_count
 
     out: dict[str, Any] = {"accelerator": find_accelerator(raw["accelerator"]).name
                            if raw["accelerator"] else ""}
@@ -225,7 +225,7 @@ class Settings:
     baseline_dir: str = "aie-baselines"
     regression_margin: float = 0.02
     alpha: float = 0.05
-    accelerator: str = ""  # a canonical name of pytest_aie.utilization.ACCELERATORS
+    accelerator: str = ""  # a canonical name of pytest_aie.latency.utilization.ACCELERATORS
     cpu_bandwidth_gbs: float | None = None
     cpu_peak_gflops: float | None = None
     model_params: int | None = None

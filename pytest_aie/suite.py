@@ -484,6 +484,6 @@ def _gate_args(marker: str, kwargs: dict[str, Any]) -> tuple[dict[str, float], t
     return gate, tuple(str(c) for c in must_pass), samples
 
 
-from pytest_aie import latency as _latency  # noqa: E402,F401  (registers the latency eval marker)
 from pytest_aie.agent import scorer as _agent  # noqa: E402,F401  (registers the agent eval marker)
+from pytest_aie.latency import marker as _latency  # noqa: E402,F401  (registers the latency eval marker)
 from pytest_aie.retrieval import metrics as _retrieval  # noqa: E402,F401  (registers the retrieval eval marker)

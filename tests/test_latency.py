@@ -19,14 +19,14 @@ from pytest_aie.dataset import Case
 from pytest_aie.engines.base import Capability, Engine, Generation, Request, Sampling, Timings
 from pytest_aie.engines.scripted import ScriptedEngine
 from pytest_aie.errors import EngineError, UsageError
-from pytest_aie.latency import (
+from pytest_aie.latency.marker import (
     LatencyScorer,
     budget_verdict,
     evaluate_budgets,
     parse_budgets,
     percentile_interval,
 )
-from pytest_aie.latency_probe import LatencySample, probe
+from pytest_aie.latency.probe import LatencySample, probe
 from pytest_aie.scorers.base import Sample
 from pytest_aie.suite import EVAL_MARKERS, build_suite
 

@@ -1,4 +1,4 @@
-"""MBU and MFU (pytest_aie.utilization): the formulas on hand-computed figures, the accelerator
+"""MBU and MFU (pytest_aie.latency.utilization): the formulas on hand-computed figures, the accelerator
 table and its names, the CPU's figures from the user, the parameter count from safetensors
 headers against transformers, the options, and whole latency runs on the scripted engine whose
 MBU is recomputed by hand from the results log's own TPOTs."""
@@ -18,8 +18,7 @@ from test_settings import FakeConfig
 
 from pytest_aie.engines.scripted import ScriptedEngine
 from pytest_aie.errors import UsageError
-from pytest_aie.settings import Settings
-from pytest_aie.utilization import (
+from pytest_aie.latency.utilization import (
     ACCELERATORS,
     Footprint,
     UtilizationOptions,
@@ -33,6 +32,7 @@ from pytest_aie.utilization import (
     summary_line,
     utilization,
 )
+from pytest_aie.settings import Settings
 
 # ---------------------------------------------------------------------------- the formulas
 
@@ -130,7 +130,7 @@ def test_cuda_device_names_are_recognised(device: str, name: str | None) -> None
 
 
 def test_an_unknown_gpu_is_unmeasured_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    import pytest_aie.utilization as mod
+    import pytest_aie.latency.utilization as mod
 
     monkeypatch.setattr(mod, "_cuda_name", lambda: "NVIDIA GeForce RTX 4090")
     u = utilization([10.0], Footprint(params=10, dtype="bfloat16", device="cuda"),

@@ -1,11 +1,11 @@
 """The report's latency section: what was measured per request, the budgets with their
 verdicts, and MBU/MFU, from the same figures the terminal prints.
 
-* **Measured per request**: the latency probe's figures (:mod:`pytest_aie.latency_probe`),
+* **Measured per request**: the latency probe's figures (:mod:`pytest_aie.latency.probe`),
   read from each latency case record's ``details`` (the first measurement and its
   ``repeats``), so a report rebuilt from the results log shows them too: TTFT, TPOT, ITL and
   end-to-end p50/p90/p99 in ms, pooled as the budgets' estimates are
-  (:func:`pytest_aie.latency.measured_figures`). A generation's own timings are shown only
+  (:func:`pytest_aie.latency.marker.measured_figures`). A generation's own timings are shown only
   when the engine timed that request alone (``batch_size`` 1) and it was not served from the
   cache: a batch's wall time is never shown as a request's latency. Each request counts once,
   however many metrics its case was scored on.
@@ -19,8 +19,14 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
-from pytest_aie.latency import MEASURES, SHOWN_PERCENTILES, fmt_ms, measured_figures, samples_of
-from pytest_aie.latency_probe import LatencySample
+from pytest_aie.latency.marker import (
+    MEASURES,
+    SHOWN_PERCENTILES,
+    fmt_ms,
+    measured_figures,
+    samples_of,
+)
+from pytest_aie.latency.probe import LatencySample
 from pytest_aie.report.charts import histogram
 from pytest_aie.report.shown import is_number, name, percent
 
@@ -87,7 +93,7 @@ def _budget_rows(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _utilization_rows(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    from pytest_aie.utilization import summary_line
+    from pytest_aie.latency.utilization import summary_line
 
     rows = []
     for row in summary:

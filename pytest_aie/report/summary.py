@@ -73,7 +73,7 @@ def suite_lines(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, bool]]]
 
             out.extend(elo_lines(row["elo"]))
         if row.get("measured"):  # a latency suite: what the probe measured, per request
-            from pytest_aie.latency import measured_line
+            from pytest_aie.latency.marker import measured_line
 
             out.append((f"  {measured_line(row['measured'])}", {}))
         for budget, b in (row.get("budgets") or {}).items():
@@ -85,7 +85,7 @@ def suite_lines(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, bool]]]
                         {"green": verdict == "pass", "red": verdict == "fail",
                          "yellow": verdict == "inconclusive"}))
         if row.get("utilization"):  # a latency suite's MBU and MFU, or why not
-            from pytest_aie.utilization import summary_line
+            from pytest_aie.latency.utilization import summary_line
 
             out.append((f"  {summary_line(row['utilization'])}", {}))
         if row.get("must_pass_failed"):

@@ -7,7 +7,7 @@
                          min_output_tokens_per_s=20, concurrency=1, warmup=2, requests=None)
     def test_latency(case, output): ...
 
-The suite's requests are measured by the probe (:mod:`pytest_aie.latency_probe`: on their own,
+The suite's requests are measured by the probe (:mod:`pytest_aie.latency.probe`: on their own,
 ``concurrency`` at a time, after ``warmup`` unmeasured requests, never from the generation
 cache), once each (``requests=None``) or cycled to ``requests`` measured requests. Every case
 gets one :class:`~pytest_aie.scorers.base.Score` on the metric ``latency.e2e_ms``: its
@@ -25,7 +25,7 @@ width, as the quality gates do). The scorer's :meth:`~LatencyScorer.suite_aggreg
 ``{"latency": {budget name: {"estimate", "low", "high", "budget", "verdict", "n"}}}``, the
 measured p50/p90/p99 of each measure under ``measured`` (:func:`measured_figures`), and,
 per model, the decode's MBU and MFU under ``utilization``
-(:func:`pytest_aie.utilization.utilization`: from the median TPOT; each case's ``details``
+(:func:`pytest_aie.latency.utilization.utilization`: from the median TPOT; each case's ``details``
 carry the same entry, so the results log has it).
 """
 
@@ -39,7 +39,7 @@ from dataclasses import replace
 from typing import Any, Callable, ClassVar, Sequence
 
 from pytest_aie.errors import UsageError
-from pytest_aie.latency_probe import LatencySample, probe
+from pytest_aie.latency.probe import LatencySample, probe
 from pytest_aie.scorers.base import Sample, Score, Scorer
 
 __all__ = ["MEASURES", "LatencyScorer", "budget_verdict", "evaluate_budgets", "fmt_ms",
@@ -240,7 +240,7 @@ class LatencyScorer(Scorer):
         self.progress = progress
         #: measured samples by model name, each with the sample position it measured
         self.measured: dict[str, list[tuple[int, LatencySample]]] = {}
-        #: the decode's MBU and MFU by model name (see :mod:`pytest_aie.utilization`)
+        #: the decode's MBU and MFU by model name (see :mod:`pytest_aie.latency.utilization`)
         self.utilization: dict[str, dict[str, Any]] = {}
 
     @property
@@ -283,7 +283,7 @@ class LatencyScorer(Scorer):
         return [self._case_score(per_sample.get(i, []), s) for i, s in enumerate(samples)]
 
     def _utilization(self, model: str, lats: list[LatencySample]) -> dict[str, Any]:
-        from pytest_aie.utilization import Footprint, footprint, utilization
+        from pytest_aie.latency.utilization import Footprint, footprint, utilization
 
         try:
             fp = footprint(self.engine_for(model))
