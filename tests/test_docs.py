@@ -135,6 +135,10 @@ def test_every_block_has_a_known_language_and_named_data() -> None:
         if b.kind in ("data", "conftest", "module"):
             assert b.name, (f"{b.id}: a {b.lang} block needs its file name in backticks on the "
                             "line before it (`name.jsonl`:), so the suites that read it find it")
+        if b.lang == "python" and b.name and b.name != "conftest.py":
+            # run in process, a block's module would be taken for this folder's module
+            assert not (ROOT / "tests" / Path(b.name).name).exists(), (
+                f"{b.id}: {b.name} has the name of a module of tests/: name it otherwise")
 
 
 def test_every_shell_block_is_run_or_listed_with_its_reason() -> None:
@@ -210,7 +214,7 @@ def test_suite_block_runs(block: Block, pytester: pytest.Pytester,
     path = _write_section(pytester, block)
     _ini(pytester)
     args = ("-p", "no:randomly", "-p", "no:cacheprovider", str(path))
-    result = (pytester.runpytest_subprocess(*args) if _heavy(block)
+    result = (pytester.runpytest_subprocess(*args) if _heavy(block)  # torch: not in process
               else pytester.runpytest_inprocess(*args))
     out = result.stdout.str()
     assert result.ret in (0, 1), f"{block.id}: exit {result.ret}\n{out[-3000:]}"
@@ -516,3 +520,21 @@ def test_a_human_labels_file_is_found_next_to_the_test_file(
     paths = page("docs/suites.md").split("**Relative paths.**", 1)[1].split("\n\n", 1)[0]
     for name in ("dataset", "schema=", "human_file=", "corpus="):
         assert name in paths, name
+
+
+def test_every_path_the_pages_name_exists() -> None:
+    """A file or folder of the repository named in backticks (`suites/test_rag.py`,
+    `pytest_aie/records.py`) exists, so a moved module cannot leave the text behind."""
+    tops = ("suites/", "tests/", "benchmarks/", "scripts/", "pytest_aie/", "judges/", "reports/",
+            "docs/", ".ci/")
+    named = 0
+    for page in PAGES:
+        text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.M | re.S)
+        examples = {b.name for b in BLOCKS if b.page == page.relative_to(ROOT).as_posix()}
+        for path in re.findall(r"`([\w./-]+)`", text):
+            if path in examples:  # a file the page's own example writes
+                continue
+            if path.startswith(tops) and not re.search(r"[*<]|[A-Z]{3,}", path):  # not NAME.j2
+                assert (ROOT / path).exists(), f"{page.relative_to(ROOT)}: no {path}"
+                named += 1
+    assert named >= 20
