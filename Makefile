@@ -50,7 +50,7 @@ install-vllm: $(VSTAMP)
 # The vllm engine's tests, for real, on CPU (the same tests run with `vllm` on a GPU). Its own
 # results log: the main tier may be running beside it, holding aie-results/results.jsonl.
 test-vllm: $(VSTAMP)
-	VLLM_CPU_KVCACHE_SPACE=2 $(VPY) -m pytest tests/vllm -p no:randomly -ra -p no:cacheprovider \
+	VLLM_CPU_KVCACHE_SPACE=2 $(VPY) -m pytest tests/vllm -p no:randomly -ra --durations=15 -p no:cacheprovider \
 		--aie-results aie-results/vllm-tier.jsonl --aie-report none
 
 demo: $(STAMP)
@@ -117,7 +117,7 @@ test:
 	if ! $(MAKE) --no-print-directory install lint typecheck browser; then \
 		kill -TERM -$$vllm 2>/dev/null; wait $$vllm; exit 1; \
 	fi; \
-	$(PY) -m pytest tests -p no:randomly -ra --ignore=tests/vllm -n $(TEST_WORKERS); main=$$?; \
+	$(PY) -m pytest tests -p no:randomly -ra --durations=30 --ignore=tests/vllm -n $(TEST_WORKERS); main=$$?; \
 	wait $$vllm; vllm_status=$$(cat $(VVENV).rc 2>/dev/null || echo install); \
 	if [ "$$vllm_status" = install ]; then \
 		echo "pytest-aie: installing $(VVENV) failed; the end of $(VVENV).log:" >&2; \
