@@ -29,7 +29,7 @@ from pytest_aie.errors import EXIT_HARNESS_ERROR, AieError, UsageError
 from pytest_aie.results.log import ResultsLog, claim_outputs, run_header
 from pytest_aie.session import AieSession, progress_printer
 from pytest_aie.settings import Settings, add_options
-from pytest_aie.suite import EVAL_MARKERS, MARKER_HELP, build_suite
+from pytest_aie.suite.spec import EVAL_MARKERS, MARKER_HELP, build_suite
 from pytest_aie.terminal import RECORD_ATTR, failing, failure_line, final_words, write_summary
 
 SESSION_KEY = pytest.StashKey[AieSession]()

@@ -24,7 +24,7 @@ from pytest_aie.run.model import Model, Progress, stderr_progress
 from pytest_aie.run.pipeline import Pipeline, Unit, case_seed
 from pytest_aie.run.scoring import combine, evidence_problems
 from pytest_aie.settings import Settings
-from pytest_aie.suite import Eval, SuiteSpec
+from pytest_aie.suite.spec import Eval, SuiteSpec
 
 __all__ = ["AieSession", "CaseRun", "case_seed"]
 

@@ -25,7 +25,7 @@ from pytest_aie.engines.base import Capability, Generation, Request
 from pytest_aie.engines.scripted import ScriptedEngine
 from pytest_aie.errors import EXIT_HARNESS_ERROR, DatasetError, UsageError
 from pytest_aie.run.model import Model
-from pytest_aie.target import TargetEngine, target_request
+from pytest_aie.suite.target import TargetEngine, target_request
 
 # ---------------------------------------------------------------------------- tools used below
 

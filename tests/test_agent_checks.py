@@ -31,7 +31,7 @@ from pytest_aie.dataset import Case
 from pytest_aie.engines.base import Generation, Request
 from pytest_aie.errors import EXIT_HARNESS_ERROR, DatasetError, UsageError
 from pytest_aie.scorers.base import Sample, Score
-from pytest_aie.suite import EVAL_MARKERS, MARKER_HELP
+from pytest_aie.suite.spec import EVAL_MARKERS, MARKER_HELP
 
 # ---------------------------------------------------------------------------- trajectories
 
@@ -530,7 +530,7 @@ def test_bad_marker_arguments_are_usage_errors(args: tuple[Any, ...], kwargs: di
 def test_the_marker_is_registered_and_importing_stays_light() -> None:
     assert "agent" in EVAL_MARKERS and MARKER_HELP["agent"].startswith("agent(check='success'")
     assert "exact/judge" in MARKER_HELP["agent"]  # success by content is left to them
-    code = ("import sys, pytest_aie.plugin, pytest_aie.suite, pytest_aie.agent.scorer; "
+    code = ("import sys, pytest_aie.plugin, pytest_aie.suite.spec, pytest_aie.agent.scorer; "
             "print(sorted(m for m in ('jsonschema', 'numpy', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stderr

@@ -43,3 +43,18 @@ def test_public_names_load_no_model_library() -> None:
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_documented_deep_paths_still_import() -> None:
+    """Paths the documentation has shown users keep working after the package moves."""
+    from pytest_aie.agent import Agent, tool
+    from pytest_aie.engines.base import Generation, Request, Sampling
+    from pytest_aie.retrieval import BM25, Dense, Hybrid
+    from pytest_aie.scorers.base import ModelScorer, Score, Scorer
+    from pytest_aie.suite import register_eval_marker
+
+    assert register_eval_marker is pytest_aie.register_eval_marker
+    assert (Agent, tool, Generation, Request, Sampling, BM25, Dense, Hybrid, ModelScorer,
+            Score, Scorer) == tuple(getattr(pytest_aie, n) for n in (
+                "Agent", "tool", "Generation", "Request", "Sampling", "BM25", "Dense", "Hybrid",
+                "ModelScorer", "Score", "Scorer"))

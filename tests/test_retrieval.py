@@ -41,7 +41,7 @@ from pytest_aie.retrieval import (
 )
 from pytest_aie.retrieval.base import top_k
 from pytest_aie.retrieval.dense import HNSW
-from pytest_aie.target import TargetEngine, target_request
+from pytest_aie.suite.target import TargetEngine, target_request
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -33,7 +33,7 @@ from pytest_aie.retrieval.metrics import (
     parse_metric,
 )
 from pytest_aie.scorers.base import Sample, Score
-from pytest_aie.suite import EVAL_MARKERS, MARKER_HELP
+from pytest_aie.suite.spec import EVAL_MARKERS, MARKER_HELP
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -288,7 +288,7 @@ def test_bad_marker_arguments(kwargs: dict[str, Any], message: str) -> None:
 
 def test_the_marker_is_registered_and_importing_stays_light() -> None:
     assert "retrieval" in EVAL_MARKERS and MARKER_HELP["retrieval"].startswith("retrieval(")
-    code = ("import sys, pytest_aie.plugin, pytest_aie.suite; "
+    code = ("import sys, pytest_aie.plugin, pytest_aie.suite.spec; "
             "print(sorted(m for m in ('ranx', 'numba', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stderr

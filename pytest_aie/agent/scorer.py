@@ -327,7 +327,7 @@ def _agent(check: Any = "success", *, base_dir: Any, engine: Any, expected: str 
 
 
 def _register() -> None:
-    from pytest_aie.suite import register_eval_marker
+    from pytest_aie.suite.spec import register_eval_marker
 
     register_eval_marker(
         "agent", _agent,

@@ -346,7 +346,7 @@ def _latency(*args: Any, base_dir: Any, engine: Callable[..., Any], concurrency:
 
 
 def _register() -> None:
-    from pytest_aie.suite import register_eval_marker
+    from pytest_aie.suite.spec import register_eval_marker
 
     register_eval_marker(
         "latency", _latency,

@@ -266,7 +266,7 @@ def load_source(source: Any) -> list[Document]:
 
 
 class RetrieverTarget:
-    """A retriever as a batch target (see :mod:`pytest_aie.target`): every case's query is
+    """A retriever as a batch target (see :mod:`pytest_aie.suite.target`): every case's query is
     searched in one ``search`` call. A case without a query gets an error generation (that
     case is unmeasured), never a crash of the suite."""
 

@@ -344,7 +344,7 @@ def _retrieval(metric: Any = "ndcg@10", *, base_dir: Any, engine: Any,
 
 
 def _register() -> None:
-    from pytest_aie.suite import register_eval_marker
+    from pytest_aie.suite.spec import register_eval_marker
 
     register_eval_marker(
         "retrieval", _retrieval,

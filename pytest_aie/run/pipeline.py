@@ -29,7 +29,7 @@ from pytest_aie.errors import AieError, UsageError
 from pytest_aie.run.registry import ModelRegistry
 from pytest_aie.run.scoring import SharedScores
 from pytest_aie.scorers.base import ModelScorer, Sample, Score, Scorer
-from pytest_aie.suite import SuiteSpec
+from pytest_aie.suite.spec import SuiteSpec
 
 __all__ = ["BODY_MODEL", "Pipeline", "Unit", "case_seed"]
 

@@ -22,7 +22,7 @@ from pytest_aie.run.model import Model, Progress, stderr_progress
 from pytest_aie.settings import Settings
 
 if TYPE_CHECKING:
-    from pytest_aie.suite import SuiteSpec
+    from pytest_aie.suite.spec import SuiteSpec
 
 __all__ = ["ModelRegistry"]
 
@@ -111,7 +111,7 @@ class ModelRegistry:
 
     def _target_model(self, name: str) -> Model:
         """The user's application of a ``target=`` suite, behind the cache like a model."""
-        from pytest_aie.target import TargetEngine
+        from pytest_aie.suite.target import TargetEngine
 
         if self.find_target is None:  # pragma: no cover - the session always sets it
             raise UsageError(f"no suite has the target {name!r}", fix="pass target= on a dataset")

@@ -197,7 +197,7 @@ class SuiteSpec:
     sampling: dict[str, Any] = field(default_factory=dict)  # overrides of the run defaults
     evals: list[Eval] = field(default_factory=list)  # one per eval marker, each its own metric
     samples: int = 0  # 0: the run's --aie-samples
-    #: the user's application under test instead of a bare model (see pytest_aie.target)
+    #: the user's application under test instead of a bare model (see pytest_aie.suite.target)
     target: Any = None
     target_options: dict[str, Any] = field(default_factory=dict)
     #: True: the test body computes each case's output and hands it over with ``evaluate``
@@ -208,7 +208,7 @@ class SuiteSpec:
         """The target's model name in the run (``target:module.function``)."""
         if self.target is None:
             return None
-        from pytest_aie.target import target_label
+        from pytest_aie.suite.target import target_label
 
         return f"target:{target_label(self.target)}"
 
@@ -236,7 +236,7 @@ class SuiteSpec:
         params = Sampling.from_dict({**_sampling_dict(defaults), **self.sampling})
         no_prompt = self.prompt is None and case.prompt is None and "messages" not in case.fields
         if self.target is not None or (self.body and no_prompt):
-            from pytest_aie.target import target_request
+            from pytest_aie.suite.target import target_request
 
             return target_request(dict(case.fields), params)
         return build_request(case, prompt=self.prompt, system=self.system, chat=self.chat,
