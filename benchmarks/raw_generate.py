@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from pytest_aie.embedded import resolve_model
+    from pytest_aie.engines.embedded import resolve_model
     from pytest_aie.engines.hf import HFEngine
 
     if args.threads:

@@ -32,8 +32,8 @@ def _log(msg: str) -> None:
 
 
 def suite_throughput_ratio(repeats: int = 5) -> float:
-    from pytest_aie.embedded import default_model_dir
     from pytest_aie.engines import register_engine
+    from pytest_aie.engines.embedded import default_model_dir
     from pytest_aie.engines.hf import HFEngine
 
     class WarmEngine(HFEngine):

@@ -117,7 +117,7 @@ grep -E "^  e2e_p95_ms" "$WORK/pytest.log" || true
 "$PY" - "$WORK/results.jsonl" <<'EOF' || die "cannot read the results log" 1
 import json, statistics, sys
 
-from pytest_aie.utilization import summary_line
+from pytest_aie.latency.utilization import summary_line
 
 lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
 records = [r for r in map(json.loads, lines[1:]) if r.get("type") == "case"]

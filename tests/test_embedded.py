@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_aie import embedded
+from pytest_aie.engines import embedded
 from pytest_aie.errors import EngineError, MissingDependency
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -104,7 +104,7 @@ _CALL = textwrap.dedent(
     """
     import sys, time
     start = time.perf_counter()
-    from pytest_aie.embedded import default_model_dir
+    from pytest_aie.engines.embedded import default_model_dir
     path = default_model_dir()
     heavy = sorted(m for m in ("torch", "transformers", "safetensors", "gguf") if m in sys.modules)
     print("RESULT", path, ",".join(heavy) or "-", f"{time.perf_counter() - start:.2f}")

@@ -64,7 +64,7 @@ def chat(text: str, schema: dict[str, Any] | None = None, **sampling: Any) -> Re
 
 
 def model_dir() -> str:
-    from pytest_aie.embedded import resolve_model
+    from pytest_aie.engines.embedded import resolve_model
 
     return resolve_model(None)
 

@@ -111,7 +111,7 @@ RESPONSE_TEMPLATE = {
 def tool_model_dir(dest: Path) -> Path:
     """A copy of the embedded model folder (weights linked, not copied) whose tokenizer has
     :data:`TOOL_TEMPLATE` as its chat template and :data:`RESPONSE_TEMPLATE`."""
-    from pytest_aie.embedded import resolve_model
+    from pytest_aie.engines.embedded import resolve_model
 
     src = Path(resolve_model(None))
     dest.mkdir(parents=True, exist_ok=True)

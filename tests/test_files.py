@@ -19,7 +19,7 @@ def test_plugin_imports_without_fcntl() -> None:
         import sys
         sys.modules["fcntl"] = None  # any `import fcntl` now raises ImportError
         import pytest_aie.plugin, pytest_aie.session, pytest_aie.results.log, pytest_aie.report.html
-        import pytest_aie.gates.baseline, pytest_aie.embedded, pytest_aie._util.files
+        import pytest_aie.gates.baseline, pytest_aie.engines.embedded, pytest_aie._util.files
         print("ok")
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

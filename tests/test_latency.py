@@ -563,7 +563,7 @@ def test_hf_stream_one_gives_generates_text_one_chunk_per_token(tmp_path: Any) -
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from pytest_aie.embedded import default_model_dir
+    from pytest_aie.engines.embedded import default_model_dir
     from pytest_aie.engines.hf import HFEngine
 
     torch.manual_seed(7)  # a LoRA adapter with random non-zero weights: different outputs

@@ -171,7 +171,7 @@ def test_without_tpot_nothing_is_measured() -> None:
 
 def test_safetensors_count_equals_transformers_parameter_count() -> None:
     transformers = pytest.importorskip("transformers")
-    from pytest_aie.embedded import default_model_dir
+    from pytest_aie.engines.embedded import default_model_dir
 
     folder = default_model_dir()
     model = transformers.AutoModelForCausalLM.from_pretrained(folder)
@@ -202,7 +202,7 @@ class _FolderEngine:
 
 
 def test_footprint_of_a_local_folder_engine() -> None:
-    from pytest_aie.embedded import default_model_dir
+    from pytest_aie.engines.embedded import default_model_dir
 
     folder = default_model_dir()
     fp = footprint(_FolderEngine(folder, "bfloat16", tp=2), UtilizationOptions())
@@ -216,7 +216,7 @@ def test_footprint_of_a_local_folder_engine() -> None:
 
 def test_footprint_of_the_hf_engine_reads_its_cpu_float32_default() -> None:
     pytest.importorskip("torch")
-    from pytest_aie.embedded import default_model_dir
+    from pytest_aie.engines.embedded import default_model_dir
     from pytest_aie.engines.hf import HFEngine
 
     engine = HFEngine(device="cpu")  # not loaded: the count comes from the headers

@@ -41,7 +41,7 @@ def split_adapter(ref: str) -> tuple[str, str | None]:
 def adapter_revision(path: str | os.PathLike[str]) -> str:
     """The sha256 content hash of a PEFT LoRA adapter folder (every non-hidden file by name
     and contents; file hashes are cached by size and mtime). Does not load any model."""
-    from pytest_aie.embedded import folder_revision
+    from pytest_aie.engines.embedded import folder_revision
 
     folder = Path(path).expanduser()
     if not folder.is_dir():

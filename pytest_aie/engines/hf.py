@@ -155,7 +155,7 @@ class HFEngine(ScoringMixin, AdapterMixin, Engine):
         prefix_cache_mb: float = 256,
         **_ignored: Any,
     ) -> None:
-        from pytest_aie.embedded import resolve_model
+        from pytest_aie.engines.embedded import resolve_model
 
         if batch_size < 1:
             raise EngineError(f"hf engine batch_size must be at least 1, got {batch_size}",
@@ -244,7 +244,7 @@ class HFEngine(ScoringMixin, AdapterMixin, Engine):
         """``{"engine", "model", "revision", "dtype"}``: the revision is the content hash of every
         file in a local folder (hashed once, then cached by size and mtime), or the commit of a
         hub id's cached snapshot."""
-        from pytest_aie.embedded import folder_revision
+        from pytest_aie.engines.embedded import folder_revision
 
         if self._revision is None:
             if self.local:

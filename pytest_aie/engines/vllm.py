@@ -79,7 +79,7 @@ class VLLMEngine(Engine):
                  tensor_parallel_size: int = 1, enforce_eager: bool | None = None,
                  kv_cache_gb: float = 2.0, enable_lora: bool = False, max_lora_rank: int = 16,
                  seed: int = 0, **_ignored: Any) -> None:
-        from pytest_aie.embedded import resolve_model
+        from pytest_aie.engines.embedded import resolve_model
 
         _vllm()  # without vllm: the one clear line now, before torch is imported for nothing
         self.model_ref = resolve_model(model)
@@ -125,7 +125,7 @@ class VLLMEngine(Engine):
     # ------------------------------------------------------------------ identity and loading
 
     def identity(self) -> dict[str, Any]:
-        from pytest_aie.embedded import folder_revision
+        from pytest_aie.engines.embedded import folder_revision
 
         if self._revision is None:
             self._revision = folder_revision(self.model_ref) if self.local else "hub"
