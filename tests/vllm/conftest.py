@@ -17,7 +17,7 @@ from serving import ServerInfo, serving_or_skip
 @pytest.fixture(scope="session")
 def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo]:
     """vLLM's own server for the session (fails under CI when it cannot start)."""
-    from pytest_aie.embedded import default_model_dir
+    from pytest_aie.engines.embedded import default_model_dir
 
     log = tmp_path_factory.mktemp("vllm-server") / "server.log"
     with serving_or_skip(model_dir=default_model_dir(), log_path=log, kind="vllm",
