@@ -21,6 +21,8 @@ imports, the options table, and the facts that moved here from the README's test
 from __future__ import annotations
 
 import ast
+import csv
+import io
 import json
 import os
 import re
@@ -219,6 +221,9 @@ def test_suite_block_runs(block: Block, pytester: pytest.Pytester,
     out = result.stdout.str()
     assert result.ret in (0, 1), f"{block.id}: exit {result.ret}\n{out[-3000:]}"
     assert "error" not in result.parseoutcomes() and "errors" not in result.parseoutcomes(), out
+    # cases may fail their evals (the scripted answers are not all right), never the checks the
+    # block's own test bodies make
+    assert not re.search(r"AssertionError|^E\s+assert", out, re.M), out[-3000:]
     records = read_records(pytester)
     assert records, f"{block.id}: no case was scored\n{out[-3000:]}"
     suites = {r["suite"].split("::")[-1] for r in records}
@@ -241,6 +246,9 @@ def test_data_block_parses_and_a_suite_reads_it(block: Block) -> None:
         json.loads(block.code)
     elif suffix in (".yaml", ".yml"):
         yaml.safe_load(block.code)
+    elif suffix == ".csv":
+        rows = list(csv.reader(io.StringIO(block.code)))
+        assert len({len(row) for row in rows}) == 1, rows
     users = [b for b in _section(block) if b.kind in ("suite", "conftest", "module")
              and Path(block.name).stem.split(".")[0] in b.code]
     assert users, f"{block.id}: no suite of the section {block.section!r} reads {block.name}"
