@@ -21,6 +21,7 @@ imports, the options table, and the facts that moved here from the README's test
 from __future__ import annotations
 
 import ast
+import configparser
 import csv
 import io
 import json
@@ -44,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
-DATA = {"json", "yaml", "csv", "jinja"}
+DATA = {"json", "yaml", "csv", "jinja", "ini"}
 SHELL = {"sh", "bash", "console"}
 LANGUAGES = DATA | SHELL | {"python", "text"}
 
@@ -197,8 +198,12 @@ def _write_section(pytester: pytest.Pytester, block: Block) -> Path:
     return path
 
 
-def _ini(pytester: pytest.Pytester) -> None:
+def _ini(pytester: pytest.Pytester, block: Block) -> None:
+    """The section's own pytest.ini, else the scripted engine answering with docs_answers."""
     (pytester.path / "docs_answers.py").write_text(ANSWERS, encoding="utf-8")
+    pytester.syspathinsert()
+    if any(b.name == "pytest.ini" for b in _section(block)):
+        return
     pytester.makeini(textwrap.dedent("""
         [pytest]
         aie_engine = scripted
@@ -206,7 +211,6 @@ def _ini(pytester: pytest.Pytester) -> None:
         aie_judge = scripted:docs_answers:reply
         aie_cache = off
     """))
-    pytester.syspathinsert()
 
 
 @pytest.mark.parametrize("block", blocks_of("suite"))
@@ -214,7 +218,7 @@ def test_suite_block_runs(block: Block, pytester: pytest.Pytester,
                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTEST_AIE_CACHE_DIR", str(pytester.path / "cache"))
     path = _write_section(pytester, block)
-    _ini(pytester)
+    _ini(pytester, block)
     args = ("-p", "no:randomly", "-p", "no:cacheprovider", str(path))
     result = (pytester.runpytest_subprocess(*args) if _heavy(block)  # torch: not in process
               else pytester.runpytest_inprocess(*args))
@@ -246,6 +250,8 @@ def test_data_block_parses_and_a_suite_reads_it(block: Block) -> None:
         json.loads(block.code)
     elif suffix in (".yaml", ".yml"):
         yaml.safe_load(block.code)
+    elif suffix == ".ini":
+        configparser.ConfigParser().read_string(block.code)
     elif suffix == ".csv":
         rows = list(csv.reader(io.StringIO(block.code)))
         assert len({len(row) for row in rows}) == 1, rows
