@@ -552,3 +552,22 @@ def test_every_path_the_pages_name_exists() -> None:
                 assert (ROOT / path).exists(), f"{page.relative_to(ROOT)}: no {path}"
                 named += 1
     assert named >= 20
+
+
+#: markers registered by pytest itself and by the other plugins installed here
+OTHER_MARKERS = {"slow", "hypothesis", "anyio", "pytester_example_path", "filterwarnings", "skip",
+                 "skipif", "xfail", "parametrize", "usefixtures", "tryfirst", "trylast",
+                 "xdist_group", "asyncio", "timeout", "flaky"}
+
+
+def test_every_marker_has_its_line_in_the_readme_and_its_row_on_the_suites_page(
+        pytestconfig: pytest.Config) -> None:
+    registered = {re.split(r"[(:]", line, maxsplit=1)[0].strip()
+                  for line in pytestconfig.getini("markers")}
+    readme = set(re.findall(r"^\| \[`(\w+)`\]\(docs/", section(README, "## Markers"), re.M))
+    suites = set(re.findall(r"^\| `@pytest\.mark\.(\w+)\(", page("docs/suites.md"), re.M))
+    assert readme == suites, (readme, suites)
+    assert readme <= registered, readme - registered
+    assert registered - readme <= OTHER_MARKERS, (
+        f"markers without a line in the README and a row on docs/suites.md: "
+        f"{registered - readme - OTHER_MARKERS}")
