@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pytest_aie.errors import AieError, DatasetError, EngineError, UsageError
     from pytest_aie.retrieval import BM25, Dense, Document, Hit, Hybrid, Retriever, make_retriever
     from pytest_aie.scorers.base import ModelScorer, Sample, Score, Scorer
-    from pytest_aie.suite.spec import register_eval_marker
+    from pytest_aie.suite.markers import register_eval_marker
 
 from pytest_aie._version import __version__ as __version__
 
@@ -68,7 +68,7 @@ _WHERE = {
     "Request": "engines.base", "Sampling": "engines.base", "Generation": "engines.base",
     "Engine": "engines.base", "Capability": "engines.base",
     "register_engine": "engines",
-    "register_eval_marker": "suite.spec",
+    "register_eval_marker": "suite.markers",
     "Agent": "agent.loop", "tool": "agent.tools", "Tool": "agent.tools",
     "Recorder": "agent.recorder", "Trajectory": "agent.trajectory",
     "make_retriever": "retrieval", "Retriever": "retrieval", "BM25": "retrieval",

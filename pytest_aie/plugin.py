@@ -29,7 +29,8 @@ from pytest_aie.errors import EXIT_HARNESS_ERROR, AieError, UsageError
 from pytest_aie.results.log import ResultsLog, claim_outputs, run_header
 from pytest_aie.session import AieSession, progress_printer
 from pytest_aie.settings import Settings, add_options
-from pytest_aie.suite.spec import EVAL_MARKERS, MARKER_HELP, build_suite
+from pytest_aie.suite.markers import EVAL_MARKERS, MARKER_HELP, registered, restore
+from pytest_aie.suite.spec import build_suite
 from pytest_aie.terminal import RECORD_ATTR, failing, failure_line, final_words, write_summary
 
 SESSION_KEY = pytest.StashKey[AieSession]()
@@ -38,6 +39,7 @@ _RUN_DIR_KEY = pytest.StashKey[str]()  # xdist controller: the run store's folde
 _REPORT_KEY = pytest.StashKey[str]()  # the HTML report written
 _HARNESS_PROP = "aie_harness_error"
 _RECORD_KEY = pytest.StashKey[Any]()
+_MARKERS_KEY = pytest.StashKey[dict[str, Any]]()  # users' eval markers before the run
 
 
 class _HarnessFailure(Exception):
@@ -58,6 +60,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _aie(config: pytest.Config) -> AieSession:
     return config.stash[SESSION_KEY]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Note the eval markers users' plugins have registered before this run's conftests load:
+    :func:`pytest_unconfigure` forgets the ones the run adds (two runs in one process)."""
+    early_config.stash[_MARKERS_KEY] = registered()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    before = config.stash.get(_MARKERS_KEY, None)
+    if before is not None:
+        restore(before)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -31,7 +31,7 @@ from pytest_aie.dataset import Case
 from pytest_aie.engines.base import Generation, Request
 from pytest_aie.errors import EXIT_HARNESS_ERROR, DatasetError, UsageError
 from pytest_aie.scorers.base import Sample, Score
-from pytest_aie.suite.spec import EVAL_MARKERS, MARKER_HELP
+from pytest_aie.suite.markers import EVAL_MARKERS, MARKER_HELP
 
 # ---------------------------------------------------------------------------- trajectories
 

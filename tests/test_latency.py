@@ -28,7 +28,8 @@ from pytest_aie.latency.marker import (
 )
 from pytest_aie.latency.probe import LatencySample, probe
 from pytest_aie.scorers.base import Sample
-from pytest_aie.suite.spec import EVAL_MARKERS, build_suite
+from pytest_aie.suite.markers import EVAL_MARKERS
+from pytest_aie.suite.spec import build_suite
 
 try:  # run as part of a package (tests/__init__.py) or with tests/ on sys.path
     from tests.test_report_sections import rows_of

@@ -124,7 +124,7 @@ JUDGE_PLUGIN = """
     import os
     from pytest_aie.engines.base import Request, Sampling
     from pytest_aie.scorers.base import ModelScorer, Score
-    from pytest_aie.suite.spec import register_eval_marker
+    from pytest_aie import register_eval_marker
 
     class Graded(ModelScorer):
         metric = "graded.yes"

@@ -282,7 +282,7 @@ def test_missing_model_folder_is_one_line_and_exit_10(pytester: pytest.Pytester)
 COUNTING_SCORER = """
     import os
     from pytest_aie.scorers.base import Score, Scorer
-    from pytest_aie.suite.spec import register_eval_marker
+    from pytest_aie import register_eval_marker
 
     class Counting(Scorer):
         marker = "counted"
@@ -382,7 +382,7 @@ def test_twice(case, output):
 
 SAMPLE_SCORER = """
     from pytest_aie.scorers.base import Score, Scorer
-    from pytest_aie.suite.spec import register_eval_marker
+    from pytest_aie import register_eval_marker
 
     class Short(Scorer):
         # a continuous, lower-is-better metric that reads whole samples: tokens and request

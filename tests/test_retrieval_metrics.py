@@ -33,7 +33,7 @@ from pytest_aie.retrieval.metrics import (
     parse_metric,
 )
 from pytest_aie.scorers.base import Sample, Score
-from pytest_aie.suite.spec import EVAL_MARKERS, MARKER_HELP
+from pytest_aie.suite.markers import EVAL_MARKERS, MARKER_HELP
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -41,12 +41,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 from pytest_aie.agent import checks, config
 from pytest_aie.errors import DatasetError, UsageError, whole_number
-from pytest_aie.scorers.base import Sample, Score, Scorer
+from pytest_aie.scorers.base import EvalMarker, Sample, Score, Scorer
 
 if TYPE_CHECKING:
     from pytest_aie.dataset import Case
 
-__all__ = ["CHECKS", "NO_TRAJECTORY", "AgentCountScorer", "AgentScorer", "build_agent_scorer"]
+__all__ = ["CHECKS", "MARKER", "NO_TRAJECTORY", "AgentCountScorer", "AgentScorer", "build_agent_scorer"]
 
 BINARY_CHECKS = ("success", "tool_calls", "arguments", "loops", "progress", "errors")
 COUNT_CHECKS = ("steps", "tokens")
@@ -326,24 +326,19 @@ def _agent(check: Any = "success", *, base_dir: Any, engine: Any, expected: str 
                               window=window, max=max, tolerance=tolerance)
 
 
-def _register() -> None:
-    from pytest_aie.suite.spec import register_eval_marker
-
-    register_eval_marker(
-        "agent", _agent,
-        "agent(check='success', *, expected='expected_tools', match='in_order', repeats=3, "
-        "window=3, max=None, tolerance=1e-6, min_pass_rate=None, min_score=None, must_pass=()): "
-        "check each case's agent trajectory (target=Agent(...), or a target returning a "
-        "Trajectory), one metric per marker (agent.CHECK; stack several markers). Pass/fail "
-        "checks, gated by min_pass_rate: success (an answer within the budgets), tool_calls "
-        "(the calls match the case's expected field: tool names or {'tool', 'arguments'} with "
-        "the arguments a subset, numbers within tolerance; match='exact', 'in_order' or "
-        "'subset'), arguments (valid against each tool's JSON schema), loops (no call with the "
-        "same arguments made repeats times), progress (not stuck: the last window steps "
-        "without a new result), errors (no tool call raised, was refused or failed). Counts, "
-        "lower is better: steps, tokens; max= is a per-case ceiling, min_score= the ceiling "
-        "on the suite's mean. Whether the answer is right is for exact/judge markers on the "
-        "agent's answer text. No trajectory: unmeasured.")
-
-
-_register()
+#: the ``agent`` eval marker (listed in :mod:`pytest_aie.suite.markers`)
+MARKER = EvalMarker(
+    "agent", _agent,
+    "agent(check='success', *, expected='expected_tools', match='in_order', repeats=3, "
+    "window=3, max=None, tolerance=1e-6, min_pass_rate=None, min_score=None, must_pass=()): "
+    "check each case's agent trajectory (target=Agent(...), or a target returning a "
+    "Trajectory), one metric per marker (agent.CHECK; stack several markers). Pass/fail "
+    "checks, gated by min_pass_rate: success (an answer within the budgets), tool_calls "
+    "(the calls match the case's expected field: tool names or {'tool', 'arguments'} with "
+    "the arguments a subset, numbers within tolerance; match='exact', 'in_order' or "
+    "'subset'), arguments (valid against each tool's JSON schema), loops (no call with the "
+    "same arguments made repeats times), progress (not stuck: the last window steps "
+    "without a new result), errors (no tool call raised, was refused or failed). Counts, "
+    "lower is better: steps, tokens; max= is a per-case ceiling, min_score= the ceiling "
+    "on the suite's mean. Whether the answer is right is for exact/judge markers on the "
+    "agent's answer text. No trajectory: unmeasured.")

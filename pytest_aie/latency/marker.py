@@ -40,9 +40,9 @@ from typing import Any, Callable, ClassVar, Sequence
 
 from pytest_aie.errors import UsageError
 from pytest_aie.latency.probe import LatencySample, probe
-from pytest_aie.scorers.base import Sample, Score, Scorer
+from pytest_aie.scorers.base import EvalMarker, Sample, Score, Scorer
 
-__all__ = ["MEASURES", "LatencyScorer", "budget_verdict", "evaluate_budgets", "fmt_ms",
+__all__ = ["MARKER", "MEASURES", "LatencyScorer", "budget_verdict", "evaluate_budgets", "fmt_ms",
            "measured_figures", "measured_line", "parse_budgets", "percentile_interval",
            "samples_of"]
 
@@ -345,18 +345,13 @@ def _latency(*args: Any, base_dir: Any, engine: Callable[..., Any], concurrency:
                          warmup=warmup, requests=requests)
 
 
-def _register() -> None:
-    from pytest_aie.suite.spec import register_eval_marker
-
-    register_eval_marker(
-        "latency", _latency,
-        "latency(*, ttft_p95_ms=None, tpot_p50_ms=None, itl_p99_ms=None, e2e_p95_ms=None, ..., "
-        "min_output_tokens_per_s=None, concurrency=1, warmup=2, requests=None): measure the "
-        "suite's requests on the model, on their own (concurrency at a time, after warmup "
-        "requests, never from the cache; requests=N cycles them to N), and gate each budget "
-        "{ttft,tpot,itl,e2e}_p{50,90,95,99}_ms (a ceiling in ms) or min_output_tokens_per_s "
-        "(a floor on the median) with its bootstrap interval: pass, fail or inconclusive. "
-        "Each case's score is its end-to-end latency in ms.")
-
-
-_register()
+#: the ``latency`` eval marker (listed in :mod:`pytest_aie.suite.markers`)
+MARKER = EvalMarker(
+    "latency", _latency,
+    "latency(*, ttft_p95_ms=None, tpot_p50_ms=None, itl_p99_ms=None, e2e_p95_ms=None, ..., "
+    "min_output_tokens_per_s=None, concurrency=1, warmup=2, requests=None): measure the "
+    "suite's requests on the model, on their own (concurrency at a time, after warmup "
+    "requests, never from the cache; requests=N cycles them to N), and gate each budget "
+    "{ttft,tpot,itl,e2e}_p{50,90,95,99}_ms (a ceiling in ms) or min_output_tokens_per_s "
+    "(a floor on the median) with its bootstrap interval: pass, fail or inconclusive. "
+    "Each case's score is its end-to-end latency in ms.")

@@ -54,12 +54,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 from pytest_aie.errors import DatasetError, UsageError
-from pytest_aie.scorers.base import Sample, Score, Scorer
+from pytest_aie.scorers.base import EvalMarker, Sample, Score, Scorer
 
 if TYPE_CHECKING:
     from pytest_aie.dataset import Case
 
-__all__ = ["METRICS", "HitRateScorer", "MetricSpec", "RetrievalScorer", "build_retrieval_scorer",
+__all__ = ["MARKER", "METRICS", "HitRateScorer", "MetricSpec", "RetrievalScorer", "build_retrieval_scorer",
            "doc_id", "parse_metric", "ranx_scores", "read_relevant"]
 
 #: metric name -> ranx's name for it
@@ -343,19 +343,14 @@ def _retrieval(metric: Any = "ndcg@10", *, base_dir: Any, engine: Any,
                                   threshold=threshold)
 
 
-def _register() -> None:
-    from pytest_aie.suite.spec import register_eval_marker
-
-    register_eval_marker(
-        "retrieval", _retrieval,
-        "retrieval(metric='ndcg@10', *, relevant='relevant', doc_level=False, threshold=None, "
-        "min_score=None, min_pass_rate=None): score each case's ranking (the output's "
-        "retrieved passages, e.g. from target=retriever.as_target()) against its relevant ids "
-        "(a list, or a dict id -> grade) with ranx. metric: recall@k, precision@k, mrr, map@k, "
-        "ndcg@k (linear gain), ndcg_burges@k (exponential gain): the suite's mean with its "
-        "interval, gated by min_score (threshold= is per case); hit_rate@k: pass/fail per "
-        "case, gated by min_pass_rate. doc_level=True counts chunk ids 'doc#n' as their "
-        "document.")
-
-
-_register()
+#: the ``retrieval`` eval marker (listed in :mod:`pytest_aie.suite.markers`)
+MARKER = EvalMarker(
+    "retrieval", _retrieval,
+    "retrieval(metric='ndcg@10', *, relevant='relevant', doc_level=False, threshold=None, "
+    "min_score=None, min_pass_rate=None): score each case's ranking (the output's "
+    "retrieved passages, e.g. from target=retriever.as_target()) against its relevant ids "
+    "(a list, or a dict id -> grade) with ranx. metric: recall@k, precision@k, mrr, map@k, "
+    "ndcg@k (linear gain), ndcg_burges@k (exponential gain): the suite's mean with its "
+    "interval, gated by min_score (threshold= is per case); hit_rate@k: pass/fail per "
+    "case, gated by min_pass_rate. doc_level=True counts chunk ids 'doc#n' as their "
+    "document.")

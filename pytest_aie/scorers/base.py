@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from pytest_aie.dataset import Case
     from pytest_aie.engines.base import Generation, Request
 
-__all__ = ["ModelScorer", "Sample", "Score", "Scorer"]
+__all__ = ["EvalMarker", "ModelScorer", "Sample", "Score", "Scorer"]
 
 
 @dataclass
@@ -178,3 +178,18 @@ class ModelScorer(Scorer):
     def score(self, output: str, case: Case) -> Score:
         raise TypeError(f"{type(self).__name__} calls a model: the harness scores it through "
                         "plan() and score_results(), not score()")
+
+
+@dataclass(frozen=True)
+class EvalMarker:
+    """An eval marker as plain data: its ``name`` (``@pytest.mark.NAME``), the ``factory`` that
+    builds its scorer (``factory(*marker args, base_dir=, engine=, **marker kwargs)``;
+    ``engine()`` returns the suite's engine, created on first call) and its ``help`` line for
+    ``pytest --markers``. ``accepts`` (``"module:attr"``, loaded on use) names the callable
+    whose signature lists the marker's keyword arguments where the factory only forwards them
+    (default: the factory's own signature). :mod:`pytest_aie.suite.markers` lists them all."""
+
+    name: str
+    factory: Callable[..., Scorer]
+    help: str
+    accepts: str | None = None

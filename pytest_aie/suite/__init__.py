@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pytest_aie.suite.spec import register_eval_marker
+    from pytest_aie.suite.markers import register_eval_marker
 
 __all__ = ["register_eval_marker"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "register_eval_marker":
-        from pytest_aie.suite.spec import register_eval_marker
+        from pytest_aie.suite.markers import register_eval_marker
 
         return register_eval_marker
     raise AttributeError(f"module 'pytest_aie.suite' has no attribute {name!r}")

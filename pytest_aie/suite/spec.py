@@ -9,18 +9,18 @@ is a :class:`~pytest_aie.errors.UsageError` naming the valid ones.
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, Mapping
 
 from pytest_aie.dataset import Case, build_request, load_cases, template_fields
 from pytest_aie.engines.base import Request, Sampling
 from pytest_aie.errors import UsageError
-from pytest_aie.scorers.base import Score, Scorer
+from pytest_aie.scorers.base import Scorer
+from pytest_aie.suite.markers import EVAL_MARKERS, accepted_kwargs, run_kwargs
 
-__all__ = ["EVAL_MARKERS", "MARKER_HELP", "Eval", "SuiteSpec", "build_suite", "register_eval_marker"]
+__all__ = ["Eval", "SuiteSpec", "build_suite"]
 
 _SAMPLING_ARGS = ("max_tokens", "temperature", "top_p", "stop", "seed")
 _TARGET_ARGS = ("target", "target_batch", "target_concurrency", "target_cache", "target_id")
@@ -30,143 +30,6 @@ _DATASET_ARGS = ("prompt", "system", "chat", "model", "models", "variants", "ref
 _VARIANT_ARGS = ("prompt", "system", "model", *_SAMPLING_ARGS)
 #: Accepted by every eval marker: the suite's statistical gate and repeated sampling.
 GATE_ARGS = ("min_pass_rate", "min_score", "must_pass", "samples")
-
-
-def _exact(*args: Any, base_dir: Path, engine: Callable[[], Any], **kwargs: Any) -> Scorer:
-    from pytest_aie.scorers.exact import ExactScorer
-
-    return ExactScorer(*args, base_dir=base_dir, **kwargs)
-
-
-def _judge(*args: Any, base_dir: Path, engine: Callable[[], Any], **kwargs: Any) -> Scorer:
-    from pytest_aie.judge.scorer import build_judge
-
-    return build_judge(*args, base_dir=base_dir, **kwargs)
-
-
-def _elo(*args: Any, base_dir: Path, engine: Callable[[], Any], **kwargs: Any) -> Scorer:
-    from pytest_aie.judge.elo import build_elo
-
-    return build_elo(*args, base_dir=base_dir, **kwargs)
-
-
-class _LazyEngine:
-    """The suite's engine for scorers that need one (perplexity), created on first use so
-    collecting tests never loads a model."""
-
-    def __init__(self, get: Callable[[], Any]) -> None:
-        self._get = get
-        self.name = "lazy"
-
-    def supports(self, capability: str) -> bool:
-        return True  # checked against the real engine on first use
-
-    def score_text(self, texts: list[str], contexts: list[str] | None = None) -> list[list[float]]:
-        from pytest_aie.engines.base import Capability
-        from pytest_aie.errors import EngineError
-
-        engine = self._get()
-        if not engine.supports(Capability.SCORE) or not hasattr(engine, "score_text"):
-            raise EngineError(f"engine {engine.name!r} cannot score text (perplexity needs the "
-                              "log-probabilities of a given text)",
-                              fix="use the hf engine (--aie-engine hf) for perplexity suites")
-        return engine.score_text(texts, contexts)  # type: ignore[no-any-return]
-
-
-def _similarity(metric: str = "cosine", *, base_dir: Path, engine: Callable[[], Any],
-                **kwargs: Any) -> Scorer:
-    from pytest_aie.errors import EngineError
-    from pytest_aie.scorers.similarity import build_similarity_scorer
-
-    if metric in ("perplexity", "bits_per_byte") and "engine" not in kwargs:
-        kwargs["engine"] = _LazyEngine(engine)
-    try:
-        scorer = build_similarity_scorer(metric, **kwargs)
-    except EngineError as exc:  # a model or library that is not installed
-        scorer = UnavailableScorer(f"similarity.{metric}", str(exc))
-    return scorer
-
-
-class UnavailableScorer(Scorer):
-    """Stands in for a similarity scorer whose model or library is missing: every case is
-    recorded as unmeasured with the reason, and the rest of the run goes on."""
-
-    binary: ClassVar[bool] = False
-
-    def __init__(self, metric: str, reason: str) -> None:
-        self._metric = metric
-        self.reason = reason
-
-    @property
-    def metric(self) -> str:
-        return self._metric
-
-    def score(self, output: str, case: Any) -> Score:
-        return Score.unmeasured(self._metric, self.reason)
-
-
-#: eval marker name -> factory(*marker args, base_dir=, engine=, **marker kwargs) -> Scorer;
-#: ``engine()`` returns the suite's engine (created on first call).
-EVAL_MARKERS: dict[str, Callable[..., Scorer]] = {"exact": _exact, "similarity": _similarity,
-                                                  "judge": _judge, "elo": _elo}
-
-MARKER_HELP = {
-    "dataset": "dataset(path, *, prompt=None, system=None, chat=True, model=None, models=None, "
-               "variants=None, reference=None, max_tokens=None, "
-               "temperature=None, top_p=None, stop=None, seed=None, target=None, "
-               "target_batch=False, target_concurrency=8, target_cache=True, target_id=None): "
-               "parametrize the test's `case` argument with the cases in a JSONL, CSV or YAML "
-               "file next to the test file; each case's request is generated for the whole suite "
-               "in one batched pass. target=your_function evaluates your application instead of "
-               "the bare model; a test that takes the `evaluate` fixture computes its own output. "
-               "models=['a', 'b', ...]: every case for each model (one test per case and model, "
-               "paired comparisons between them); reference='a': that model is compared "
-               "against, not gated. variants={'terse': {'system': '...'}, 'plain': {}}: the "
-               "same, for variants of the prompt, system prompt, sampling or model.",
-    "similarity": "similarity(metric='cosine', *, threshold=None, min_score=None, references=None, "
-                  "aggregate='max', samples=None, **metric_options): score each case's output "
-                  "against its reference(s) (case.expected, or a `references` list). metric: "
-                  "cosine (sentence-transformers; model=), rouge1/rouge2/rougeL/rougeLsum (stem=), "
-                  "bleu, chrf, ter (sacrebleu), bertscore (model=, layer=), perplexity / "
-                  "bits_per_byte (of the reference under the suite's model). Values are on a 0-1 "
-                  "scale; threshold is per case, min_score gates the suite's mean with its "
-                  "interval. TER, perplexity and bits_per_byte are lower-is-better.",
-    "exact": "exact(kind='match', *, normalize=None, field='expected', pattern=None, flags='', "
-             "schema=None, tolerance=1e-6, rel_tolerance=0, extract=None, regex_timeout=1.0, "
-             "min_pass_rate=None, "
-             "must_pass=(), samples=None): score each case's output exactly. kind: match, "
-             "contains (any_of), contains_all, regex, json, json_schema, numeric; a list in "
-             "expected means any of them counts (contains_all: every one); normalize: case, "
-             "whitespace, "
-             "punctuation, articles, or 'all'. With min_pass_rate the suite's interval decides "
-             "pass/fail/inconclusive and a failing case alone does not fail the run.",
-    "judge": "judge(rubric='helpfulness', *, judge_model=None, combine=None, against=None, "
-             "human=None, human_file=None, min_kappa=None, kappa_weights='quadratic', "
-             "threshold=None, max_tokens=256, min_pass_rate=None, min_score=None, "
-             "samples=None): grade each case's output with an AI judge on a rubric (a name "
-             "from judges/ -- helpfulness, correctness, faithfulness, preference -- or a .j2 "
-             "path). judge_model: --aie-models name(s) or ENGINE:MODEL, a list for several "
-             "judges (combine='mean' or 'majority'); default --aie-judge, else the embedded "
-             "model. Replies are constrained to the rubric's JSON where the engine can, else "
-             "read with one repair request; unreadable replies are unmeasured. preference "
-             "rubrics compare with against= (a model of the suite or a case field) in both "
-             "orders. human='FIELD' / human_file='PATH': human labels for Cohen's kappa; min_kappa: below "
-             "it the judge is untrusted and its verdicts inconclusive.",
-    "elo": "elo(rubric='preference', *, judge_model=None, expect=(), battles=None, judge=True, "
-           "budget=None, round_size=None, k=32, initial=1000, shuffles=0, anchor=None, "
-           "bootstrap=1000, seed=0, max_tokens=256): rank the models of a suite (models=[...] "
-           "or variants={...}) from pairwise battles judged in both orders (and/or a file of "
-           "human preferences, battles=): Bradley-Terry ratings on the Elo scale with "
-           "bootstrap intervals, online Elo, win rates, cycles. expect=['a > b'] gates the "
-           "ranking (pass/fail/inconclusive on the bootstrap interval). budget=N: adaptive "
-           "rounds where the ranking is least certain, at most N judged battles.",
-}
-
-
-def register_eval_marker(name: str, factory: Callable[..., Scorer], help: str) -> None:
-    """Add an eval marker (used by later metric families and by users' own plugins)."""
-    EVAL_MARKERS[name] = factory
-    MARKER_HELP[name] = help
 
 
 @dataclass
@@ -255,37 +118,14 @@ def _check_kwargs(marker: str, kwargs: Mapping[str, Any], allowed: tuple[str, ..
                          fix=f"use only {', '.join(allowed)}")
 
 
-def _factory_kwargs(factory: Callable[..., Scorer]) -> tuple[str, ...] | None:
-    """Keyword arguments a factory accepts (None: anything; the factory checks itself)."""
-    target = factory
-    if factory is _exact:
-        from pytest_aie.scorers.exact import ExactScorer
-
-        target = ExactScorer
-    elif factory is _judge:
-        from pytest_aie.judge.scorer import build_judge
-
-        target = build_judge
-    elif factory is _elo:
-        from pytest_aie.judge.elo import build_elo
-
-        target = build_elo
-    try:
-        params = inspect.signature(target).parameters.values()
-    except (TypeError, ValueError):  # pragma: no cover
-        return None
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
-    return tuple(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-                 and p.name not in ("base_dir", "engine"))
-
-
 def build_suite(suite: str, dataset: tuple[tuple[Any, ...], Mapping[str, Any]],
                 evals: list[tuple[str, tuple[Any, ...], Mapping[str, Any]]],
                 test_dir: Path, engine: Callable[[str | None], Any] | None = None,
-                body: bool = False) -> SuiteSpec:
+                body: bool = False, run_options: Mapping[str, Any] | None = None) -> SuiteSpec:
     """Build and validate a suite from its ``dataset`` marker and eval markers. ``body``: the
-    test body hands each case's output over itself (the ``evaluate`` fixture)."""
+    test body hands each case's output over itself (the ``evaluate`` fixture).
+    ``run_options``: the run's options for the factories that name them
+    (:data:`pytest_aie.suite.markers.RUN_OPTIONS`)."""
     args, kwargs = dataset
     if len(args) != 1:
         raise UsageError("@pytest.mark.dataset takes exactly one path",
@@ -294,12 +134,12 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], Mapping[str, Any]],
     built: list[Eval] = []
     samples_by: dict[str, int] = {}
     for marker, eargs, ekwargs in evals:
-        factory = EVAL_MARKERS[marker]
+        entry = EVAL_MARKERS[marker]
         ekwargs = dict(ekwargs)
         gate, must_pass, samples_k = _gate_args(marker, ekwargs)
         if samples_k:
             samples_by[marker] = samples_k
-        allowed = _factory_kwargs(factory)
+        allowed = accepted_kwargs(entry)
         if allowed is not None:
             _check_kwargs(marker, ekwargs, allowed + GATE_ARGS)
         try:
@@ -309,7 +149,8 @@ def build_suite(suite: str, dataset: tuple[tuple[Any, ...], Mapping[str, Any]],
             get_engine: Callable[[], Any] = _no_engine
             if engine is not None:
                 get_engine = functools.partial(engine, model_name)
-            scorer = factory(*eargs, base_dir=test_dir, engine=get_engine, **ekwargs)
+            scorer = entry.factory(*eargs, base_dir=test_dir, engine=get_engine, **ekwargs,
+                                   **run_kwargs(entry, run_options or {}))
         except TypeError as exc:
             raise UsageError(f"bad arguments to @pytest.mark.{marker}: {exc}",
                              fix=f"see `pytest --markers` for the signature of {marker}") from None
@@ -482,8 +323,3 @@ def _gate_args(marker: str, kwargs: dict[str, Any]) -> tuple[dict[str, float], t
         raise UsageError(f"@pytest.mark.{marker}(samples={samples!r}) must be a whole number >= 1",
                          fix="write e.g. samples=5")
     return gate, tuple(str(c) for c in must_pass), samples
-
-
-from pytest_aie.agent import scorer as _agent  # noqa: E402,F401  (registers the agent eval marker)
-from pytest_aie.latency import marker as _latency  # noqa: E402,F401  (registers the latency eval marker)
-from pytest_aie.retrieval import metrics as _retrieval  # noqa: E402,F401  (registers the retrieval eval marker)
