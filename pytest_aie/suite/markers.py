@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping, TypeVar
 
 from pytest_aie.agent.scorer import MARKER as AGENT
 from pytest_aie.latency.marker import MARKER as LATENCY
@@ -188,13 +188,16 @@ def restore(before: Mapping[str, EvalMarker]) -> None:
     _REGISTERED.update(before)
 
 
-class _Markers(Mapping[str, EvalMarker]):
-    """The built-in markers, then the registered ones (a registered name replaces a built-in)."""
+_V = TypeVar("_V")
 
-    def _table(self) -> dict[str, EvalMarker]:
-        return {**{m.name: m for m in BUILTIN}, **_REGISTERED}
 
-    def __getitem__(self, name: str) -> EvalMarker:
+class _View(Mapping[str, _V]):
+    """A read-only view of a table built on each read (so a registration shows at once)."""
+
+    def __init__(self, table: Callable[[], dict[str, _V]]) -> None:
+        self._table = table
+
+    def __getitem__(self, name: str) -> _V:
         return self._table()[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -204,26 +207,12 @@ class _Markers(Mapping[str, EvalMarker]):
         return len(self._table())
 
 
-class _Help(Mapping[str, str]):
-    """``pytest --markers`` lines: the dataset marker's, then every eval marker's."""
-
-    def _table(self) -> dict[str, str]:
-        return {"dataset": DATASET_HELP, **{n: m.help for n, m in EVAL_MARKERS.items()}}
-
-    def __getitem__(self, name: str) -> str:
-        return self._table()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._table())
-
-    def __len__(self) -> int:
-        return len(self._table())
-
-
-#: eval marker name -> :class:`EvalMarker` (read-only; built-ins and registered markers)
-EVAL_MARKERS: Mapping[str, EvalMarker] = _Markers()
+#: eval marker name -> :class:`EvalMarker` (read-only: the built-in markers, then the registered
+#: ones; a registered name replaces a built-in)
+EVAL_MARKERS: Mapping[str, EvalMarker] = _View(lambda: {**{m.name: m for m in BUILTIN}, **_REGISTERED})
 #: marker name -> its ``pytest --markers`` line (read-only)
-MARKER_HELP: Mapping[str, str] = _Help()
+MARKER_HELP: Mapping[str, str] = _View(
+    lambda: {"dataset": DATASET_HELP, **{n: m.help for n, m in EVAL_MARKERS.items()}})
 
 
 #: keyword arguments every factory receives from the harness, not from the marker
