@@ -497,7 +497,7 @@ def test_corpus_and_dataset_paths_are_next_to_the_test_file_and_query_names_the_
     (pytester.path / "suites" / "test_rag_doc.py").write_text(RAG_TEST)
     write_answers(pytester, {})
     pytester.makeini(textwrap.dedent(INI))
-    result = pytester.runpytest_subprocess("-p", "no:randomly", "suites/test_rag_doc.py")
+    result = pytester.runpytest_inprocess("-p", "no:randomly", "suites/test_rag_doc.py")
     assert result.ret == 0, result.stdout.str()
     records = read_records(pytester)
     assert len(records) == 6 and all(r["passed"] for r in records), records
