@@ -195,12 +195,8 @@ def rebuild(paths: Sequence[str | Path], *, baseline: str | None = None) -> Rebu
 
 
 def _recompute(logs: list[Log], baseline: str | None) -> Rebuilt:
-    from pytest_aie.gates.changes import case_changes
-    from pytest_aie.gates.comparisons import compare_models, compare_to_baseline
-    from pytest_aie.gates.conclusion import aggregates_from, exit_status
+    from pytest_aie.gates.conclusion import aggregates_from, conclude
     from pytest_aie.gates.policy import gate_policy
-    from pytest_aie.gates.thresholds import evaluate_suites
-    from pytest_aie.run.scoring import evidence_problems
 
     messages: list[str] = []
     cases = _merge_cases(logs)
@@ -238,30 +234,20 @@ def _recompute(logs: list[Log], baseline: str | None) -> Rebuilt:
                 messages.append(f"{key[0]} [{key[1]}]: its suite-level figures were computed on "
                                 f"each log's share of the cases and cannot be combined; its row "
                                 f"is recomputed from the case records only")
-    rows = evaluate_suites(cases, policy, aggregates)
-    comparisons = []
-    changes: list[dict[str, Any]] = []
-    name = None
-    if baseline is not None:
-        from pytest_aie.gates.baseline import unmatched
-
-        name, data = _load_baseline(baseline, logs)
-        comparisons += compare_to_baseline(cases, data, policy)
-        changes = case_changes(cases, data)
-        error, missing = unmatched(cases, comparisons, data, name)
-        harness += [error] if error is not None and error not in harness else []
-        messages += missing
-    else:
+    name, data = _load_baseline(baseline, logs) if baseline is not None else (None, None)
+    if baseline is None:
         earlier = sorted({str(_settings(log).get("baseline")) for log in logs
                           if _settings(log).get("baseline")})
         if earlier:
             messages.append(f"the run compared with baseline {', '.join(earlier)}: pass "
                             f"--baseline {earlier[0]} to recompute that comparison over these "
                             "cases (left out)")
-    comparisons += compare_models(cases, policy)
     base = next((s for s in statuses if s not in (0, 5)), 0)
-    status, notes = exit_status(rows, comparisons, policy, base)
-    harness += [h for h in evidence_problems(cases) if h not in harness]
+    c = conclude(cases, policy, aggregates=aggregates, status=base, harness_errors=harness,
+                 baseline=None if name is None or data is None else (name, data))
+    messages += c.missing
+    rows, comparisons, changes = c.rows, c.comparisons, c.changes
+    status, notes, harness = c.exit_status, c.notes, c.harness_errors
     if harness:
         status = EXIT_HARNESS_ERROR
     header = dict(logs[0].header)

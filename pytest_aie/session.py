@@ -22,7 +22,7 @@ from pytest_aie.results.log import ResultsLog, reference_fields
 from pytest_aie.results.records import CaseRecord
 from pytest_aie.run.model import Model, Progress, stderr_progress
 from pytest_aie.run.pipeline import Pipeline, Unit, case_seed
-from pytest_aie.run.scoring import combine, evidence_problems
+from pytest_aie.run.scoring import combine
 from pytest_aie.settings import Settings
 from pytest_aie.suite.spec import Eval, SuiteSpec
 
@@ -196,38 +196,29 @@ class AieSession:
 
     # --- conclusion ---------------------------------------------------------------------
     def conclude(self, status: int, run_dir: Path | None = None) -> int:
-        """Controller, at session end: suite verdicts, comparisons (baseline, base vs
-        candidate), the baseline file if asked for; returns the exit status."""
-        from pytest_aie.gates.comparisons import compare_models, compare_to_baseline
-        from pytest_aie.gates.conclusion import exit_status
+        """Controller, at session end: the run's conclusion
+        (:func:`pytest_aie.gates.conclusion.conclude`: suite verdicts, comparisons with the
+        baseline and between models), the baseline file if asked for; returns the exit
+        status."""
+        from pytest_aie.gates.conclusion import conclude
         from pytest_aie.gates.policy import gate_policy
-        from pytest_aie.gates.thresholds import evaluate_suites
+        from pytest_aie.run.scoring import SharedScores
 
         s = self.settings
         self.pytest_status = status
         self.policy = policy = gate_policy(vars(s))
-        from pytest_aie.run.scoring import SharedScores
-
         aggregates = {**self.pipeline.aggregates, **SharedScores(run_dir).read_aggregates()}
         self.aggregates = aggregates
-        self.rows = evaluate_suites(self.records, policy, aggregates)
-        missing: list[str] = []  # the run's suites that the baseline lacks
+        baseline = None
         if s.baseline:
             from pytest_aie.gates.baseline import baseline_path, load_baseline
 
-            baseline = self.baseline_data or load_baseline(baseline_path(s.baseline_dir,
-                                                                         s.baseline))
-            self.baseline_comparisons = compare_to_baseline(self.records, baseline, policy)
-            from pytest_aie.gates.baseline import unmatched
-
-            error, missing = unmatched(self.records, self.baseline_comparisons, baseline,
-                                       s.baseline)
-            if error is not None and error not in self.harness_errors:
-                self.harness_errors.append(error)
-            from pytest_aie.gates.changes import case_changes
-
-            self.changes = case_changes(self.records, baseline)
-        self.model_comparisons = compare_models(self.records, policy)
+            baseline = (s.baseline, self.baseline_data
+                        or load_baseline(baseline_path(s.baseline_dir, s.baseline)))
+        c = conclude(self.records, policy, aggregates=aggregates, status=status,
+                     baseline=baseline, harness_errors=self.harness_errors)
+        self.rows, self.changes = c.rows, c.changes
+        self.baseline_comparisons, self.model_comparisons = c.baseline_comparisons, c.model_comparisons
         if s.save_baseline and self.records:
             from pytest_aie.gates.baseline import baseline_path, make_baseline, save_baseline
 
@@ -235,12 +226,9 @@ class AieSession:
             self.saved_baseline = str(save_baseline(baseline_path(s.baseline_dir, s.save_baseline),
                                                     make_baseline(s.save_baseline, header,
                                                                   self.records)))
-        status, self.notes = exit_status(self.rows, self.baseline_comparisons
-                                         + self.model_comparisons, policy, status)
-        self.notes += missing
-        self.harness_errors.extend(e for e in evidence_problems(self.records)
-                                   if e not in self.harness_errors)
-        return status
+        self.notes = c.notes + c.missing
+        self.harness_errors.extend(e for e in c.harness_errors if e not in self.harness_errors)
+        return c.exit_status
 
     def write_conclusion(self, status: int) -> None:
         """Controller, after :meth:`conclude`: append the baseline diff (one ``change`` record

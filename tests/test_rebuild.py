@@ -54,6 +54,17 @@ def lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def assert_same_conclusion(rebuilt: Any, logged: dict[str, Any]) -> None:
+    """A log rebuilt by ``python -m pytest_aie report`` concludes what the run logged: both go
+    through gates.conclusion.conclude."""
+    assert logged["type"] == "conclusion"
+    assert rebuilt.rows == logged["rows"]
+    assert rebuilt.comparisons == logged["comparisons"]
+    assert len(rebuilt.changes) == logged["changes"]
+    assert rebuilt.exit_status == logged["exit_status"]
+    assert rebuilt.notes == logged["notes"] and rebuilt.harness_errors == logged["harness_errors"]
+
+
 def test_split_run_merges_to_the_single_runs_rows_and_exit_status(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -74,6 +85,7 @@ def test_split_run_merges_to_the_single_runs_rows_and_exit_status(
     # rebuilt from the complete single log: as the run concluded
     single = rebuild([whole])
     assert single.rows == conclusion["rows"] and single.exit_status == EXIT_REGRESSION
+    assert_same_conclusion(single, conclusion)
     # merged from the two shards: the same rows, comparisons and exit status
     merged = rebuild([log for _, log in shards])
     assert merged.rows == conclusion["rows"]
@@ -186,8 +198,9 @@ def test_baseline_diff_keeps_old_and_new_outputs(pytester: pytest.Pytester) -> N
     assert by_case["c3"]["new"] == {"status": "failed", "value": 0.0, "output": "nope"}
     assert by_case["c5"]["change"] == "newly_passing" and by_case["c5"]["old"]["output"] == "nope"
     assert lines(log)[-1]["changes"] == 3
-    # rebuilt with --baseline: the same diff over the log's cases
+    # rebuilt with --baseline: the same diff over the log's cases, and the same conclusion
     again = rebuild([log], baseline="main")
+    assert_same_conclusion(again, lines(log)[-1])
     assert again.changes == [{k: v for k, v in c.items() if k != "type"} for c in written]
     assert again.comparisons[0]["newly_failing"] == ["c3", "c4"]
     # a baseline saved before outputs were kept still loads: old outputs are None

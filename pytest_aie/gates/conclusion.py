@@ -10,14 +10,20 @@ a conclusion (the run crashed) is rebuilt from its case records and its header's
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
 
+from pytest_aie._util.text import oneline
 from pytest_aie.errors import EXIT_REGRESSION
-from pytest_aie.gates.comparisons import Comparison
+from pytest_aie.gates.baseline import unmatched
+from pytest_aie.gates.changes import case_changes
+from pytest_aie.gates.comparisons import Comparison, compare_models, compare_to_baseline
 from pytest_aie.gates.policy import GatePolicy, adjust
-from pytest_aie.gates.thresholds import row_name
+from pytest_aie.gates.thresholds import evaluate_suites, row_name
+from pytest_aie.results.records import Key, group_records, several_models, status_of
 
-__all__ = ["CONCLUSION_FIELDS", "aggregates_from", "conclusion_record", "exit_status"]
+__all__ = ["CONCLUSION_FIELDS", "Conclusion", "aggregates_from", "conclude", "conclusion_record",
+           "evidence_problems", "exit_status"]
 
 #: The ``conclusion`` record's fields and what they hold (the README's schema section).
 CONCLUSION_FIELDS = {
@@ -134,3 +140,77 @@ def exit_status(rows: list[dict[str, Any]], comparisons: list[Comparison], polic
     if failed and status == 0:
         return 1, notes
     return status, notes
+
+
+def evidence_problems(records: list[dict[str, Any]]) -> list[str]:
+    """Suites whose verdict would rest on nothing: cases the engine could not generate (an
+    infrastructure failure, not a model failure) or no measured case at all. Each is a
+    harness problem (exit 10): a run never passes on zero measured cases."""
+    out = []
+    groups = group_records(records, gated=None)
+    several = several_models(groups)
+    for (suite, metric, model), recs in groups.items():
+        where = f"{suite} [{metric}]" + (f" on {model}" if (suite, metric) in several else "")
+        errors = [r for r in recs if r.get("error")]
+        measured = [r for r in recs if status_of(r) != "unmeasured"]
+        if errors:
+            out.append(f"pytest-aie: {where}: the engine failed on {len(errors)} of "
+                       f"{len(recs)} cases ({oneline(errors[0]['error'], 300)}). Fix: check the "
+                       f"engine or server and rerun; no verdict is given on cases that were not "
+                       f"generated")
+        elif not measured:
+            out.append(f"pytest-aie: {where}: none of {len(recs)} cases was measured "
+                       f"({oneline(recs[0].get('reason'), 300)}). Fix: make the scorer able to "
+                       f"score (see the reason); a suite never passes on zero measured cases")
+    return out
+
+
+@dataclass
+class Conclusion:
+    """What a run concluded: its suite rows, comparisons, changed cases, exit status and the
+    lines that explain it, and its harness problems."""
+
+    rows: list[dict[str, Any]]
+    baseline_comparisons: list[Comparison]
+    model_comparisons: list[Comparison]
+    changes: list[dict[str, Any]]
+    exit_status: int
+    notes: list[str]
+    harness_errors: list[str]
+    #: one line per suite of the run that the baseline lacks
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def comparisons(self) -> list[Comparison]:
+        return self.baseline_comparisons + self.model_comparisons
+
+
+def conclude(records: list[dict[str, Any]], policy: GatePolicy, *,
+             aggregates: Mapping[Key, Any], status: int,
+             baseline: tuple[str, dict[str, Any]] | None = None,
+             harness_errors: Iterable[str] = ()) -> Conclusion:
+    """The run's conclusion from its case records: the one path of the live run
+    (:meth:`pytest_aie.session.AieSession.conclude`) and of ``python -m pytest_aie report``
+    (:mod:`pytest_aie.rebuild`), so the two cannot disagree. Suite verdicts
+    (:func:`~pytest_aie.gates.thresholds.evaluate_suites`), the comparison with ``baseline``
+    (its name and data) and the cases whose status changed against it, the comparisons
+    between the run's models, the exit status after pytest's own ``status``
+    (:func:`exit_status`), and the harness problems (``harness_errors`` so far, a baseline
+    that does not match, suites whose verdict would rest on nothing)."""
+    harness = list(harness_errors)
+    rows = evaluate_suites(records, policy, dict(aggregates))
+    baseline_comparisons: list[Comparison] = []
+    changes: list[dict[str, Any]] = []
+    missing: list[str] = []
+    if baseline is not None:
+        name, data = baseline
+        baseline_comparisons = compare_to_baseline(records, data, policy)
+        error, missing = unmatched(records, baseline_comparisons, data, name)
+        if error is not None and error not in harness:
+            harness.append(error)
+        changes = case_changes(records, data)
+    model_comparisons = compare_models(records, policy)
+    final, notes = exit_status(rows, baseline_comparisons + model_comparisons, policy, status)
+    harness += [e for e in evidence_problems(records) if e not in harness]
+    return Conclusion(rows, baseline_comparisons, model_comparisons, changes, final, notes, harness,
+                      missing)

@@ -13,11 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_aie._util.files import write_atomic
-from pytest_aie._util.text import oneline
-from pytest_aie.results.records import status_of
 from pytest_aie.scorers.base import Score
 
-__all__ = ["SharedScores", "combine", "evidence_problems"]
+__all__ = ["SharedScores", "combine"]
 
 
 def combine(scores: list[Score]) -> tuple[float | None, bool | None, str]:
@@ -83,28 +81,3 @@ class SharedScores:
             data = json.loads(path.read_text(encoding="utf-8"))
             out[(data["key"][0], data["key"][1], data["key"][2])] = data["value"]
         return out
-
-
-def evidence_problems(records: list[dict[str, Any]]) -> list[str]:
-    """Suites whose verdict would rest on nothing: cases the engine could not generate (an
-    infrastructure failure, not a model failure) or no measured case at all. Each is a
-    harness problem (exit 10): a run never passes on zero measured cases."""
-    from pytest_aie.results.records import group_records, several_models
-
-    out = []
-    groups = group_records(records, gated=None)
-    several = several_models(groups)
-    for (suite, metric, model), recs in groups.items():
-        where = f"{suite} [{metric}]" + (f" on {model}" if (suite, metric) in several else "")
-        errors = [r for r in recs if r.get("error")]
-        measured = [r for r in recs if status_of(r) != "unmeasured"]
-        if errors:
-            out.append(f"pytest-aie: {where}: the engine failed on {len(errors)} of "
-                       f"{len(recs)} cases ({oneline(errors[0]['error'], 300)}). Fix: check the "
-                       f"engine or server and rerun; no verdict is given on cases that were not "
-                       f"generated")
-        elif not measured:
-            out.append(f"pytest-aie: {where}: none of {len(recs)} cases was measured "
-                       f"({oneline(recs[0].get('reason'), 300)}). Fix: make the scorer able to "
-                       f"score (see the reason); a suite never passes on zero measured cases")
-    return out
