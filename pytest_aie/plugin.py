@@ -88,9 +88,6 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = Settings.from_config(config)
     except AieError as exc:
         raise pytest.UsageError(exc.line()) from None
-    from pytest_aie.latency.utilization import configure as configure_utilization
-
-    configure_utilization(settings)  # the latency suites' MBU and MFU options
     workerinput = getattr(config, "workerinput", None)
     run_dir = None
     if workerinput is not None and workerinput.get("aie_run_dir"):
@@ -158,7 +155,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                            Path(str(metafunc.definition.path)).parent,
                            engine=lambda name: aie.model(
                                name or ("candidate" if aie.settings.has_candidate else None)).engine,
-                           body="evaluate" in metafunc.fixturenames)
+                           body="evaluate" in metafunc.fixturenames,
+                           run_options={"utilization": aie.settings.utilization_options()})
         if spec.body and "output" in metafunc.fixturenames:
             raise UsageError(f"{name} takes both `output` (the model's generation) and "
                              "`evaluate` (its own output)",

@@ -11,12 +11,15 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
 from pytest_aie._util.files import default_cache_dir
 from pytest_aie.errors import UsageError
+
+if TYPE_CHECKING:
+    from pytest_aie.latency.utilization import UtilizationOptions
 
 __all__ = ["CACHE_MODES", "OPTIONS", "Settings", "add_options"]
 
@@ -229,6 +232,16 @@ class Settings:
     cpu_bandwidth_gbs: float | None = None
     cpu_peak_gflops: float | None = None
     model_params: int | None = None
+
+    def utilization_options(self) -> UtilizationOptions:
+        """The latency suites' MBU and MFU options (they reach the ``latency`` marker's
+        scorer through :func:`pytest_aie.suite.spec.build_suite`'s ``run_options``)."""
+        from pytest_aie.latency.utilization import UtilizationOptions
+
+        return UtilizationOptions(accelerator=self.accelerator,
+                                  cpu_bandwidth_gbs=self.cpu_bandwidth_gbs,
+                                  cpu_peak_gflops=self.cpu_peak_gflops,
+                                  model_params=self.model_params, dtype=self.dtype)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:

@@ -40,6 +40,7 @@ from typing import Any, Callable, ClassVar, Sequence
 
 from pytest_aie.errors import UsageError
 from pytest_aie.latency.probe import LatencySample, probe
+from pytest_aie.latency.utilization import UtilizationOptions
 from pytest_aie.scorers.base import EvalMarker, Sample, Score, Scorer
 
 __all__ = ["MARKER", "MEASURES", "LatencyScorer", "budget_verdict", "evaluate_budgets", "fmt_ms",
@@ -224,7 +225,8 @@ class LatencyScorer(Scorer):
 
     def __init__(self, engine: Callable[..., Any], budgets: dict[str, float] | None = None, *,
                  concurrency: int = 1, warmup: int = 2, requests: int | None = None,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None,
+                 utilization: UtilizationOptions | None = None) -> None:
         for name, value, least in (("concurrency", concurrency, 1), ("warmup", warmup, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise UsageError(f"@pytest.mark.latency({name}={value!r}) must be a whole "
@@ -238,6 +240,7 @@ class LatencyScorer(Scorer):
         self.budgets = dict(budgets or {})
         self.concurrency, self.warmup, self.requests = concurrency, warmup, requests
         self.progress = progress
+        self.utilization_options = utilization or UtilizationOptions()  # the run's MBU/MFU options
         #: measured samples by model name, each with the sample position it measured
         self.measured: dict[str, list[tuple[int, LatencySample]]] = {}
         #: the decode's MBU and MFU by model name (see :mod:`pytest_aie.latency.utilization`)
@@ -286,11 +289,11 @@ class LatencyScorer(Scorer):
         from pytest_aie.latency.utilization import Footprint, footprint, utilization
 
         try:
-            fp = footprint(self.engine_for(model))
+            fp = footprint(self.engine_for(model), self.utilization_options)
         except Exception as exc:  # noqa: BLE001 - a figure we cannot work out is unmeasured
             fp = Footprint(reason=f"cannot read the model's size: {exc}")
         return utilization([x.tpot_ms for x in lats if x.error is None], fp,
-                           concurrency=self.concurrency)
+                           concurrency=self.concurrency, opts=self.utilization_options)
 
     def _case_score(self, lats: list[LatencySample], sample: Sample) -> Score:
         if sample.model == "test-body":
@@ -337,12 +340,15 @@ def _probe_request(sample: Sample) -> Any:
 
 
 def _latency(*args: Any, base_dir: Any, engine: Callable[..., Any], concurrency: int = 1,
-             warmup: int = 2, requests: int | None = None, **budgets: Any) -> Scorer:
+             warmup: int = 2, requests: int | None = None,
+             utilization: UtilizationOptions | None = None, **budgets: Any) -> Scorer:
+    """The ``latency`` marker's scorer; ``utilization``: the run's MBU/MFU options (a run
+    option, :data:`pytest_aie.suite.markers.RUN_OPTIONS`)."""
     if args:
         raise UsageError("@pytest.mark.latency takes keyword arguments only",
                          fix="write e.g. @pytest.mark.latency(ttft_p95_ms=500)")
     return LatencyScorer(engine, parse_budgets(budgets), concurrency=concurrency,
-                         warmup=warmup, requests=requests)
+                         warmup=warmup, requests=requests, utilization=utilization)
 
 
 #: the ``latency`` eval marker (listed in :mod:`pytest_aie.suite.markers`)

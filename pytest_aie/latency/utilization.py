@@ -33,9 +33,9 @@ from typing import Any, Sequence
 
 from pytest_aie.errors import UsageError
 
-__all__ = ["ACCELERATORS", "Accelerator", "Footprint", "UtilizationOptions", "configure",
+__all__ = ["ACCELERATORS", "Accelerator", "Footprint", "UtilizationOptions",
            "count_parameters", "detect_accelerator", "find_accelerator", "footprint", "mbu",
-           "mfu", "options", "parse_param_count", "summary_line", "utilization"]
+           "mfu", "parse_param_count", "summary_line", "utilization"]
 
 TB, TF = 1e12, 1e12
 
@@ -164,32 +164,14 @@ def parse_param_count(raw: str) -> int:
 
 @dataclass(frozen=True)
 class UtilizationOptions:
-    """The run's options for MBU and MFU (see :mod:`pytest_aie.settings`)."""
+    """The run's options for MBU and MFU (built by
+    :meth:`pytest_aie.settings.Settings.utilization_options`; unset: detect and count)."""
 
     accelerator: str = ""  # a canonical name of ACCELERATORS; "" = detect
     cpu_bandwidth_gbs: float | None = None
     cpu_peak_gflops: float | None = None
     model_params: int | None = None
     dtype: str = "auto"  # --aie-dtype: bytes per parameter for engines without a dtype
-
-
-_options = UtilizationOptions()
-
-
-def configure(settings: Any) -> None:
-    """Take the run's options from its :class:`~pytest_aie.settings.Settings` (the plugin
-    calls this in ``pytest_configure``, in every process)."""
-    global _options
-    _options = UtilizationOptions(
-        accelerator=getattr(settings, "accelerator", ""),
-        cpu_bandwidth_gbs=getattr(settings, "cpu_bandwidth_gbs", None),
-        cpu_peak_gflops=getattr(settings, "cpu_peak_gflops", None),
-        model_params=getattr(settings, "model_params", None),
-        dtype=getattr(settings, "dtype", "auto"))
-
-
-def options() -> UtilizationOptions:
-    return _options
 
 
 # ---------------------------------------------------------------------------- the model
@@ -269,7 +251,7 @@ def _engine_device_dtype(engine: Any) -> tuple[str | None, str | None]:
 def footprint(engine: Any, opts: UtilizationOptions | None = None) -> Footprint:
     """The engine's model: parameters counted from a local folder's safetensors headers (else
     ``--aie-model-params``), its dtype and device."""
-    opts = opts or _options
+    opts = opts or UtilizationOptions()
     device, dtype = _engine_device_dtype(engine)
     if dtype is None and opts.dtype not in ("", "auto"):
         dtype = _dtype_name(opts.dtype)
@@ -374,7 +356,7 @@ def utilization(tpot_ms: Sequence[float | None], fp: Footprint, *, concurrency: 
     """The suite's ``utilization`` entry from its measured requests' TPOTs: decode tokens/s
     from the median TPOT, the model's footprint, the peak figures, MBU and MFU (None with
     ``reason`` / ``mfu_reason`` when unmeasured)."""
-    opts = opts or _options
+    opts = opts or UtilizationOptions()
     kept = [float(t) for t in tpot_ms if t is not None and math.isfinite(t) and t > 0]
     median = statistics.median(kept) if kept else None
     rate = None if median is None else 1000.0 / median

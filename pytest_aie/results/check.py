@@ -16,6 +16,7 @@ or empty, and the readers treat a missing value and ``null`` alike.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import fields
 from typing import Any
 
@@ -25,30 +26,27 @@ __all__ = ["case_problem", "field_problem", "other_problem", "structured_fields"
 
 _REQUIRED = ("suite", "metric", "case_id")
 _STATUSES = ("passed", "failed", "scored", "unmeasured")
-_KINDS: dict[str, tuple[str, ...]] | None = None
 
 
+@functools.cache
 def _kinds() -> dict[str, tuple[str, ...]]:
     """Each CaseRecord field's accepted JSON kinds, from its annotation: ``str``, ``bool``,
     ``number``, ``int``, ``list``, ``dict`` (an ``Any`` field accepts anything: no entry)."""
-    global _KINDS
-    if _KINDS is None:
-        out: dict[str, tuple[str, ...]] = {}
-        for f in fields(CaseRecord):
-            text = str(f.type)
-            if text == "Any":
-                continue
-            kinds = []
-            for part in (p.strip() for p in _top_level(text)):
-                head = part.split("[", 1)[0]
-                kind = {"str": "str", "bool": "bool", "float": "number", "int": "int",
-                        "list": "list", "dict": "dict"}.get(head)
-                if kind:
-                    kinds.append(kind)
-            if kinds:
-                out[f.name] = tuple(kinds)
-        _KINDS = out
-    return _KINDS
+    out: dict[str, tuple[str, ...]] = {}
+    for f in fields(CaseRecord):
+        text = str(f.type)
+        if text == "Any":
+            continue
+        kinds = []
+        for part in (p.strip() for p in _top_level(text)):
+            head = part.split("[", 1)[0]
+            kind = {"str": "str", "bool": "bool", "float": "number", "int": "int",
+                    "list": "list", "dict": "dict"}.get(head)
+            if kind:
+                kinds.append(kind)
+        if kinds:
+            out[f.name] = tuple(kinds)
+    return out
 
 
 def _top_level(annotation: str) -> list[str]:
