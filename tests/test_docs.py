@@ -315,6 +315,8 @@ def test_shell_block_runs(block: Block, request: pytest.FixtureRequest) -> None:
     for line in block.code.splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             _shell(line, folder)
+            for path in re.findall(r"aie-results/[\w.]+", line):  # what it reads or writes
+                assert (folder / path).is_file(), f"{block.id}: {line}: no {path} after it"
 
 
 # ------------------------------------------------------------------ the pages themselves
