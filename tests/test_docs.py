@@ -167,15 +167,20 @@ def reply(request):
     text = request.prompt if request.prompt is not None else request.messages[-1]["content"]
     system = "" if request.prompt is not None else request.messages[0]["content"]
     if "<<<ANSWER" in text or "judge" in system.lower():
+        answers = dict(re.findall(r"<<<ANSWER ?(A|B)? [0-9a-f]+>>>\\n(.*?)\\n<<<END", text, re.S))
         good = len(text) % 2 == 0
+        winner = ("A" if len(answers.get("A", "")) >= len(answers.get("B", "")) else "B")
         return json.dumps({"rationale": "scripted", "verdict": "pass" if good else "fail",
-                           "score": 3 if good else 1, "winner": "A" if good else "B"})
+                           "score": 3 if good else 1, "winner": winner})  # the longer answer
     if text.rstrip().endswith("yes/no"):
         return "yes" if len(text) % 2 == 0 else "no"
-    if '"tool"' in system or request.tools:
-        return json.dumps({"answer": "Tokyo"})
+    if "To call a tool:" in system:  # the agent's text protocol: look it up, then answer
+        if any(m["role"] == "assistant" for m in request.messages):
+            return json.dumps({"answer": request.messages[-1]["content"]})
+        field = "currency" if "currency" in text else "capital"
+        return json.dumps({"tool": "lookup", "arguments": {"country": "Japan", "field": field}})
     words = re.findall(r"\\w+", text)
-    return f"{words[-1] if words else 'ok'}. Answer: 42"
+    return f"{words[-1] if words else 'ok'}. Answer: 42" + (f" ({system})" if system else "")
 '''
 
 
