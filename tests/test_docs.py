@@ -587,3 +587,23 @@ def test_the_paths_in_commands_not_run_exist() -> None:
         if b.kind in SHELL:
             for path in re.findall(r"(?:pytest_aie|tests|benchmarks|scripts)/[\w/]+\.py", b.code):
                 assert (ROOT / path).exists(), f"{b.id}: no {path}"
+
+
+def test_every_dotted_name_the_pages_give_resolves() -> None:
+    """`pytest_aie.stats.minimum_detectable_drop` and the like name something that exists."""
+    import importlib
+
+    names = {n for p in PAGES for n in re.findall(r"`(pytest_aie(?:\.\w+)+)`",
+                                                  p.read_text(encoding="utf-8"))}
+    assert names
+    for name in names:
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                obj: Any = importlib.import_module(".".join(parts[:cut]))
+                break
+            except ImportError:
+                continue
+        for attr in parts[cut:]:
+            assert hasattr(obj, attr), f"{name}: no {attr}"
+            obj = getattr(obj, attr)
