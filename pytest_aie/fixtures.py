@@ -13,15 +13,15 @@ import pytest
 from pytest_aie._util.text import show
 from pytest_aie.dataset import Case
 from pytest_aie.engines.base import Generation
-from pytest_aie.plugin import _aie, _ensure
 from pytest_aie.run.model import Model, Models
+from pytest_aie.session import aie_session, ensure_generated
 
 
 @pytest.fixture
 def output(request: pytest.FixtureRequest, case: Case) -> Generation:
     """The model's generation for this test's ``case`` (from the whole-suite batched pass):
     ``output.text``, token counts, finish reason, timings, ``output.cached``."""
-    return _ensure(request.node).output(request.node.nodeid)
+    return ensure_generated(request.node).output(request.node.nodeid)
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def evaluate(request: pytest.FixtureRequest, case: Case) -> Callable[[Any], None
     Generation). For tests that compute the output themselves (your application called in
     the test body); the markers score it when the body ends, with the same gates, results
     and report as a generated output."""
-    aie = _aie(request.config)
+    aie = aie_session(request.config)
     nodeid = request.node.nodeid
 
     def hand_over(output: Any) -> None:
@@ -50,14 +50,14 @@ def model(request: pytest.FixtureRequest) -> Model:
     """The session's model (``--aie-engine``/``--aie-model``; default: the embedded
     SmolLM2-135M-Instruct on CPU). ``model.generate("prompt", max_tokens=16)`` returns a
     Generation; ``model.generate_many(requests)`` sends a batch. Cached on disk."""
-    return _aie(request.config).model()
+    return aie_session(request.config).model()
 
 
 @pytest.fixture(scope="session")
 def models(request: pytest.FixtureRequest) -> Models:
     """Several named models: ``models["base"]``, ``models["candidate"]``; define them with
     ``--aie-models base=hf:PATH,candidate=hf:OTHER`` (ini ``aie_models``)."""
-    aie = _aie(request.config)
+    aie = aie_session(request.config)
     return Models(aie.model, aie.model_names)
 
 
@@ -70,7 +70,7 @@ def retriever(request: pytest.FixtureRequest) -> Callable[..., Any]:
     whole session. ``retriever(...).search(["query"], k=5)`` returns ranked hits."""
     from pytest_aie.retrieval import make_retriever
 
-    made = _aie(request.config).retrievers
+    made = aie_session(request.config).retrievers
     base = Path(str(request.node.path)).parent
 
     def make(kind: str = "hybrid", *, corpus: Any = None, **options: Any) -> Any:
@@ -78,7 +78,7 @@ def retriever(request: pytest.FixtureRequest) -> Callable[..., Any]:
             corpus = base / corpus
         if isinstance(corpus, (list, tuple)):  # keyed by content: equal lists share a retriever
             from pytest_aie.retrieval import corpus_digest
-            from pytest_aie.retrieval.base import to_documents
+            from pytest_aie.retrieval.documents import to_documents
 
             corpus = to_documents(corpus)
             source: Any = ("documents", corpus_digest(corpus))

@@ -24,17 +24,24 @@ from typing import Any, Generator
 
 import pytest
 
+from pytest_aie import fixtures
 from pytest_aie.dataset import Case
 from pytest_aie.errors import EXIT_HARNESS_ERROR, AieError, UsageError
 from pytest_aie.results.log import ResultsLog, claim_outputs, run_header
-from pytest_aie.session import AieSession, progress_printer
+from pytest_aie.session import (
+    _SELECTED_KEY,
+    SESSION_KEY,
+    AieSession,
+    HarnessFailure,
+    aie_session,
+    ensure_generated,
+    progress_printer,
+)
 from pytest_aie.settings import Settings, add_options
 from pytest_aie.suite.markers import EVAL_MARKERS, MARKER_HELP, registered, restore
 from pytest_aie.suite.spec import build_suite
 from pytest_aie.terminal import RECORD_ATTR, failing, failure_line, final_words, write_summary
 
-SESSION_KEY = pytest.StashKey[AieSession]()
-_SELECTED_KEY = pytest.StashKey[list[str]]()
 _RUN_DIR_KEY = pytest.StashKey[str]()  # xdist controller: the run store's folder
 _REPORT_KEY = pytest.StashKey[str]()  # the HTML report written
 _HARNESS_PROP = "aie_harness_error"
@@ -42,24 +49,12 @@ _RECORD_KEY = pytest.StashKey[Any]()
 _MARKERS_KEY = pytest.StashKey[dict[str, Any]]()  # users' eval markers before the run
 
 
-class _HarnessFailure(Exception):
-    """The engine could not be created or reached: raised from the first test of a suite that
-    needs it (the run exits 10; the suite's other cases are skipped, other suites run)."""
-
-    def __init__(self, exc: AieError) -> None:
-        from pytest_aie._util.redact import scrub_text
-
-        super().__init__(scrub_text(exc.line()))  # a server's error may quote credentials
-        self.error = exc
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Register the ``--aie-*`` options and their ini twins."""
     add_options(parser)
 
 
-def _aie(config: pytest.Config) -> AieSession:
-    return config.stash[SESSION_KEY]
+
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -80,8 +75,6 @@ def pytest_configure(config: pytest.Config) -> None:
     the results log)."""
     for text in MARKER_HELP.values():
         config.addinivalue_line("markers", text)
-    from pytest_aie import fixtures
-
     if not config.pluginmanager.is_registered(fixtures):
         config.pluginmanager.register(fixtures, "pytest_aie.fixtures")
     try:
@@ -133,7 +126,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("dataset")
     evals = [(m.name, m.args, m.kwargs) for m in metafunc.definition.iter_markers()
              if m.name in EVAL_MARKERS]
-    aie = _aie(metafunc.config)
+    aie = aie_session(metafunc.config)
     name = metafunc.function.__name__
     if marker is None and not evals:
         typo = _misspelt_marker(metafunc)
@@ -204,7 +197,7 @@ def _misspelt_marker(metafunc: pytest.Metafunc) -> UsageError | None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Map each case item to its suite, case and model."""
-    aie = _aie(config)
+    aie = aie_session(config)
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is None or not isinstance(callspec.params.get("case"), Case):
@@ -216,7 +209,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Remember the selected case items: they are generated together."""
-    aie = _aie(session.config)
+    aie = aie_session(session.config)
     session.config.stash[_SELECTED_KEY] = [i.nodeid for i in session.items if i.nodeid in aie.runs]
     if session.config.stash[_SELECTED_KEY]:
         _claim_outputs(session.config)
@@ -247,21 +240,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         _claim_outputs(session.config)
 
 
-def _ensure(item: pytest.Item) -> AieSession:
-    """Generate (whole-suite batched) what this case item needs. An engine that cannot run
-    stops only the suites that use it: the first of their cases fails with the one-line
-    error (the run exits 10), the others are skipped with it as the reason; suites on other
-    engines run on."""
-    aie = _aie(item.config)
-    try:
-        aie.ensure_generated(item.nodeid, item.config.stash.get(_SELECTED_KEY, []))
-    except AieError as exc:
-        line = exc.line()
-        if line in aie.failed_items:
-            pytest.skip(f"pytest-aie: not evaluated: {line.removeprefix('pytest-aie: ')}")
-        aie.failed_items.add(line)
-        raise _HarnessFailure(exc) from None
-    return aie
+
 
 
 @pytest.hookimpl(wrapper=True)
@@ -270,12 +249,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     report. A case fails when any metric fails it: an ungated metric (or a must-pass case)
     fails the test with the scorers' one-line reasons; a metric whose suite gate decides
     leaves the case xfailed."""
-    aie = _aie(item.config)
+    aie = aie_session(item.config)
     run = aie.runs.get(item.nodeid)
     if run is None or not run.spec.evals:
         return (yield)
     if not run.spec.body:
-        _ensure(item)
+        ensure_generated(item)
     try:
         result = yield
         if run.spec.body:
@@ -321,7 +300,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """Attach the case record to the call report; shorten harness errors to one line."""
     report = yield
     excinfo = call.excinfo
-    if excinfo is not None and isinstance(excinfo.value, _HarnessFailure):
+    if excinfo is not None and isinstance(excinfo.value, HarnessFailure):
         # The engine could not be created or reached: its suites' other cases are skipped.
         line = str(excinfo.value)
         report.longrepr = line

@@ -18,6 +18,7 @@ import pytest
 
 from pytest_aie.dataset import Case
 from pytest_aie.engines.base import Generation
+from pytest_aie.errors import AieError
 from pytest_aie.results.log import ResultsLog, reference_fields
 from pytest_aie.results.records import CaseRecord
 from pytest_aie.run.model import Model, Progress, stderr_progress
@@ -26,7 +27,7 @@ from pytest_aie.run.scoring import combine
 from pytest_aie.settings import Settings
 from pytest_aie.suite.spec import Eval, SuiteSpec
 
-__all__ = ["AieSession", "CaseRun", "case_seed"]
+__all__ = ["SESSION_KEY", "AieSession", "CaseRun", "HarnessFailure", "aie_session", "case_seed", "ensure_generated"]
 
 
 @dataclass
@@ -280,3 +281,41 @@ def progress_printer(config: pytest.Config) -> Callable[[str], None]:
             stderr_progress(message)
 
     return emit
+
+
+#: where the plugin keeps the run's :class:`AieSession` (``config.stash[SESSION_KEY]``)
+SESSION_KEY = pytest.StashKey[AieSession]()
+_SELECTED_KEY = pytest.StashKey[list[str]]()  # the node ids of the selected eval cases
+
+
+def aie_session(config: pytest.Config) -> AieSession:
+    """The run's session, as the plugin stashed it on the config."""
+    return config.stash[SESSION_KEY]
+
+
+class HarnessFailure(Exception):
+    """The engine could not be created or reached: raised from the first test of a suite that
+    needs it (the run exits 10; the suite's other cases are skipped, other suites run)."""
+
+    def __init__(self, exc: AieError) -> None:
+        from pytest_aie._util.redact import scrub_text
+
+        super().__init__(scrub_text(exc.line()))  # a server's error may quote credentials
+        self.error = exc
+
+
+def ensure_generated(item: pytest.Item) -> AieSession:
+    """Generate (whole-suite batched) what this case item needs. An engine that cannot run
+    stops only the suites that use it: the first of their cases fails with the one-line
+    error (the run exits 10), the others are skipped with it as the reason; suites on other
+    engines run on."""
+    aie = aie_session(item.config)
+    try:
+        aie.ensure_generated(item.nodeid, item.config.stash.get(_SELECTED_KEY, []))
+    except AieError as exc:
+        line = exc.line()
+        if line in aie.failed_items:
+            pytest.skip(f"pytest-aie: not evaluated: {line.removeprefix('pytest-aie: ')}")
+        aie.failed_items.add(line)
+        raise HarnessFailure(exc) from None
+    return aie

@@ -15,12 +15,9 @@
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from pytest_aie.errors import DatasetError, UsageError
-
-if TYPE_CHECKING:
-    from pytest_aie.agent.loop import Agent
 
 __all__ = ["check_suite", "check_task", "unknown_options", "unknown_tool"]
 
@@ -52,7 +49,18 @@ def unknown_options(given: Mapping[str, Any], known: Sequence[str]) -> UsageErro
     return UsageError(f"Agent(...) got unknown keyword {name}={given[name]!r}", fix=hint)
 
 
-def check_suite(agent: Agent, cases: Sequence[Any], scorers: Sequence[Any],
+class _Configured(Protocol):
+    """What :func:`check_suite` reads of an :class:`~pytest_aie.agent.Agent`."""
+
+    @property
+    def task(self) -> Any: ...
+    @property
+    def tools(self) -> Sequence[Any]: ...
+    @property
+    def name(self) -> str | None: ...
+
+
+def check_suite(agent: _Configured, cases: Sequence[Any], scorers: Sequence[Any],
                 options: Mapping[str, Any]) -> None:
     """Raise one :class:`UsageError` / :class:`DatasetError` for the first problem of a suite
     whose target is ``agent`` (see the module docstring)."""

@@ -24,14 +24,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import Any, Literal, Protocol, Sequence
 
 from pytest_aie.errors import UsageError
 from pytest_aie.judge.rubrics import Rubric
 from pytest_aie.scorers.base import Sample, Score
-
-if TYPE_CHECKING:
-    from pytest_aie.judge.scorer import JudgeScorer
 
 __all__ = ["MAX_FLIP_RATE", "MIN_SIGNAL_CASES", "HumanLabels", "apply_trust", "suite_stats"]
 
@@ -125,7 +122,28 @@ def _nearest(value: Any, rubric: Rubric) -> Any:
     return value
 
 
-def suite_stats(scorer: JudgeScorer, samples: Sequence[Sample], scores: Sequence[Score]
+class Panel(Protocol):
+    """What the figures here read of a judge scorer
+    (:class:`~pytest_aie.judge.scorer.JudgeScorer`): its rubric, judges and how they combine,
+    which were constrained, the human labels and the trust settings."""
+
+    @property
+    def rubric(self) -> Rubric: ...
+    @property
+    def judges(self) -> list[str]: ...
+    @property
+    def combine(self) -> str: ...
+    @property
+    def constrained(self) -> dict[str, bool]: ...
+    @property
+    def human(self) -> HumanLabels: ...
+    @property
+    def min_kappa(self) -> float | None: ...
+    @property
+    def kappa_weights(self) -> Any: ...
+
+
+def suite_stats(scorer: Panel, samples: Sequence[Sample], scores: Sequence[Score]
                 ) -> dict[str, Any]:
     """Everything the summary and the report show about one suite's judge, for one model."""
     from pytest_aie.stats import agreement
@@ -140,7 +158,7 @@ def suite_stats(scorer: JudgeScorer, samples: Sequence[Sample], scores: Sequence
     stats: dict[str, Any] = {
         "rubric": rubric.name, "rubric_path": rubric.path, "output": rubric.output,
         "scale": list(rubric.scale), "judges": list(scorer.judges), "combine": scorer.combine,
-        "constrained": {j: bool(scorer._constrained.get(j)) for j in scorer.judges},
+        "constrained": {j: bool(scorer.constrained.get(j)) for j in scorer.judges},
         "judgments": len(judgments), "readable": len(readable),
         "repaired": sum(1 for j in judgments if j["repaired"]),
         "parse_rate": len(readable) / len(judgments) if judgments else None,
@@ -163,9 +181,9 @@ def suite_stats(scorer: JudgeScorer, samples: Sequence[Sample], scores: Sequence
     return stats
 
 
-def _position(scorer: JudgeScorer, scores: Sequence[Score], agreement: Any) -> dict[str, Any]:
+def _position(scorer: Panel, scores: Sequence[Score], agreement: Any) -> dict[str, Any]:
     """Per judge: how often its two orders disagree, and how often it picks the first shown."""
-    from pytest_aie.judge.scorer import unswapped
+    from pytest_aie.judge.verdicts import unswapped
 
     out = {}
     for judge in scorer.judges:
@@ -181,7 +199,7 @@ def _position(scorer: JudgeScorer, scores: Sequence[Score], agreement: Any) -> d
     return out
 
 
-def _judges_agreement(scorer: JudgeScorer, scores: Sequence[Score], agreement: Any
+def _judges_agreement(scorer: Panel, scores: Sequence[Score], agreement: Any
                       ) -> dict[str, Any]:
     ratings: list[list[Any]] = []
     for judge in scorer.judges:
@@ -203,7 +221,7 @@ def _judges_agreement(scorer: JudgeScorer, scores: Sequence[Score], agreement: A
 
 
 def _judge_winner(sc: Score, judge: str) -> Any:
-    from pytest_aie.judge.scorer import pair_winner
+    from pytest_aie.judge.verdicts import pair_winner
 
     pair = [j for j in sc.details.get("judgments", []) if j["judge"] == judge]
     ab = next((j["value"] for j in pair if j["order"] == "AB"), None)
@@ -215,7 +233,7 @@ def _as_dict(value: Any, key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {key: value}
 
 
-def _human(scorer: JudgeScorer, samples: Sequence[Sample], scores: Sequence[Score],
+def _human(scorer: Panel, samples: Sequence[Sample], scores: Sequence[Score],
            agreement: Any) -> dict[str, Any]:
     rubric = scorer.rubric
     judge, human, stale, unjudged = [], [], [], []
@@ -248,7 +266,7 @@ def _human(scorer: JudgeScorer, samples: Sequence[Sample], scores: Sequence[Scor
     return out
 
 
-def _trust(scorer: JudgeScorer, human: dict[str, Any]) -> dict[str, Any]:
+def _trust(scorer: Panel, human: dict[str, Any]) -> dict[str, Any]:
     """Trusted, untrusted (with why), or not checked (no ``min_kappa=``)."""
     if scorer.min_kappa is None:
         return {"checked": False, "untrusted": False, "reason": "no min_kappa= given"}
@@ -268,7 +286,7 @@ def _trust(scorer: JudgeScorer, human: dict[str, Any]) -> dict[str, Any]:
     return {"checked": True, "untrusted": True, "reason": why}
 
 
-def _uncalibrated(scorer: JudgeScorer, human: dict[str, Any]) -> str:
+def _uncalibrated(scorer: Panel, human: dict[str, Any]) -> str:
     """Why the judge's verdicts are not calibrated against people (its trust was not checked
     with ``min_kappa=``, or the check failed)."""
     if not human.get("used"):
@@ -280,7 +298,7 @@ def _uncalibrated(scorer: JudgeScorer, human: dict[str, Any]) -> str:
     return f"Cohen's kappa {shown} on {human['used']} human labels, below min_kappa {scorer.min_kappa:g}"
 
 
-def _judge_names(scorer: JudgeScorer, judgments: Sequence[dict[str, Any]]) -> str:
+def _judge_names(scorer: Panel, judgments: Sequence[dict[str, Any]]) -> str:
     """The suite's judges as ``name (engine:model)``, for the lines that name them."""
     models: dict[str, str] = {}
     for j in judgments:
@@ -293,7 +311,7 @@ def _judge_names(scorer: JudgeScorer, judgments: Sequence[dict[str, Any]]) -> st
                      for name in scorer.judges)
 
 
-def _no_signal(scorer: JudgeScorer, scores: Sequence[Score], stats: dict[str, Any]) -> str | None:
+def _no_signal(scorer: Panel, scores: Sequence[Score], stats: dict[str, Any]) -> str | None:
     """Why the judge shows no ability to tell cases apart on this suite, or None: the same
     verdict for every case (at least :data:`MIN_SIGNAL_CASES` judged), or, for a preference
     rubric, a position-flip rate above :data:`MAX_FLIP_RATE` (or every pair a tie)."""
@@ -319,7 +337,7 @@ def _fmt_number(value: Any) -> str:
     return f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
-def _signal_check(scorer: JudgeScorer, scores: Sequence[Score], stats: dict[str, Any]
+def _signal_check(scorer: Panel, scores: Sequence[Score], stats: dict[str, Any]
                   ) -> dict[str, Any]:
     """``stats["trust"]`` completed: ``calibrated`` and, when not, ``uncalibrated`` (why); a
     judge that is not calibrated and shows no signal (:func:`_no_signal`) is untrusted, with
@@ -343,7 +361,7 @@ def _signal_check(scorer: JudgeScorer, scores: Sequence[Score], stats: dict[str,
     return trust
 
 
-def apply_trust(scorer: JudgeScorer, samples: Sequence[Sample], scores: list[Score],
+def apply_trust(scorer: Panel, samples: Sequence[Sample], scores: list[Score],
                 stats: dict[tuple[str, str], dict[str, Any]]) -> None:
     """An untrusted judge's verdicts are inconclusive: each case keeps the judge's score for
     display, loses its pass/fail, and says why. An uncalibrated judge's verdicts stand, marked

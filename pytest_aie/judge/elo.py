@@ -33,8 +33,8 @@ from typing import Any, ClassVar, Sequence
 from pytest_aie.engines.base import Generation, Request
 from pytest_aie.errors import UsageError
 from pytest_aie.judge.rubrics import load_rubric
-from pytest_aie.judge.scorer import JudgeScorer, _asked, pair_winner, unswapped
-from pytest_aie.judge.verdicts import read_reply
+from pytest_aie.judge.scorer import JudgeScorer, _asked
+from pytest_aie.judge.verdicts import pair_winner, read_reply, unswapped
 from pytest_aie.scorers.base import Sample, Score
 
 __all__ = ["EloScorer", "build_elo"]

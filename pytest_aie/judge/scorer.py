@@ -26,26 +26,12 @@ from pytest_aie.engines.base import Capability, Generation, Request, Sampling
 from pytest_aie.errors import UsageError
 from pytest_aie.judge.injection import injection_attempts
 from pytest_aie.judge.rubrics import SYSTEM, Rubric, load_rubric
-from pytest_aie.judge.verdicts import Reading, read_reply, repair_request
+from pytest_aie.judge.verdicts import Reading, pair_winner, read_reply, repair_request
 from pytest_aie.scorers.base import ModelScorer, Sample, Score
 
 __all__ = ["JudgeScorer", "build_judge"]
 
 Call = tuple[str, str | None, Request]  # (judge model, order "AB"/"BA" or None, request)
-_SWAP = {"A": "B", "B": "A", "tie": "tie"}
-
-
-def unswapped(label: str) -> str:
-    """A winner given with the answers shown as (B, A), in the original (A, B) labels."""
-    return _SWAP[label]
-
-
-def pair_winner(ab: str | None, ba: str | None) -> str | None:
-    """The winner of one pair judged in both orders (``ba`` as the judge said it, on the
-    swapped answers): the same winner both times, else a tie; None when either is missing."""
-    from pytest_aie.stats.agreement import consistent_winner
-
-    return None if ab is None or ba is None else consistent_winner(ab, unswapped(ba))
 _WIN = {"A": 1.0, "tie": 0.5, "B": 0.0}
 
 
@@ -84,6 +70,11 @@ class JudgeScorer(ModelScorer):
         self._stats: dict[tuple[str, str], dict[str, Any]] = {}
 
     # --- declarations -------------------------------------------------------------------
+    @property
+    def constrained(self) -> dict[str, bool]:
+        """Per judge: were its replies constrained to the rubric's JSON schema?"""
+        return self._constrained
+
     @property
     def metric(self) -> str:
         return f"judge.{self.rubric.name}"

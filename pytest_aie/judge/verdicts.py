@@ -17,7 +17,7 @@ from typing import Any
 from pytest_aie.engines.base import Generation, Request
 from pytest_aie.judge.rubrics import Rubric
 
-__all__ = ["Reading", "read_reply", "repair_request"]
+__all__ = ["Reading", "pair_winner", "read_reply", "repair_request", "unswapped"]
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S | re.I)
 
@@ -97,3 +97,19 @@ def repair_request(request: Request, gen: Generation, error: str, rubric: Rubric
                 {"role": "assistant", "content": gen.text[:2000]},
                 {"role": "user", "content": note})
     return replace(request, messages=messages, prompt=None)
+
+
+_SWAP = {"A": "B", "B": "A", "tie": "tie"}
+
+
+def unswapped(label: str) -> str:
+    """A winner given with the answers shown as (B, A), in the original (A, B) labels."""
+    return _SWAP[label]
+
+
+def pair_winner(ab: str | None, ba: str | None) -> str | None:
+    """The winner of one pair judged in both orders (``ba`` as the judge said it, on the
+    swapped answers): the same winner both times, else a tie; None when either is missing."""
+    from pytest_aie.stats.agreement import consistent_winner
+
+    return None if ab is None or ba is None else consistent_winner(ab, unswapped(ba))

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from markupsafe import Markup
 
-__all__ = ["histogram", "interval_bar", "whiskers"]
+__all__ = ["bins", "histogram", "interval_bar", "whiskers"]
 
 _W = 140  # width of a suite row's bar
 
@@ -112,3 +112,20 @@ def _short(text: str, limit: int = 18) -> str:
 
 def _fmt(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def bins(values: Sequence[float], count: int = 10, *, log: bool = False
+         ) -> tuple[list[int], list[float]]:
+    """Counts in ``count`` equal bins (``log``: equal on a log scale) and their edges; scores
+    within [0, 1] get the bins of [0, 1]."""
+    import numpy as np
+
+    lo, hi = min(values), max(values)
+    if log:
+        edges = np.geomspace(lo, hi if hi > lo else lo * 10, count + 1)
+    else:
+        if lo >= 0 and hi <= 1:
+            lo, hi = 0.0, 1.0
+        edges = np.linspace(lo, hi if hi > lo else lo + 1, count + 1)
+    counts, _ = np.histogram(values, bins=edges)
+    return [int(c) for c in counts], [float(e) for e in edges]

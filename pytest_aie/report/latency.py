@@ -27,7 +27,7 @@ from pytest_aie.latency.marker import (
     samples_of,
 )
 from pytest_aie.latency.probe import LatencySample
-from pytest_aie.report.charts import histogram
+from pytest_aie.report.charts import bins, histogram
 from pytest_aie.report.shown import is_number, name, percent
 
 __all__ = ["MAX_LATENCY_CHARTS", "latency_section"]
@@ -112,8 +112,6 @@ def latency_section(cases: Iterable[Mapping[str, Any]],
     """The latency section's display rows: ``rows`` (measured p50/p90/p99 per suite, model and
     measure), ``charts`` (histograms of each request's e2e and TTFT), ``budgets``,
     ``utilization``, and ``shown`` (whether there is anything to show)."""
-    from pytest_aie.report.sections import _bins
-
     cases = list(cases)
     probed: dict[tuple[str, str], list[LatencySample]] = defaultdict(list)
     for case in cases:
@@ -137,7 +135,7 @@ def latency_section(cases: Iterable[Mapping[str, Any]],
                     continue
                 ms = [v for s in samples if s.error is None for v in s.value(metric)]
                 log = min(ms) > 0 and max(ms) / min(ms) > 100  # spread over orders of magnitude
-                counts, edges = _bins(ms, 12, log=log)
+                counts, edges = bins(ms, 12, log=log)
                 label = f"{_WHAT[metric]} (ms) of {name(model)} in {name(suite)}, {source}"
                 charts.append({"suite": name(suite), "model": name(model), "what": _WHAT[metric],
                                "source": source, "n": len(ms), "log": log,

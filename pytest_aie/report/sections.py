@@ -12,7 +12,7 @@ from collections import defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
 from pytest_aie._util.redact import scrub, scrub_argv
-from pytest_aie.report.charts import histogram, interval_bar, whiskers
+from pytest_aie.report.charts import bins, histogram, interval_bar, whiskers
 from pytest_aie.report.shown import (
     MAX_NAME_CHARS,
     is_number,
@@ -279,23 +279,6 @@ def tag_breakdown(cases: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return {"rows": rows, "hidden": len(counts) - len(kept)}
 
 
-def _bins(values: Sequence[float], bins: int = 10, *, log: bool = False
-          ) -> tuple[list[int], list[float]]:
-    """Counts in ``bins`` equal bins (``log``: equal on a log scale) and their edges; scores
-    within [0, 1] get the bins of [0, 1]."""
-    import numpy as np
-
-    lo, hi = min(values), max(values)
-    if log:
-        edges = np.geomspace(lo, hi if hi > lo else lo * 10, bins + 1)
-    else:
-        if lo >= 0 and hi <= 1:
-            lo, hi = 0.0, 1.0
-        edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
-    counts, _ = np.histogram(values, bins=edges)
-    return [int(c) for c in counts], [float(e) for e in edges]
-
-
 def score_histograms(cases: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """A histogram of the scores of each suite and metric that has graded scores (a metric
     whose values are all 0 or 1 is a pass rate, shown in the suite table)."""
@@ -308,7 +291,7 @@ def score_histograms(cases: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
     for (suite, metric), vs in values.items():
         if all(v in (0.0, 1.0) for v in vs):
             continue
-        counts, edges = _bins(vs)
+        counts, edges = bins(vs)
         out.append({"suite": name(suite), "metric": name(metric), "n": len(vs),
                     "svg": histogram(counts, edges, label=f"{name(metric)} scores in {name(suite)}"),
                     "bins": [(f"{edges[i]:.3g}–{edges[i + 1]:.3g}", c) for i, c in enumerate(counts)]})

@@ -15,11 +15,12 @@ import inspect
 from typing import Any
 
 from pytest_aie.errors import UsageError
-from pytest_aie.retrieval.base import Document, Hit, Retriever, RetrieverTarget, to_documents
+from pytest_aie.retrieval.base import Retriever, RetrieverTarget
 from pytest_aie.retrieval.bm25 import BM25
 from pytest_aie.retrieval.chunking import chunk_fixed, chunk_sentences, split_sentences
 from pytest_aie.retrieval.corpus import corpus_digest, load_corpus
 from pytest_aie.retrieval.dense import Dense
+from pytest_aie.retrieval.documents import Document, Hit, to_documents
 from pytest_aie.retrieval.hybrid import Hybrid, fuse
 from pytest_aie.retrieval.store import CacheWarning, IndexStore
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pytest_aie.errors import UsageError, require
-from pytest_aie.retrieval.base import Document, Hit, Retriever, check_search, top_k
+from pytest_aie.retrieval.base import Retriever, check_search, top_k
+from pytest_aie.retrieval.documents import Document, Hit
 from pytest_aie.retrieval.store import IndexStore, library_version
 
 __all__ = ["BM25"]

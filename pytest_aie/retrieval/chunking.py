@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from pytest_aie.errors import UsageError, whole_number
-from pytest_aie.retrieval.base import Document, to_documents
+from pytest_aie.retrieval.documents import Document, to_documents
 
 __all__ = ["chunk_fixed", "chunk_sentences", "split_sentences"]
 

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 
 from pytest_aie._util.rows import csv_rows, jsonl_rows, load_yaml, read_text, row_error
 from pytest_aie.errors import DatasetError
-from pytest_aie.retrieval.base import Document, digest
+from pytest_aie.retrieval.documents import Document, digest
 
 __all__ = ["corpus_digest", "load_corpus"]
 

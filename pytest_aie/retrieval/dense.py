@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from pytest_aie.errors import EngineError, UsageError, require, whole_number
-from pytest_aie.retrieval.base import Document, Hit, Retriever, check_search, top_k
+from pytest_aie.retrieval.base import Retriever, check_search, top_k
+from pytest_aie.retrieval.documents import Document, Hit
 from pytest_aie.retrieval.store import IndexStore, library_version
 
 if TYPE_CHECKING:

@@ -28,7 +28,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from pytest_aie.errors import UsageError, whole_number
-from pytest_aie.retrieval.base import Document, Hit, Retriever, check_search
+from pytest_aie.retrieval.base import Retriever, check_search
+from pytest_aie.retrieval.documents import Document, Hit
 
 __all__ = ["FUSIONS", "Hybrid", "fuse"]
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from pytest_aie._util.files import file_lock, write_atomic
-from pytest_aie.retrieval.base import digest
+from pytest_aie.retrieval.documents import digest
 
 __all__ = ["CacheWarning", "IndexStore", "library_version"]
 
