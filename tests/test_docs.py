@@ -607,3 +607,10 @@ def test_every_dotted_name_the_pages_give_resolves() -> None:
         for attr in parts[cut:]:
             assert hasattr(obj, attr), f"{name}: no {attr}"
             obj = getattr(obj, attr)
+
+
+def test_every_docs_page_is_linked_from_the_readme() -> None:
+    linked = {(ROOT / target.split("#")[0]).resolve()
+              for target in re.findall(r"\]\((docs/[^)\s]+)\)", README)}
+    pages = {p.resolve() for p in PAGES if p.name != "README.md"}
+    assert pages <= linked, sorted(str(p.relative_to(ROOT)) for p in pages - linked)
