@@ -347,13 +347,13 @@ def _ci_outputs(config: pytest.Config, aie: AieSession, status: int) -> None:
     if xml is not None:
         from pytest_aie.report.junit import suite_properties
 
-        for name, value in suite_properties(aie.rows, status):
+        for name, value in suite_properties(aie.suite_rows, status):
             xml.add_global_property(name, value)
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         from pytest_aie.report.markdown import append_step_summary, markdown_summary
 
         text = markdown_summary(
-            aie.rows, aie.baseline_comparisons + aie.model_comparisons, aie.changes,
+            aie.suite_rows, aie.baseline_comparisons + aie.model_comparisons, aie.changes,
             exit_status=status, notes=aie.notes, harness_errors=aie.harness_errors,
             baseline=aie.settings.baseline, report=config.stash.get(_REPORT_KEY, None),
             results=str(aie.log.path) if aie.log is not None else None)
@@ -398,7 +398,7 @@ def _write_report(config: pytest.Config, aie: AieSession, status: int) -> None:
     if aie.log is not None and aie.records:
         from pytest_aie.report.html import render_html
 
-        path = render_html(aie.log.header, aie.records, aie.rows, Path(aie.settings.report),
+        path = render_html(aie.log.header, aie.records, aie.suite_rows, Path(aie.settings.report),
                            comparisons=[c.to_dict() for c in aie.baseline_comparisons
                                         + aie.model_comparisons],
                            changes=aie.changes if aie.settings.baseline else None,

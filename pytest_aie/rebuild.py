@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pytest_aie.errors import EXIT_HARNESS_ERROR, AieError, UsageError
+from pytest_aie.results.records import SuiteRow
 
 __all__ = ["Rebuilt", "load_log", "main", "rebuild"]
 
@@ -69,7 +70,7 @@ class Rebuilt:
 
     header: dict[str, Any]
     cases: list[dict[str, Any]]
-    rows: list[dict[str, Any]]
+    rows: list[SuiteRow]
     comparisons: list[dict[str, Any]]
     changes: list[dict[str, Any]]
     exit_status: int
@@ -186,7 +187,7 @@ def rebuild(paths: Sequence[str | Path], *, baseline: str | None = None) -> Rebu
     if len(logs) == 1 and logs[0].conclusion is not None and baseline is None \
             and not logs[0].conclusion.get("cut"):
         log, c = logs[0], logs[0].conclusion
-        return Rebuilt(log.header, log.cases, list(c.get("rows") or []),
+        return Rebuilt(log.header, log.cases, [SuiteRow.from_json(r) for r in c.get("rows") or ()],
                        list(c.get("comparisons") or []), log.changes, int(c["exit_status"]),
                        list(c.get("notes") or []), list(c.get("harness_errors") or []),
                        baseline=c.get("baseline"))

@@ -20,7 +20,7 @@ from pytest_aie.dataset import Case
 from pytest_aie.engines.base import Generation
 from pytest_aie.errors import AieError
 from pytest_aie.results.log import ResultsLog, reference_fields
-from pytest_aie.results.records import CaseRecord
+from pytest_aie.results.records import CaseRecord, SuiteRow
 from pytest_aie.run.model import Model, Progress, stderr_progress
 from pytest_aie.run.pipeline import Pipeline, Unit, case_seed
 from pytest_aie.run.scoring import combine
@@ -59,7 +59,7 @@ class AieSession:
     retrievers: dict[str, Any] = field(default_factory=dict)  # the retriever fixture's, by arguments
     log: ResultsLog | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)  # per-suite gate results
+    suite_rows: list[SuiteRow] = field(default_factory=list)  # per-suite gate results
     baseline_comparisons: list[Any] = field(default_factory=list)
     model_comparisons: list[Any] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -218,7 +218,7 @@ class AieSession:
                         or load_baseline(baseline_path(s.baseline_dir, s.baseline)))
         c = conclude(self.records, policy, aggregates=aggregates, status=status,
                      baseline=baseline, harness_errors=self.harness_errors)
-        self.rows, self.changes = c.rows, c.changes
+        self.suite_rows, self.changes = c.rows, c.changes
         self.baseline_comparisons, self.model_comparisons = c.baseline_comparisons, c.model_comparisons
         if s.save_baseline and self.records:
             from pytest_aie.gates.baseline import baseline_path, make_baseline, save_baseline
@@ -242,11 +242,17 @@ class AieSession:
         for change in self.changes:
             self.log.append({"type": "change", **change})
         self.log.append(conclusion_record(
-            policy=self.policy, aggregates=self.aggregates, rows=self.rows,
+            policy=self.policy, aggregates=self.aggregates, rows=self.suite_rows,
             comparisons=self.baseline_comparisons + self.model_comparisons,
             baseline=self.settings.baseline, changes=len(self.changes),
             pytest_status=self.pytest_status, exit_status=status, notes=self.notes,
             harness_errors=self.harness_errors))
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The suite rows as the conclusion record holds them (JSON), for a conftest that
+        inspects the run; the package reads the typed :attr:`suite_rows`."""
+        return [row.to_json() for row in self.suite_rows]
 
     def add_record(self, record: dict[str, Any]) -> None:
         """Controller only: keep and log one case record."""

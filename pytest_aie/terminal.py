@@ -11,6 +11,7 @@ import pytest
 
 from pytest_aie._util.text import oneline, show
 from pytest_aie.errors import EXIT_HARNESS_ERROR, EXIT_REGRESSION
+from pytest_aie.results.records import SuiteRow
 from pytest_aie.session import AieSession
 
 __all__ = ["RECORD_ATTR", "failing", "failure_line", "final_words", "write_summary"]
@@ -50,7 +51,7 @@ def write_summary(tw: Any, aie: AieSession, hidden: list[pytest.TestReport], ver
     comparisons with a baseline or between base and candidate; where the files are."""
     from pytest_aie.report.summary import comparison_lines, suite_lines
 
-    lines = suite_lines(aie.rows)
+    lines = suite_lines(aie.suite_rows)
     lines += comparison_lines(aie.baseline_comparisons, "baseline " + aie.settings.baseline)
     lines += comparison_lines(aie.model_comparisons)
     lines += _case_lines(hidden, verbosity)
@@ -71,7 +72,7 @@ def write_summary(tw: Any, aie: AieSession, hidden: list[pytest.TestReport], ver
         tw.write_line(f"pytest-aie baseline saved: {aie.saved_baseline}")
 
 
-def gate_failures(rows: list[dict[str, Any]], policy: Any) -> list[tuple[str, list[str]]]:
+def gate_failures(rows: list[SuiteRow], policy: Any) -> list[tuple[str, list[str]]]:
     """Every suite row that failed the run (exit 1), with what failed it, as
     ``(row name, [what, ...])``: a failed gate (each failed ranking expectation named), an
     inconclusive verdict or latency budget counted as a failure by ``--aie-inconclusive fail``,
@@ -83,20 +84,20 @@ def gate_failures(rows: list[dict[str, Any]], policy: Any) -> list[tuple[str, li
     out: list[tuple[str, list[str]]] = []
     for row in rows:
         what: list[str] = []
-        if row.get("verdict") == "fail":  # a ranking row names its failed expectations
-            named = [f"expect {text} failed" for text in row.get("failed_expectations") or ()]
+        if row.verdict == "fail":  # a ranking row names its failed expectations
+            named = [f"expect {text} failed" for text in row.failed_expectations or ()]
             what += named or ["below its threshold"]
-        elif row.get("verdict") == "inconclusive" and as_fail:
-            expects = (row.get("elo") or {}).get("expect") or ()
+        elif row.verdict == "inconclusive" and as_fail:
+            expects = (row.elo or {}).get("expect") or ()
             named = [f"expect {e.get('expect')} inconclusive" for e in expects
                      if isinstance(e, dict) and e.get("verdict") == "inconclusive"]
             what.append(("; ".join(named) or "inconclusive")
                         + ", counted as a failure by --aie-inconclusive fail")
-        if row.get("must_pass_failed"):
-            ids = [str(i) for i in row["must_pass_failed"]]
+        if row.must_pass_failed:
+            ids = [str(i) for i in row.must_pass_failed]
             what.append(f"must-pass case{'s' if len(ids) > 1 else ''} failed: "
                         f"{', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}")
-        for budget, b in (row.get("budgets") or {}).items():
+        for budget, b in (row.budgets or {}).items():
             if not isinstance(b, dict):
                 continue
             if b.get("verdict") == "fail":
@@ -113,7 +114,7 @@ def closing_line(aie: AieSession, status: int) -> str | None:
     """The run's red closing line when pytest-aie decided a non-zero ``status`` (or its gates
     failed on top of pytest's own failures), naming every failed item; None when it has
     nothing to add to pytest's own last line."""
-    failed = gate_failures(aie.rows, aie.policy)
+    failed = gate_failures(aie.suite_rows, aie.policy)
     gates = (f"GATE FAILED: {len(failed)} suite gate(s) failed: "
              + ", ".join(f"{name} ({'; '.join(what)})" for name, what in failed)) if failed else ""
     if status == EXIT_REGRESSION:

@@ -60,16 +60,16 @@ def test_scored_cases_are_counted_apart_from_passed():
                 gate={"min_score": 0.5}) for i, v in enumerate(spread(0.8, 0.05, 8))]
     recs.append(rec("u", None, None, status="unmeasured", binary=False, metric="sim.bertscore"))
     (row,) = evaluate_suites(recs)
-    assert (row["passed"], row["failed"], row["scored"], row["unmeasured"]) == (0, 0, 8, 1)
-    assert row["pass_rate"] is None
-    assert row["estimate"] == pytest.approx(0.8) and row["verdict"] == "pass"
+    assert (row.passed, row.failed, row.scored, row.unmeasured) == (0, 0, 8, 1)
+    assert row.pass_rate is None
+    assert row.estimate == pytest.approx(0.8) and row.verdict == "pass"
 
 
 def test_records_without_status_derive_it_from_passed():
     recs = [rec("a", True), rec("b", False), rec("c", None), rec("d", True, status="passed")]
     (row,) = evaluate_suites(recs)
-    assert (row["passed"], row["failed"], row["scored"], row["unmeasured"]) == (2, 1, 0, 1)
-    assert row["pass_rate"] == pytest.approx(2 / 3)
+    assert (row.passed, row.failed, row.scored, row.unmeasured) == (2, 1, 0, 1)
+    assert row.pass_rate == pytest.approx(2 / 3)
 
 
 # ---------------------------------------------------------------- ceilings (item 23)
@@ -91,13 +91,13 @@ def _ter_suite(values: list[float], ceiling: float) -> dict[str, Any]:
 ])
 def test_ceiling_verdicts_with_a_real_interval(ceiling, expected):
     row = _ter_suite(spread(0.30, 0.08, 40), ceiling)
-    low, high = row["interval"]
+    low, high = row.interval
     assert low < 0.30 < high and high - low > 0.03  # a non-degenerate interval
-    assert row["verdict"] == expected and not row["higher_is_better"]
+    assert row.verdict == expected and not row.higher_is_better
     if expected == "fail":
-        assert row["p_value"] < 0.001  # the test is of "above the ceiling"
+        assert row.p_value < 0.001  # the test is of "above the ceiling"
     else:
-        assert row["p_value"] > 0.1
+        assert row.p_value > 0.1
 
 
 def test_pass_rate_ceiling():
@@ -105,8 +105,8 @@ def test_pass_rate_ceiling():
     recs = [rec(f"c{i}", i < 30, higher_is_better=False, gate={"min_pass_rate": 0.1})
             for i in range(100)]
     (row,) = evaluate_suites(recs)
-    assert row["verdict"] == "fail" and row["p_value"] < 1e-6
-    assert evaluate_suites([{**r, "gate": {"min_pass_rate": 0.6}} for r in recs])[0]["verdict"] == "pass"
+    assert row.verdict == "fail" and row.p_value < 1e-6
+    assert evaluate_suites([{**r, "gate": {"min_pass_rate": 0.6}} for r in recs])[0].verdict == "pass"
 
 
 def test_paired_comparison_of_a_lower_is_better_score():
@@ -134,9 +134,9 @@ def test_sampled_cases_keep_their_declared_group_as_cluster():
         samples = [{"passed": bool(x), "value": None} for x in rng.random(3) < 0.7]
         recs.append(rec(f"c{i}", True, group=f"g{i // 4}", samples=samples))
     (row,) = evaluate_suites(recs)
-    assert "(5 groups)" in row["interval_method"]
+    assert "(5 groups)" in row.interval_method
     ungrouped = evaluate_suites([{**r, "group": None} for r in recs])[0]
-    assert "(20 groups)" in ungrouped["interval_method"]
+    assert "(20 groups)" in ungrouped.interval_method
 
 
 def _clustered_runs() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -232,27 +232,27 @@ def _suite(name: str, passes: int, n: int, threshold: float) -> list[dict[str, A
 def test_threshold_verdicts_are_adjusted_with_the_family():
     alone = evaluate_suites(_suite("a", 80, 100, 0.88))
     # Wilson upper bound 0.867 < 0.88; exact binomial p = 0.0147 (x2 for the one-sided 2.5%)
-    assert alone[0]["verdict"] == "fail" and alone[0]["interval"][1] < 0.88
-    assert alone[0]["p_value"] == pytest.approx(sps.binomtest(80, 100, 0.88, alternative="less").pvalue)
-    assert alone[0]["confirmatory"] and alone[0]["family_size"] == 1
+    assert alone[0].verdict == "fail" and alone[0].interval[1] < 0.88
+    assert alone[0].p_value == pytest.approx(sps.binomtest(80, 100, 0.88, alternative="less").pvalue)
+    assert alone[0].confirmatory and alone[0].family_size == 1
     assert exit_status(alone, [], POLICY, 0)[0] == 1
     rows = evaluate_suites(_suite("a", 80, 100, 0.88) + _suite("b", 95, 100, 0.5))
     a = rows[0]
-    assert a["interval_verdict"] == "fail" and a["verdict"] == "inconclusive"
-    assert a["p_adjusted"] == pytest.approx(2 * 2 * a["p_value"]) and a["family_size"] == 2
+    assert a.interval_verdict == "fail" and a.verdict == "inconclusive"
+    assert a.p_adjusted == pytest.approx(2 * 2 * a.p_value) and a.family_size == 2
     status, notes = exit_status(rows, [], POLICY, 0)
     assert status == 0 and any("not significant" in n and "Holm" in n for n in notes)
     # a comparison joins the family: adjust again, idempotently
     comp = Comparison("x", "m", "suite", 10, 0, 0, {"regressed": False}, False, False,
                       p_value=0.9, confirmatory=True)
     assert adjust(rows, [comp], POLICY) == 3 == adjust(rows, [comp], POLICY)
-    assert rows[0]["p_adjusted"] == pytest.approx(3 * 2 * a["p_value"])
+    assert rows[0].p_adjusted == pytest.approx(3 * 2 * a.p_value)
 
 
 def test_point_mode_verdicts_are_outside_the_family():
     policy = GatePolicy(mode="point")
     (row,) = evaluate_suites(_suite("a", 80, 100, 0.88), policy)
-    assert row["verdict"] == "fail" and row["p_value"] is None and not row["confirmatory"]
+    assert row.verdict == "fail" and row.p_value is None and not row.confirmatory
 
 
 # ---------------------------------------------------------------- pass@k rows (item 11)
@@ -264,7 +264,7 @@ def test_rows_report_pass_at_every_k():
     recs = [rec(cid, True, samples=[{"passed": p, "value": None} for p in s])
             for cid, s in outcomes.items()]
     (row,) = evaluate_suites(recs)
-    sampling = row["sampling"]
+    sampling = row.sampling
     assert list(sampling["pass_at"]) == [1, 2, 3, 4] and list(sampling["pass_hat"]) == [1, 2, 3, 4]
     assert sampling["pass_at_1"] == sampling["pass_at"][1] == pytest.approx((0.25 + 1 + 0) / 3)
     assert sampling["pass_at"][3] == pytest.approx((0.75 + 1.0 + 0.0) / 3)  # b counts at k=3
@@ -282,7 +282,7 @@ def test_latency_budgets_from_the_scorers_aggregate_decide_the_exit_status():
             "n": 10}}}}
 
     (row,) = evaluate_suites(recs, POLICY, budgets("fail"))
-    assert row["budgets"]["ttft_p95_ms"]["verdict"] == "fail" and "corpus" not in row
+    assert row.budgets["ttft_p95_ms"]["verdict"] == "fail" and row.corpus is None
     assert exit_status([row], [], POLICY, 0)[0] == 1
     (row,) = evaluate_suites(recs, POLICY, budgets("pass"))
     assert exit_status([row], [], POLICY, 0) == (0, [])
@@ -306,22 +306,22 @@ def test_a_perfect_bounded_metric_gets_an_exact_interval_and_a_verdict() -> None
     # the metric's bounds give the Clopper-Pearson interval of 22 successes in 22
     row = evaluate_suites(_scores([1.0] * 22, 0.7))[0]
     exact = sps.binomtest(22, 22).proportion_ci(0.95, method="exact")
-    assert row["interval"] == pytest.approx([exact.low, 1.0])
-    assert row["verdict"] == "pass" and row["interval_method"].startswith("exact")
-    assert row["p_value"] == pytest.approx(0.7 ** 22)
+    assert row.interval == pytest.approx([exact.low, 1.0])
+    assert row.verdict == "pass" and row.interval_method.startswith("exact")
+    assert row.p_value == pytest.approx(0.7 ** 22)
     # the same values without bounds (an old log) stay undecided, as before
-    assert evaluate_suites(_scores([1.0] * 22, 0.7, bounds=None))[0]["verdict"] == "inconclusive"
+    assert evaluate_suites(_scores([1.0] * 22, 0.7, bounds=None))[0].verdict == "inconclusive"
     # three cases cannot show a mean of at least 0.7; every case at the floor fails
-    assert evaluate_suites(_scores([1.0] * 3, 0.7))[0]["verdict"] == "inconclusive"
+    assert evaluate_suites(_scores([1.0] * 3, 0.7))[0].verdict == "inconclusive"
     zero = evaluate_suites(_scores([0.0] * 22, 0.7))[0]
-    assert zero["verdict"] == "fail" and zero["interval"][0] == 0.0
+    assert zero.verdict == "fail" and zero.interval[0] == 0.0
     # a 1-5 judge scale, and a ceiling (lower is better) with every value at the floor
     five = evaluate_suites(_scores([5.0] * 30, 4.0, bounds=(1.0, 5.0)))[0]
-    assert five["verdict"] == "pass" and five["interval"][0] == pytest.approx(1 + 4 * 0.025 ** (1 / 30))
+    assert five.verdict == "pass" and five.interval[0] == pytest.approx(1 + 4 * 0.025 ** (1 / 30))
     ceiling = evaluate_suites(_scores([0.0] * 22, 0.2, higher=False))[0]
-    assert ceiling["verdict"] == "pass" and ceiling["p_value"] == pytest.approx(0.8 ** 22)
+    assert ceiling.verdict == "pass" and ceiling.p_value == pytest.approx(0.8 ** 22)
     # an interior constant value has no exact bound: undecided
-    assert evaluate_suites(_scores([0.5] * 22, 0.3))[0]["verdict"] == "inconclusive"
+    assert evaluate_suites(_scores([0.5] * 22, 0.3))[0].verdict == "inconclusive"
     # a shared group counts once: 22 cases in 2 clusters are 2 units
     grouped = evaluate_suites(_scores([1.0] * 22, 0.7, groups=["a"] * 11 + ["b"] * 11))[0]
-    assert grouped["verdict"] == "inconclusive" and grouped["interval"][0] == pytest.approx(0.025 ** 0.5)
+    assert grouped.verdict == "inconclusive" and grouped.interval[0] == pytest.approx(0.025 ** 0.5)

@@ -81,16 +81,17 @@ def test_inconclusive_counted_as_failure_ends_in_a_named_red_line(pytester: pyte
 def test_closing_line_names_every_failed_item(tmp_path) -> None:
     from types import SimpleNamespace
 
+    from pytest_aie.results.records import SuiteRow
     from pytest_aie.session import AieSession
     from pytest_aie.settings import Settings
     from pytest_aie.terminal import closing_line
 
-    def row(suite: str, **kw: object) -> dict:
-        return {"suite": suite, "metric": "m", "verdict": "pass", **kw}
+    def row(suite: str, **kw: object) -> SuiteRow:
+        return SuiteRow.from_json({"suite": suite, "metric": "m", "verdict": "pass", **kw})
 
     aie = AieSession(settings=Settings(), rootdir=tmp_path)
     aie.policy = SimpleNamespace(inconclusive="fail")
-    aie.rows = [
+    aie.suite_rows = [
         row("elo", verdict="fail", failed_expectations=["cot > riddle", "riddle > terse"], elo={"expect": [
             {"expect": "cot > riddle", "verdict": "fail"}, {"expect": "cot > terse", "verdict": "pass"},
             {"expect": "riddle > terse", "verdict": "fail"}]}),  # as gates.evaluate_suites writes it
@@ -108,7 +109,7 @@ def test_closing_line_names_every_failed_item(tmp_path) -> None:
         "unsure [m] (inconclusive, counted as a failure by --aie-inconclusive fail) (exit 1)")
     aie.policy = SimpleNamespace(inconclusive="warn")  # the same rows under the default policy
     assert "unsure" not in (closing_line(aie, 1) or "") and "p50_ms" not in (closing_line(aie, 1) or "")
-    aie.rows = [row("fine")]
+    aie.suite_rows = [row("fine")]
     assert closing_line(aie, 0) is None
     assert closing_line(aie, 1) == "pytest-aie: the run fails with exit 1: see the summary above"
     aie.pytest_status = 1

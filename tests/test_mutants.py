@@ -11,6 +11,7 @@ that nothing read.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from pytest_aie.gates.comparisons import (
 from pytest_aie.gates.conclusion import exit_status
 from pytest_aie.gates.policy import GatePolicy, adjust
 from pytest_aie.gates.thresholds import evaluate_suites
+from pytest_aie.results.records import SuiteRow
 from pytest_aie.stats import (
     Aggregate,
     aggregate,
@@ -384,23 +386,23 @@ def test_records_without_binary_are_pass_fail():
     for r in recs:
         del r["binary"]
     (row,) = evaluate_suites(recs)
-    assert row["binary"] is True and row["passed"] == 6
+    assert row.binary is True and row.passed == 6
 
 
 def test_suite_interval_uses_the_policy_confidence():
     recs = [rec(f"c{i}", i < 14) for i in range(20)]
     (row,) = evaluate_suites(recs, GatePolicy(confidence=0.5))
     ci = pass_rate_interval(14, 20, 0.5)
-    assert row["interval"] == [ci.low, ci.high] and row["confidence"] == 0.5
+    assert row.interval == [ci.low, ci.high] and row.confidence == 0.5
 
 
 def test_threshold_falls_back_to_the_other_gate_key():
     (row,) = evaluate_suites([rec(f"c{i}", True, gate={"min_score": 0.5}) for i in range(4)])
-    assert row["threshold"] == 0.5
+    assert row.threshold == 0.5
     recs = [rec(f"c{i}", None, v, binary=False, status="scored", gate={"min_pass_rate": 0.4})
             for i, v in enumerate(spread(0.8, 0.05, 6))]
     (row,) = evaluate_suites(recs)
-    assert row["threshold"] == 0.4 and row["verdict"] == "pass"
+    assert row.threshold == 0.4 and row.verdict == "pass"
 
 
 def test_row_fields():
@@ -409,32 +411,32 @@ def test_row_fields():
             rec("c", None, must_pass=True, completion_tokens=None),
             rec("d", True, must_pass=True, cached=False)]
     (row,) = evaluate_suites(recs)
-    assert row["pass_rate"] == pytest.approx(2 / 3) and row["mean_score"] == pytest.approx(2 / 3)
-    assert row["cached"] == 1 and row["completion_tokens"] == 7
-    assert row["must_pass_failed"] == ["b", "c"] and row["higher_is_better"] is True
-    assert evaluate_suites([rec("a", True), rec("b", False)])[0]["pass_rate"] == 0.5
+    assert row.pass_rate == pytest.approx(2 / 3) and row.mean_score == pytest.approx(2 / 3)
+    assert row.cached == 1 and row.completion_tokens == 7
+    assert row.must_pass_failed == ["b", "c"] and row.higher_is_better is True
+    assert evaluate_suites([rec("a", True), rec("b", False)])[0].pass_rate == 0.5
 
 
 def test_nothing_measured_has_no_interval():
     (row,) = evaluate_suites([rec("a", None), rec("b", None)])
-    assert row["interval"] is None and row["estimate"] is None and row["pass_rate"] is None
+    assert row.interval is None and row.estimate is None and row.pass_rate is None
 
 
 def test_point_mode_verdicts_use_the_estimate():
     recs = [rec(f"c{i}", i < 2, gate={"min_pass_rate": 0.6}) for i in range(3)]
-    assert evaluate_suites(recs)[0]["verdict"] == "inconclusive"
-    assert evaluate_suites(recs, GatePolicy(mode="point"))[0]["verdict"] == "pass"
+    assert evaluate_suites(recs)[0].verdict == "inconclusive"
+    assert evaluate_suites(recs, GatePolicy(mode="point"))[0].verdict == "pass"
     ter = [rec(f"c{i}", None, v, binary=False, status="scored", metric="sim.ter",
                higher_is_better=False, gate={"min_score": 0.35}, output="x", expected="x")
            for i, v in enumerate([0.1, 0.5, 0.2, 0.4])]
-    assert evaluate_suites(ter)[0]["verdict"] == "inconclusive"
+    assert evaluate_suites(ter)[0].verdict == "inconclusive"
     corpus = {"n": 4, "ter.corpus": 0.3}  # the scorer's own suite figure, by suite/metric/model
     (row,) = evaluate_suites(ter, GatePolicy(mode="point"), {("s", "sim.ter", "default"): corpus})
-    assert row["verdict"] == "pass" and row["higher_is_better"] is False
-    assert row["corpus"] == corpus and "corpus" not in evaluate_suites(ter)[0]
+    assert row.verdict == "pass" and row.higher_is_better is False
+    assert row.corpus == corpus and evaluate_suites(ter)[0].corpus is None
     for r in ter:
         r["value"] += 0.1  # mean 0.4, above the ceiling
-    assert evaluate_suites(ter, GatePolicy(mode="point"))[0]["verdict"] == "fail"
+    assert evaluate_suites(ter, GatePolicy(mode="point"))[0].verdict == "fail"
 
 
 def test_shortfall_p_of_a_clustered_suite_is_clustered():
@@ -443,8 +445,8 @@ def test_shortfall_p_of_a_clustered_suite_is_clustered():
             for i, v in enumerate(values)]
     (row,) = evaluate_suites(recs)
     groups = [f"group:q{i // 4}" for i in range(20)]
-    assert row["p_value"] == threshold_pvalue(values, 0.9, binary=True, groups=groups)
-    assert row["p_value"] != threshold_pvalue(values, 0.9, binary=True)
+    assert row.p_value == threshold_pvalue(values, 0.9, binary=True, groups=groups)
+    assert row.p_value != threshold_pvalue(values, 0.9, binary=True)
 
 
 def test_shortfall_p_of_a_clustered_ceiling_is_clustered():
@@ -454,10 +456,10 @@ def test_shortfall_p_of_a_clustered_ceiling_is_clustered():
     recs = [rec(f"c{i}", None, v, group=f"q{i // 4}", **common) for i, v in enumerate(values)]
     (row,) = evaluate_suites(recs)
     groups = [f"q{i // 4}" for i in range(12)]
-    assert row["p_value"] == threshold_pvalue([-v for v in values], -0.3, binary=False,
+    assert row.p_value == threshold_pvalue([-v for v in values], -0.3, binary=False,
                                               groups=groups)
     flat = [rec(f"c{i}", None, v, **common) for i, v in enumerate(values)]
-    assert evaluate_suites(flat)[0]["p_value"] != row["p_value"]
+    assert evaluate_suites(flat)[0].p_value != row.p_value
 
 
 def test_ceilings_with_unmeasured_cases():
@@ -467,12 +469,12 @@ def test_ceilings_with_unmeasured_cases():
     ter.append(rec("u", None, None, binary=False, status="unmeasured", metric="sim.x",
                    higher_is_better=False))
     (row,) = evaluate_suites(ter)
-    assert row["unmeasured"] == 1 and row["verdict"] == "pass"
-    assert row["p_value"] == threshold_pvalue([-0.1, -0.2, -0.15, -0.12], -0.5, binary=False)
+    assert row.unmeasured == 1 and row.verdict == "pass"
+    assert row.p_value == threshold_pvalue([-0.1, -0.2, -0.15, -0.12], -0.5, binary=False)
     rate = [rec(f"c{i}", i == 0, higher_is_better=False, gate={"min_pass_rate": 0.5})
             for i in range(10)] + [rec("u", None, higher_is_better=False)]
     (row,) = evaluate_suites(rate)
-    assert row["p_value"] == threshold_pvalue([1.0] * 9 + [0.0], 0.5, binary=True)
+    assert row.p_value == threshold_pvalue([1.0] * 9 + [0.0], 0.5, binary=True)
 
 
 def test_pass_rate_ceiling_with_groups():
@@ -481,7 +483,7 @@ def test_pass_rate_ceiling_with_groups():
                 gate={"min_pass_rate": 0.1}) for i, v in enumerate(values)]
     (row,) = evaluate_suites(recs)
     groups = [f"q{i // 4}" for i in range(20)]
-    assert row["p_value"] == threshold_pvalue([1 - v for v in values], 0.9, binary=True,
+    assert row.p_value == threshold_pvalue([1 - v for v in values], 0.9, binary=True,
                                               groups=groups)
 
 
@@ -584,20 +586,18 @@ def test_adjusted_p_equal_to_alpha_does_not_decide():
     comp = _comp(0.05, True)
     adjust([], [comp], POLICY)
     assert comp.p_adjusted == 0.05 and not comp.regressed
-    row = {"confirmatory": True, "p_value": 0.01, "p_level": 0.01, "interval_verdict": "fail",
-           "verdict": "fail"}
+    row = SuiteRow("s", "m", confirmatory=True, p_value=0.01, p_level=0.01,
+                   interval_verdict="fail", verdict="fail")
     adjust([row], [], POLICY)
-    assert row["p_adjusted"] == 0.05 and row["verdict"] == "inconclusive"
+    assert row.p_adjusted == 0.05 and row.verdict == "inconclusive"
 
 
 def _row(verdict_: str, *, interval: list[float] | None = (0.5, 0.9), n: int = 10,
-         unmeasured: int = 0, **extra: Any) -> dict[str, Any]:
-    row = {"suite": "s", "metric": "m", "verdict": verdict_, "interval_verdict": verdict_,
-           "interval": None if interval is None else list(interval), "n": n,
-           "unmeasured": unmeasured, "p_value": None, "p_level": None, "confirmatory": False,
-           "must_pass_failed": []}
-    row.update(extra)
-    return row
+         unmeasured: int = 0, **extra: Any) -> SuiteRow:
+    fields = {"suite": "s", "metric": "m", "verdict": verdict_, "interval_verdict": verdict_,
+              "interval": None if interval is None else list(interval), "n": n,
+              "unmeasured": unmeasured, **extra}
+    return SuiteRow(**fields)
 
 
 def test_must_pass_failures_fail_the_run():
@@ -613,14 +613,14 @@ def test_must_pass_failures_fail_the_run():
     (_row("inconclusive", n=4, unmeasured=2), "the interval straddles the threshold"),
 ])
 def test_inconclusive_verdicts_say_why(row, why):
-    status, notes = exit_status([dict(row)], [], GatePolicy(inconclusive="warn"), 0)
+    status, notes = exit_status([replace(row)], [], GatePolicy(inconclusive="warn"), 0)
     assert status == 0 and notes == [
         f"WARNING s [m]: inconclusive: {why}; add cases or samples to decide "
         "(--aie-inconclusive fail makes this fail)"]
-    status, notes = exit_status([dict(row)], [], GatePolicy(inconclusive="fail"), 0)
+    status, notes = exit_status([replace(row)], [], GatePolicy(inconclusive="fail"), 0)
     assert status == 1 and notes == [
         f"s [m]: inconclusive ({why}), counted as a failure (--aie-inconclusive fail)"]
-    assert exit_status([dict(row)], [], GatePolicy(inconclusive="pass"), 0) == (0, [])
+    assert exit_status([replace(row)], [], GatePolicy(inconclusive="pass"), 0) == (0, [])
 
 
 def test_a_held_back_failure_names_the_family():
@@ -681,9 +681,9 @@ def test_score_suites_are_compared_as_scores_in_the_right_direction(higher):
 
 def test_a_suite_without_a_threshold_has_every_row_field():
     (row,) = evaluate_suites([rec("a", True), rec("b", False), rec("c", True)])
-    assert row["n"] == 3 and row["threshold"] is None
+    assert row.n == 3 and row.threshold is None
     for key in ("verdict", "interval_verdict", "p_value", "p_level", "p_adjusted", "family_size"):
-        assert row[key] is None
+        assert getattr(row, key) is None
     assert exit_status([row], [], POLICY, 0) == (0, [])
 
 

@@ -58,7 +58,7 @@ def assert_same_conclusion(rebuilt: Any, logged: dict[str, Any]) -> None:
     """A log rebuilt by ``python -m pytest_aie report`` concludes what the run logged: both go
     through gates.conclusion.conclude."""
     assert logged["type"] == "conclusion"
-    assert rebuilt.rows == logged["rows"]
+    assert [r.to_json() for r in rebuilt.rows] == logged["rows"]
     assert rebuilt.comparisons == logged["comparisons"]
     assert len(rebuilt.changes) == logged["changes"]
     assert rebuilt.exit_status == logged["exit_status"]
@@ -84,11 +84,11 @@ def test_split_run_merges_to_the_single_runs_rows_and_exit_status(
     assert all(len(load_log(log).cases) == N for _, log in shards)  # N/2 cases, two models
     # rebuilt from the complete single log: as the run concluded
     single = rebuild([whole])
-    assert single.rows == conclusion["rows"] and single.exit_status == EXIT_REGRESSION
+    assert [r.to_json() for r in single.rows] == conclusion["rows"] and single.exit_status == EXIT_REGRESSION
     assert_same_conclusion(single, conclusion)
     # merged from the two shards: the same rows, comparisons and exit status
     merged = rebuild([log for _, log in shards])
-    assert merged.rows == conclusion["rows"]
+    assert [r.to_json() for r in merged.rows] == conclusion["rows"]
     assert merged.comparisons == conclusion["comparisons"]
     assert merged.exit_status == EXIT_REGRESSION and not merged.messages
     # a suite-level figure computed on each shard (corpus BLEU, Elo...) is not the suite's
@@ -100,7 +100,7 @@ def test_split_run_merges_to_the_single_runs_rows_and_exit_status(
 
     figured = [_edit(log, pytester.path / f"fig{i}.jsonl", with_figure) for i, (_, log) in enumerate(shards)]
     split = rebuild(figured)
-    assert "corpus" not in split.rows[0] and "cannot be combined" in split.messages[0]
+    assert split.rows[0].corpus is None and "cannot be combined" in split.messages[0]
     out = pytester.path / "merged.html"
     assert main([str(shards[0][1]), str(shards[1][1]), "-o", str(out), "--summary"]) == EXIT_REGRESSION
     printed = capsys.readouterr()
@@ -125,7 +125,7 @@ def test_crashed_log_is_rebuilt_from_its_cases_and_says_what_is_missing(
     crashed.write_text(text)  # killed while writing the conclusion
     with pytest.warns(ResultsWarning, match="truncated last line"):
         rebuilt = rebuild([crashed])
-    assert rebuilt.rows == conclusion["rows"] and rebuilt.exit_status == 1
+    assert [r.to_json() for r in rebuilt.rows] == conclusion["rows"] and rebuilt.exit_status == 1
     assert "no conclusion record" in rebuilt.messages[0]
     assert main([str(crashed), "-o", str(pytester.path / "r.html")]) == 1
     err = capsys.readouterr().err

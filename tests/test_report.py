@@ -19,7 +19,7 @@ from pytest_aie.report import html as report
 from pytest_aie.report.blob import cases_in, decode
 from pytest_aie.report.html import render_html
 from pytest_aie.results.log import load_results
-from pytest_aie.results.records import ResultsError, ResultsWarning, basic_summary
+from pytest_aie.results.records import ResultsError, ResultsWarning, SuiteRow, basic_summary
 
 try:  # `python -m pytest` puts the repo root on sys.path; plain `pytest` puts tests/ there
     from tests.browser import chromium_or_skip, open_page
@@ -72,6 +72,11 @@ def make_case(i: int) -> dict[str, Any]:
         "timings": {"e2e_s": 0.5 + i / 1000, "ttft_s": None, "tpot_s": None, "batch_size": 16},
         "completion_tokens": 12, "source": f"suites/capitals.jsonl:{i + 1}",
     }
+
+
+def as_rows(summary: list[dict[str, Any]]) -> list[SuiteRow]:
+    """Suite rows as the conclusion record holds them, typed as the report reads them."""
+    return [SuiteRow.from_json(row) for row in summary]
 
 
 def make_summary(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -177,7 +182,7 @@ def test_templates_are_a_package_resource() -> None:
 
 def test_autoescape_shows_hostile_text_as_text(tmp_path: Path) -> None:
     cases = [make_case(i) for i in range(60)]
-    path = render_html(make_header(), cases, make_summary(cases), tmp_path / "report.html")
+    path = render_html(make_header(), cases, as_rows(make_summary(cases)), tmp_path / "report.html")
     html = path.read_text(encoding="utf-8")
     # Nothing hostile appears as markup anywhere in the file.
     for raw in ("<script>alert(1)", "<img src=x", "<svg onload", "<b>q4</b>", "<b>bold", "<!-- not"):
@@ -224,7 +229,7 @@ def test_long_text_is_cut_with_a_note(tmp_path: Path) -> None:
 def test_summary_is_server_rendered(tmp_path: Path) -> None:
     cases = [make_case(i) for i in range(90)]
     summary = make_summary(cases)
-    html = render_html(make_header(), cases, summary, tmp_path / "r.html").read_text(encoding="utf-8")
+    html = render_html(make_header(), cases, as_rows(summary), tmp_path / "r.html").read_text(encoding="utf-8")
     rows = re.findall(r'<tr class="suite-row".*?</tr>', html, re.S)
     assert len(rows) == len(summary)
     first = rows[0]
@@ -272,7 +277,7 @@ def test_scored_cases_are_neither_passes_nor_failures(tmp_path: Path) -> None:
     summary = [{"suite": "suites/test_sim.py::test_sim", "metric": "similarity.chrf", "n": 8,
                 "passed": 8, "failed": 0, "unmeasured": 0, "pass_rate": 1.0, "mean_score": 0.535,
                 "binary": False, "verdict": None, "interval": None}]
-    html = render_html(make_header(), cases, summary, tmp_path / "r.html").read_text(encoding="utf-8")
+    html = render_html(make_header(), cases, as_rows(summary), tmp_path / "r.html").read_text(encoding="utf-8")
     assert {c["st"] for c in shown_cases(html)} == {"scored"}
     row = re.search(r'<tr class="suite-row".*?</tr>', html, re.S).group(0)  # type: ignore[union-attr]
     assert re.search(r'class="num passed">0</td>', row) and re.search(r'class="num scored">8</td>', row)
@@ -402,7 +407,7 @@ def chromium() -> Any:
 def big_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]], list[dict[str, Any]]]:
     cases = [make_case(i) for i in range(N_BROWSER_CASES)]
     summary = make_summary(cases)
-    path = render_html(make_header(), cases, summary, tmp_path_factory.mktemp("report") / "report.html")
+    path = render_html(make_header(), cases, as_rows(summary), tmp_path_factory.mktemp("report") / "report.html")
     return path, cases, summary
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from pytest_aie.gates.comparisons import Comparison
 from pytest_aie.report.html import render_html
+from pytest_aie.results.records import SuiteRow
 
 try:  # `python -m pytest` puts the repo root on sys.path; plain `pytest` puts tests/ there
     from tests.test_report import chromium, open_report, visible_ids, wait_details
@@ -142,8 +143,8 @@ def test_baseline_diff_and_charts_show_their_numbers(chromium: Any, tmp_path: Pa
     comparison = Comparison(suite, "exact.match", "suite", 80, 0, 0, {"delta": -0.05, "low": -0.1, "high": 0.0},
                             False, False, newly_failing=["case-000000"], newly_passing=["case-000005"],
                             p_value=0.2, p_adjusted=0.4, confirmatory=True, family_size=2)
-    summary = [{"suite": "suites/test_arena.py::test_arena", "metric": "elo", "model": "default",
-                "verdict": "pass", "elo": ELO}]
+    summary = [SuiteRow("suites/test_arena.py::test_arena", "elo", model="default",
+                        verdict="pass", elo=ELO)]
     path = render_html(header, cases, summary, tmp_path / "r.html", comparisons=[comparison.to_dict()],
                        changes=changes, exit_status=1, notes=["1 newly failing case"])
     with open_report(chromium, path) as (page, log):

@@ -19,6 +19,7 @@ from pytest_aie.gates.thresholds import evaluate_suites
 from pytest_aie.report import sections
 from pytest_aie.report.blob import CHUNK, cases_in, decode
 from pytest_aie.report.html import render_html
+from pytest_aie.results.records import SuiteRow
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,7 +69,7 @@ def test_suite_row_draws_the_interval_against_the_threshold_and_shows_the_change
     cases = [case(i) for i in range(30)] + [case(i, model="candidate") for i in range(30)]
     summary = evaluate_suites(cases)
     for row in summary:
-        row.update(threshold=0.6, verdict="pass", interval=[0.5, 0.8])
+        row.threshold, row.verdict, row.interval = 0.6, "pass", [0.5, 0.8]
     baseline = Comparison("suites/test_qa.py::test_qa", "exact.match", "suite", 30, 0, 0,
                           {"delta": -0.125, "low": -0.2, "high": -0.05}, True, False,
                           newly_failing=["c1"], p_value=0.004, p_adjusted=0.012, confirmatory=True,
@@ -225,8 +226,8 @@ def test_latency_section_shows_the_budgets_verdicts_and_mbu(tmp_path: Path) -> N
             "decode_tokens_per_s": 242.1, "tpot_ms_median": 4.13, "params": 135_000_000,
             "bytes_per_param": 4.0, "dtype": "float32", "accelerator": "cpu",
             "peak_bandwidth": 400e9, "peak_flops": None}
-    summary = [{"suite": "suites/test_qa.py::test_qa", "metric": "latency.e2e_ms", "model": "default",
-                "binary": False, "budgets": budgets, "utilization": util}]
+    summary = [SuiteRow("suites/test_qa.py::test_qa", "latency.e2e_ms", model="default",
+                        binary=False, budgets=budgets, utilization=util)]
     html = render_html(HEADER, cases, summary, tmp_path / "r.html").read_text()
     rows = {r[2]: r for r in rows_of(html, "aie-latency-budgets")}
     assert rows["ttft_p90_ms"][3:] == ["13.6", "[12.0, 14.0]", "≤ 20 ms", "5", "pass"]
@@ -249,8 +250,8 @@ ELO = {"battles": 120, "ranking": [
 
 
 def test_elo_leaderboard_and_win_rate_matrix(tmp_path: Path) -> None:
-    summary = [{"suite": "suites/test_arena.py::test_arena", "metric": "elo", "model": "default",
-                "n": 0, "verdict": "pass", "elo": ELO}]
+    summary = [SuiteRow("suites/test_arena.py::test_arena", "elo", model="default", n=0,
+                        verdict="pass", elo=ELO)]
     html = render_html(HEADER, [case(1)], summary, tmp_path / "r.html").read_text()
     board = re.search(r'<div class="elo-board">.*?</div>\s*</section>', html, re.S).group(0)  # type: ignore[union-attr]
     ranking = [r for r in rows_of(board.replace("<table class=\"data ranking\">", '<table id="rk">'), "rk")]

@@ -272,6 +272,7 @@ def test_many_failing_cases_keep_the_terminal_short(pytester) -> None:
 
 def test_summary_gives_pass_at_every_k_and_the_cases_left_out() -> None:
     from pytest_aie.report.summary import suite_lines
+    from pytest_aie.results.records import SuiteRow
 
     row = {"suite": "s", "metric": "exact.match", "binary": True, "n": 3, "passed": 2, "failed": 1,
            "unmeasured": 0, "estimate": 0.6, "interval": None, "cached": 0, "verdict": None,
@@ -279,6 +280,6 @@ def test_summary_gives_pass_at_every_k_and_the_cases_left_out() -> None:
                         "mean_consistency": 0.8, "flaky": [],
                         "pass_at": {1: 0.5, 2: 0.75, 3: 0.9}, "pass_hat": {1: 0.5, 2: 0.3, 3: 0.1},
                         "skipped_at": {1: 0, 2: 0, 3: 1}, "skipped_reason": "fewer measured samples"}}
-    text = "\n".join(line for line, _ in suite_lines([row]))
+    text = "\n".join(line for line, _ in suite_lines([SuiteRow(**row)]))
     assert "pass@1 50.0%, pass@2 75.0%, pass@3 90.0%; pass^2 30.0%, pass^3 10.0%" in text
     assert "1 case(s) at k=3" in text

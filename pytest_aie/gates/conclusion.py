@@ -20,7 +20,7 @@ from pytest_aie.gates.changes import case_changes
 from pytest_aie.gates.comparisons import Comparison, compare_models, compare_to_baseline
 from pytest_aie.gates.policy import GatePolicy, adjust
 from pytest_aie.gates.thresholds import evaluate_suites, row_name
-from pytest_aie.results.records import Key, group_records, several_models, status_of
+from pytest_aie.results.records import Key, SuiteRow, group_records, several_models, status_of
 
 __all__ = ["CONCLUSION_FIELDS", "Conclusion", "aggregates_from", "conclude", "conclusion_record",
            "evidence_problems", "exit_status"]
@@ -44,7 +44,7 @@ CONCLUSION_FIELDS = {
 
 
 def conclusion_record(*, policy: Any, aggregates: Mapping[tuple[str, str, str], Any],
-                      rows: list[dict[str, Any]], comparisons: list[Any], baseline: str | None,
+                      rows: list[SuiteRow], comparisons: list[Any], baseline: str | None,
                       changes: int, pytest_status: int, exit_status: int, notes: list[str],
                       harness_errors: list[str]) -> dict[str, Any]:
     """The ``conclusion`` record (``comparisons``: :class:`~pytest_aie.gates.comparisons.Comparison`
@@ -55,7 +55,7 @@ def conclusion_record(*, policy: Any, aggregates: Mapping[tuple[str, str, str], 
         "policy": dict(vars(policy)),
         "aggregates": [{"suite": k[0], "metric": k[1], "model": k[2], "value": v}
                        for k, v in sorted(aggregates.items())],
-        "rows": rows,
+        "rows": [row.to_json() for row in rows],
         "comparisons": [c if isinstance(c, dict) else c.to_dict() for c in comparisons],
         "baseline": baseline or None,
         "changes": changes,
@@ -75,7 +75,7 @@ def aggregates_from(conclusion: Mapping[str, Any]) -> dict[tuple[str, str, str],
     return out
 
 
-def exit_status(rows: list[dict[str, Any]], comparisons: list[Comparison], policy: GatePolicy,
+def exit_status(rows: list[SuiteRow], comparisons: list[Comparison], policy: GatePolicy,
                 status: int) -> tuple[int, list[str]]:
     """The run's exit status after the gates, and the lines that explain it.
 
@@ -90,24 +90,24 @@ def exit_status(rows: list[dict[str, Any]], comparisons: list[Comparison], polic
     failed = False
     for row in rows:
         name = row_name(row)
-        held_back = row["verdict"] == "inconclusive" and row.get("interval_verdict") == "fail"
-        if row["verdict"] == "fail":
+        held_back = row.verdict == "inconclusive" and row.interval_verdict == "fail"
+        if row.verdict == "fail":
             failed = True
-            for text in row.get("failed_expectations") or ():  # each failed ranking gate
-                reason = next((e.get("reason") for e in (row.get("elo") or {}).get("expect")
+            for text in row.failed_expectations or ():  # each failed ranking gate
+                reason = next((e.get("reason") for e in (row.elo or {}).get("expect")
                                or () if e.get("expect") == text), None)
                 notes.append(f"{name}: expect {text} FAILED: {reason}")
-        elif row["verdict"] == "inconclusive":
+        elif row.verdict == "inconclusive":
             why = (f"the interval is on the wrong side of the threshold, but the shortfall is not "
-                   f"significant (p={row['p_value']:.3g}, Holm-adjusted {row['p_adjusted']:.3g} "
+                   f"significant (p={row.p_value:.3g}, Holm-adjusted {row.p_adjusted:.3g} "
                    f"over {m} decisions)" if held_back else
-                   "too little data to decide" if row["interval"] is None
-                   or row["interval"][0] == row["interval"][1] or row["n"] - row["unmeasured"] < 2
+                   "too little data to decide" if row.interval is None
+                   or row.interval[0] == row.interval[1] or row.n - row.unmeasured < 2
                    else "the interval straddles the threshold")
             todo = "add cases or samples to decide"
-            if row.get("inconclusive_reason"):
-                why = row["inconclusive_reason"]
-                todo = row.get("inconclusive_todo") or "calibrate or change the judge"
+            if row.inconclusive_reason:
+                why = row.inconclusive_reason
+                todo = row.inconclusive_todo or "calibrate or change the judge"
             if policy.inconclusive == "fail":
                 failed = True
                 notes.append(f"{name}: inconclusive ({why}), counted as a failure "
@@ -115,9 +115,9 @@ def exit_status(rows: list[dict[str, Any]], comparisons: list[Comparison], polic
             elif policy.inconclusive == "warn":
                 notes.append(f"WARNING {name}: inconclusive: {why}; "
                              f"{todo} (--aie-inconclusive fail makes this fail)")
-        if row.get("must_pass_failed"):
+        if row.must_pass_failed:
             failed = True
-        for budget, b in (row.get("budgets") or {}).items():
+        for budget, b in (row.budgets or {}).items():
             # a budget's verdict is its bootstrap interval against the budget (three-way);
             # not a p-value test, so outside the Holm family, like point verdicts
             if b.get("verdict") == "fail":
@@ -170,7 +170,7 @@ class Conclusion:
     """What a run concluded: its suite rows, comparisons, changed cases, exit status and the
     lines that explain it, and its harness problems."""
 
-    rows: list[dict[str, Any]]
+    rows: list[SuiteRow]
     baseline_comparisons: list[Comparison]
     model_comparisons: list[Comparison]
     changes: list[dict[str, Any]]

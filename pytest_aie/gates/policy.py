@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Protocol, Sequence
 
+from pytest_aie.results.records import SuiteRow
+
 __all__ = ["VERDICTS", "Decision", "GatePolicy", "adjust", "gate_policy"]
 
 VERDICTS = ("pass", "fail", "inconclusive")
@@ -46,7 +48,7 @@ def gate_policy(settings: Mapping[str, Any]) -> GatePolicy:
                       alpha=float(settings.get("alpha") or defaults.alpha))
 
 
-def adjust(rows: list[dict[str, Any]], comparisons: Sequence[Decision], policy: GatePolicy) -> int:
+def adjust(rows: Sequence[SuiteRow], comparisons: Sequence[Decision], policy: GatePolicy) -> int:
     """Holm's adjustment over every confirmatory decision of ``rows`` and ``comparisons``
     (see the module docstring); sets ``p_adjusted``, ``family_size`` and the final
     ``verdict`` / ``regressed`` in place and returns the family's size. Idempotent: it
@@ -58,21 +60,20 @@ def adjust(rows: list[dict[str, Any]], comparisons: Sequence[Decision], policy: 
     from pytest_aie.stats import holm
 
     alpha = policy.alpha
-    members: list[tuple[float, Any]] = []
+    members: list[tuple[float, SuiteRow | Decision]] = []
     for row in rows:
-        if row.get("confirmatory") and row.get("p_value") is not None:
-            members.append((min(1.0, row["p_value"] * alpha / row["p_level"]), row))
+        if row.confirmatory and row.p_value is not None and row.p_level is not None:
+            members.append((min(1.0, row.p_value * alpha / row.p_level), row))
     for comp in comparisons:
         if comp.confirmatory and comp.p_value is not None:
             members.append((comp.p_value, comp))
     adjusted = holm([p for p, _ in members])
     m = len(members)
     for p_adj, (_, item) in zip(adjusted, members):
-        if not isinstance(item, dict):  # a Comparison (rows are dicts)
-            item.p_adjusted, item.family_size = p_adj, m
+        item.p_adjusted, item.family_size = p_adj, m
+        if isinstance(item, SuiteRow):
+            if item.interval_verdict == "fail":
+                item.verdict = "fail" if p_adj < alpha else "inconclusive"
+        else:  # a comparison
             item.regressed = bool(item.gate and item.gate["regressed"]) and p_adj < alpha
-        else:
-            item["p_adjusted"], item["family_size"] = p_adj, m
-            if item["interval_verdict"] == "fail":
-                item["verdict"] = "fail" if p_adj < alpha else "inconclusive"
     return m

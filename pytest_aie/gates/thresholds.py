@@ -43,15 +43,22 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from pytest_aie.gates.policy import GatePolicy, adjust
-from pytest_aie.results.records import Key, cluster_of, group_records, several_models, status_of
+from pytest_aie.results.records import (
+    Key,
+    SuiteRow,
+    cluster_of,
+    group_records,
+    several_models,
+    status_of,
+)
 
-__all__ = ["evaluate_suites", "row_name"]
+__all__ = ["SuiteRow", "evaluate_suites", "row_name"]
 
-def row_name(row: dict[str, Any]) -> str:
+
+def row_name(row: SuiteRow) -> str:
     """A suite row's display name: ``suite [metric]``, plus ``on MODEL`` in a suite that
     gates several models."""
-    name = f"{row['suite']} [{row['metric']}]"
-    return name + (f" on {row['model']}" if row.get("several_models") else "")
+    return row.name
 
 
 def _gate_values(recs: list[dict[str, Any]], binary: bool) -> tuple[list[Any], list[Any]]:
@@ -74,7 +81,7 @@ def _gate_values(recs: list[dict[str, Any]], binary: bool) -> tuple[list[Any], l
 
 
 def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = GatePolicy(),
-                    aggregates: dict[Key, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+                    aggregates: dict[Key, dict[str, Any]] | None = None) -> list[SuiteRow]:
     """One summary row per suite and metric: counts, estimate with interval, threshold,
     verdict, and repeated-sampling figures where cases were sampled more than once;
     ``aggregates``: scorers' own suite figures (corpus BLEU) by suite, metric and model.
@@ -85,7 +92,7 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
     again together with the comparisons."""
     from pytest_aie.stats import aggregate, sampling_summary, sampling_table, verdict
 
-    rows = []
+    rows: list[SuiteRow] = []
     by_key = group_records(records)
     several = several_models(by_key)
     for (suite, metric, model), recs in by_key.items():
@@ -101,51 +108,49 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
         threshold = gate.get("min_pass_rate") if binary else gate.get("min_score")
         if threshold is None:
             threshold = gate.get("min_score") if binary else gate.get("min_pass_rate")
-        row: dict[str, Any] = {
-            "suite": suite, "metric": metric, "model": model,
-            "several_models": (suite, metric) in several, "binary": binary, "n": len(recs),
-            "passed": passed, "failed": failed, "scored": statuses.count("scored"),
-            "unmeasured": statuses.count("unmeasured"),
-            "pass_rate": passed / (passed + failed) if passed + failed else None,
-            "estimate": agg.estimate, "interval": None if agg.low is None else [agg.low, agg.high],
-            "interval_method": agg.method, "confidence": policy.confidence,
-            "mean_score": _mean([r.get("value") for r in recs]),
-            "cached": sum(1 for r in recs if r.get("cached")),
-            "completion_tokens": sum(r.get("completion_tokens") or 0 for r in recs),
-            "threshold": threshold, "verdict": None, "interval_verdict": None,
-            "p_value": None, "p_level": None, "p_adjusted": None, "confirmatory": False,
-            "family_size": None,
-            "must_pass_failed": [r["case_id"] for r, st in zip(recs, statuses)
-                                 if r.get("must_pass") and st in ("failed", "unmeasured")],
-        }
-        higher = all(r.get("higher_is_better", True) for r in recs)
-        row["higher_is_better"] = higher
+        row = SuiteRow(
+            suite=suite, metric=metric, model=model,
+            several_models=(suite, metric) in several, binary=binary, n=len(recs),
+            passed=passed, failed=failed, scored=statuses.count("scored"),
+            unmeasured=statuses.count("unmeasured"),
+            pass_rate=passed / (passed + failed) if passed + failed else None,
+            estimate=agg.estimate,
+            interval=None if agg.low is None or agg.high is None else [agg.low, agg.high],
+            interval_method=agg.method, confidence=policy.confidence,
+            mean_score=_mean([r.get("value") for r in recs]),
+            cached=sum(1 for r in recs if r.get("cached")),
+            completion_tokens=sum(r.get("completion_tokens") or 0 for r in recs),
+            threshold=threshold,
+            must_pass_failed=[r["case_id"] for r, st in zip(recs, statuses)
+                              if r.get("must_pass") and st in ("failed", "unmeasured")],
+            higher_is_better=all(r.get("higher_is_better", True) for r in recs),
+        )
         if threshold is not None:
-            if higher:
-                row["verdict"] = verdict(agg, threshold, mode=policy.mode)
+            if row.higher_is_better:
+                row.verdict = verdict(agg, threshold, mode=policy.mode)
             else:  # a ceiling (TER, perplexity): judge the negated scale
-                row["verdict"] = verdict(_negated(agg), -threshold, mode=policy.mode)
-            row["interval_verdict"] = row["verdict"]
+                row.verdict = verdict(_negated(agg), -threshold, mode=policy.mode)
+            row.interval_verdict = row.verdict
             if policy.mode == "interval":
-                row["p_value"] = _shortfall_p(values, groups if has_groups else None,
-                                              threshold, binary, higher, bounds)
-                row["p_level"] = (1 - policy.confidence) / 2
-                row["confirmatory"] = row["p_value"] is not None
+                row.p_value = _shortfall_p(values, groups if has_groups else None,
+                                           threshold, binary, row.higher_is_better, bounds)
+                row.p_level = (1 - policy.confidence) / 2
+                row.confirmatory = row.p_value is not None
         own = (aggregates or {}).get((suite, metric, model))
         if own is not None:  # the scorer's own suite figures
             budgets = own.get("latency")
             if isinstance(budgets, dict):  # latency budgets, each with its own verdict
-                row["budgets"] = budgets
+                row.budgets = budgets
                 if isinstance(own.get("utilization"), dict):  # the decode's MBU and MFU
-                    row["utilization"] = own["utilization"]
+                    row.utilization = own["utilization"]
                 if isinstance(own.get("measured"), dict):  # the probe's p50/p90/p99
-                    row["measured"] = own["measured"]
+                    row.measured = own["measured"]
             elif isinstance(own.get("elo"), dict):  # a ranking, with its expect= gates
                 from pytest_aie.judge.elo import decide
 
                 # decided again at the run's level (the scorer's fit used the default)
-                row["elo"] = decide(own["elo"], (1 - policy.confidence) / 2)
-                gates = [e for e in row["elo"].get("expect") or () if isinstance(e, dict)]
+                row.elo = elo = decide(own["elo"], (1 - policy.confidence) / 2)
+                gates = [e for e in elo.get("expect") or () if isinstance(e, dict)]
                 verdicts = [e["verdict"] for e in gates]
                 if verdicts:
                     worst = "fail" if "fail" in verdicts else \
@@ -153,35 +158,35 @@ def evaluate_suites(records: Iterable[dict[str, Any]], policy: GatePolicy = Gate
                     deciding = [e for e in gates if e["verdict"] == worst]
                     why = "; ".join(f"expect {e['expect']}: {e.get('reason') or worst}"
                                     for e in deciding)
-                    row.update(verdict=worst, interval_verdict=worst, confirmatory=False,
-                               p_value=None, verdict_reason=why,
-                               failed_expectations=[e["expect"] for e in gates
-                                                    if e["verdict"] == "fail"])
+                    row.verdict = row.interval_verdict = worst
+                    row.confirmatory, row.p_value, row.verdict_reason = False, None, why
+                    row.failed_expectations = [e["expect"] for e in gates
+                                               if e["verdict"] == "fail"]
                     if worst == "inconclusive":
-                        row["inconclusive_reason"] = why
-                        row["inconclusive_todo"] = "judge more battles (more cases), or use " \
+                        row.inconclusive_reason = why
+                        row.inconclusive_todo = "judge more battles (more cases), or use " \
                             "a judge whose pick does not follow the answer order"
                 elif own["elo"].get("expect") is not None and own["elo"].get("reason"):
-                    row.update(verdict="inconclusive", interval_verdict="inconclusive",
-                               inconclusive_reason=own["elo"]["reason"])
+                    row.verdict = row.interval_verdict = "inconclusive"
+                    row.inconclusive_reason = own["elo"]["reason"]
             elif isinstance(own.get("judge"), dict):  # an AI judge's bias and calibration
-                row["judge"] = own["judge"]
+                row.judge = own["judge"]
                 trust = own["judge"].get("trust") or {}
                 if trust.get("untrusted"):  # its verdicts decide nothing
-                    row.update(verdict="inconclusive", interval_verdict="inconclusive",
-                               confirmatory=False, p_value=None,
-                               inconclusive_reason=f"judge untrusted: {trust.get('reason')}")
+                    row.verdict = row.interval_verdict = "inconclusive"
+                    row.confirmatory, row.p_value = False, None
+                    row.inconclusive_reason = f"judge untrusted: {trust.get('reason')}"
                     if trust.get("todo"):
-                        row["inconclusive_todo"] = trust["todo"]
+                        row.inconclusive_todo = trust["todo"]
             else:
-                row["corpus"] = own
+                row.corpus = own
         sampled = {r["case_id"]: [s.get("passed") for s in r["samples"]]
                    for r in recs if r.get("samples")}
         if sampled and binary:
             k = max(len(v) for v in sampled.values())
             summary = sampling_summary(sampled, k)
             table = sampling_table(sampled, k)
-            row["sampling"] = {**summary.to_dict(), "pass_at_1": table["pass_at"][1], **table}
+            row.sampling = {**summary.to_dict(), "pass_at_1": table["pass_at"][1], **table}
         rows.append(row)
     adjust(rows, [], policy)
     return rows

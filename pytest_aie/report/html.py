@@ -53,6 +53,7 @@ from pytest_aie.results.records import (
     FORMAT_VERSION,
     ResultsError,
     ResultsWarning,
+    SuiteRow,
     basic_summary,
     status_of,
 )
@@ -130,7 +131,7 @@ def _csp(script: str) -> str:
 def render_html(
     header: Mapping[str, Any],
     cases: Iterable[Mapping[str, Any]],
-    summary: Sequence[Mapping[str, Any]] | None,
+    summary: Sequence[SuiteRow] | None,
     path: str | os.PathLike[str],
     *,
     title: str | None = None,
@@ -159,11 +160,10 @@ def render_html(
                              run_model=engine.get("model"), page_size=max(1, int(page_size)))
     tallies = basic_summary(cases)
     if summary is None:
-        summary = tallies
+        summary = [SuiteRow.from_json(t) for t in tallies]
     summary_rows, totals = sections.summary_rows(
         summary, {(t["suite"], t["metric"], t["model"]): t for t in tallies}, comparisons)
-    binary = {(str(r.get("suite")), str(r.get("metric"))): r.get("binary", True) is not False
-              for r in summary}
+    binary = {(str(r.suite), str(r.metric)): r.binary is not False for r in summary}
     script = _asset("report.js")
     context = {
         "title": name(title or " · ".join(

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
 
+from pytest_aie.results.records import SuiteRow
+
 __all__ = ["case_properties", "suite_properties"]
 
 
@@ -47,21 +49,21 @@ def case_properties(records: Sequence[Mapping[str, Any]]) -> list[tuple[str, str
     return out
 
 
-def suite_properties(rows: Iterable[Mapping[str, Any]], exit_status: int | None
+def suite_properties(rows: Iterable[SuiteRow], exit_status: int | None
                      ) -> list[tuple[str, str]]:
     """The run's suite rows and exit status, as ``<testsuite>`` properties."""
     from pytest_aie.gates.thresholds import row_name
 
     out = []
     for row in rows:
-        name = f"aie.suite[{row_name(dict(row))}]"
-        interval = row.get("interval")
-        out += [(f"{name}.verdict", _text(row.get("verdict") or "none")),
-                (f"{name}.value", _text(row.get("estimate"))),
+        name = f"aie.suite[{row_name(row)}]"
+        interval = row.interval
+        out += [(f"{name}.verdict", _text(row.verdict or "none")),
+                (f"{name}.value", _text(row.estimate)),
                 (f"{name}.interval", "" if not interval else
                  f"{_text(interval[0])},{_text(interval[1])}"),
-                (f"{name}.threshold", _text(row.get("threshold"))),
-                (f"{name}.n", _text(row.get("n")))]
+                (f"{name}.threshold", _text(row.threshold)),
+                (f"{name}.n", _text(row.n))]
     if exit_status is not None:
         out.append(("aie.exit_status", str(exit_status)))
     return out

@@ -29,6 +29,7 @@ from pytest_aie.latency.marker import (
 from pytest_aie.latency.probe import LatencySample
 from pytest_aie.report.charts import bins, histogram
 from pytest_aie.report.shown import is_number, name, percent
+from pytest_aie.results.records import SuiteRow
 
 __all__ = ["MAX_LATENCY_CHARTS", "latency_section"]
 
@@ -73,17 +74,17 @@ def _limit(name_: str, b: Mapping[str, Any]) -> str:
     return f"≤ {budget:g} ms"
 
 
-def _budget_rows(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _budget_rows(summary: Sequence[SuiteRow]) -> list[dict[str, Any]]:
     rows = []
     for row in summary:
-        budgets = row.get("budgets")
+        budgets = row.budgets
         if not isinstance(budgets, Mapping):
             continue
         for budget, b in budgets.items():
             if not isinstance(b, Mapping):
                 continue
             low, high = b.get("low"), b.get("high")
-            rows.append({"suite": name(row.get("suite")), "model": name(row.get("model") or "default"),
+            rows.append({"suite": name(row.suite), "model": name(row.model or "default"),
                          "budget": name(budget), "estimate": fmt_ms(b.get("estimate")),
                          "interval": f"[{fmt_ms(low)}, {fmt_ms(high)}]"
                          if is_number(low) and is_number(high) else "—",
@@ -92,15 +93,15 @@ def _budget_rows(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _utilization_rows(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _utilization_rows(summary: Sequence[SuiteRow]) -> list[dict[str, Any]]:
     from pytest_aie.latency.utilization import summary_line
 
     rows = []
     for row in summary:
-        u = row.get("utilization")
+        u = row.utilization
         if not isinstance(u, Mapping):
             continue
-        rows.append({"suite": name(row.get("suite")), "model": name(row.get("model") or "default"),
+        rows.append({"suite": name(row.suite), "model": name(row.model or "default"),
                      "mbu": percent(u.get("mbu")) if is_number(u.get("mbu")) else "unmeasured",
                      "mfu": percent(u.get("mfu")) if is_number(u.get("mfu")) else "unmeasured",
                      "line": name(summary_line(dict(u)))})
@@ -108,7 +109,7 @@ def _utilization_rows(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, An
 
 
 def latency_section(cases: Iterable[Mapping[str, Any]],
-                    summary: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+                    summary: Sequence[SuiteRow] | None = None) -> dict[str, Any]:
     """The latency section's display rows: ``rows`` (measured p50/p90/p99 per suite, model and
     measure), ``charts`` (histograms of each request's e2e and TTFT), ``budgets``,
     ``utilization``, and ``shown`` (whether there is anything to show)."""

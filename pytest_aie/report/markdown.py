@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from pytest_aie._util.text import shorten, visible
+from pytest_aie.results.records import SuiteRow
 
 __all__ = ["CASE_ROWS", "append_step_summary", "markdown_summary"]
 
@@ -43,22 +44,22 @@ def _fmt(value: Any, binary: bool) -> str:
     return f"{value:.1%}" if binary else f"{value:.3f}"
 
 
-def _suite_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+def _suite_table(rows: Sequence[SuiteRow]) -> list[str]:
     out = ["| suite | metric | value | interval | threshold | verdict |",
            "|---|---|---|---|---|---|"]
     for row in rows:
-        binary = bool(row.get("binary", True))
-        interval = row.get("interval")
+        binary = bool(row.binary)
+        interval = row.interval
         ci = "" if not interval else f"[{_fmt(interval[0], binary)}, {_fmt(interval[1], binary)}]"
-        threshold = row.get("threshold")
+        threshold = row.threshold
         bound = "" if threshold is None else \
-            ("≥ " if row.get("higher_is_better", True) else "≤ ") + _fmt(threshold, binary)
-        verdict = str(row.get("verdict") or "–").upper()
-        if row.get("must_pass_failed"):
-            verdict += f" (must-pass failed: {len(row['must_pass_failed'])})"
-        name = str(row.get("suite")) + (f" on {row.get('model')}" if row.get("several_models") else "")
-        out.append(f"| {cell(name)} | {cell(row.get('metric'))} | "
-                   f"{_fmt(row.get('estimate'), binary)} | {ci} | {bound} | {cell(verdict)} |")
+            ("≥ " if row.higher_is_better else "≤ ") + _fmt(threshold, binary)
+        verdict = str(row.verdict or "–").upper()
+        if row.must_pass_failed:
+            verdict += f" (must-pass failed: {len(row.must_pass_failed)})"
+        name = str(row.suite) + (f" on {row.model}" if row.several_models else "")
+        out.append(f"| {cell(name)} | {cell(row.metric)} | "
+                   f"{_fmt(row.estimate, binary)} | {ci} | {bound} | {cell(verdict)} |")
     return out
 
 
@@ -105,7 +106,7 @@ def _change_lines(changes: Sequence[Mapping[str, Any]], limit: int) -> list[str]
     return out
 
 
-def markdown_summary(rows: Sequence[Mapping[str, Any]], comparisons: Iterable[Any],
+def markdown_summary(rows: Sequence[SuiteRow], comparisons: Iterable[Any],
                      changes: Sequence[Mapping[str, Any]], *, exit_status: int | None,
                      notes: Iterable[str] = (), harness_errors: Iterable[str] = (),
                      baseline: str | None = None, report: str | None = None,

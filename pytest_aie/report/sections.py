@@ -21,7 +21,7 @@ from pytest_aie.report.shown import (
     percent,
     shown,
 )
-from pytest_aie.results.records import status_of
+from pytest_aie.results.records import SuiteRow, status_of
 
 __all__ = ["change_rows", "comparison_rows", "elo_boards", "engine_of", "latency",
            "metadata", "score_histograms", "summary_rows", "tag_breakdown"]
@@ -119,15 +119,15 @@ def comparison_rows(comparisons: Sequence[Mapping[str, Any]] | None,
     return rows
 
 
-def _change_for(row: Mapping[str, Any], comparisons: Sequence[Mapping[str, Any]]
+def _change_for(row: SuiteRow, comparisons: Sequence[Mapping[str, Any]]
                 ) -> Mapping[str, Any] | None:
     """The suite-scope comparison for a summary row: against the baseline (for its model), or
     between two models with this row's model on the compared side."""
-    model = str(row.get("model") or "default")
+    model = str(row.model or "default")
     fallback = None
     for c in comparisons:
-        if (c.get("scope") or "suite") != "suite" or c.get("suite") != row.get("suite") \
-                or c.get("metric") != row.get("metric"):
+        if (c.get("scope") or "suite") != "suite" or c.get("suite") != row.suite \
+                or c.get("metric") != row.metric:
             continue
         models = c.get("models")
         if models:
@@ -138,7 +138,7 @@ def _change_for(row: Mapping[str, Any], comparisons: Sequence[Mapping[str, Any]]
     return fallback
 
 
-def summary_rows(summary: Sequence[Mapping[str, Any]],
+def summary_rows(summary: Sequence[SuiteRow],
                  tallies: Mapping[tuple[str, str, str], Mapping[str, Any]] | None = None,
                  comparisons: Sequence[Mapping[str, Any]] | None = None,
                  ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -150,49 +150,50 @@ def summary_rows(summary: Sequence[Mapping[str, Any]],
     totals: dict[str, Any] = {k: 0 for k in _COUNTS}
     models: dict[tuple[str, str], set[str]] = {}
     for item in summary:
-        models.setdefault((str(item.get("suite", "")), str(item.get("metric") or "")),
-                          set()).add(str(item.get("model") or "default"))
+        models.setdefault((str(item.suite), str(item.metric or "")),
+                          set()).add(str(item.model or "default"))
     for item in summary:
-        suite, metric = str(item.get("suite", "")), str(item.get("metric") or "")
-        model = str(item.get("model") or "default")
+        suite, metric = str(item.suite), str(item.metric or "")
+        model = str(item.model or "default")
         counted = (tallies or {}).get((suite, metric, model))
-        if counted is None and "model" not in item:  # a summary that does not name models
+        if counted is None and item.model is None:  # a summary that does not name models
             same = [t for k, t in (tallies or {}).items() if k[:2] == (suite, metric)]
             counted = same[0] if len(same) == 1 else None
-        counted = counted or item
+        counted = counted or {k: getattr(item, k) for k in (*_COUNTS, "mean_score")}
         if len(models[(suite, metric)]) > 1:  # a suite gated on several models: one row each
             metric = f"{metric} · {model}"
-        binary = item.get("binary", True) is not False
+        binary = item.binary is not False
         fmt = percent if binary else number  # pass rate or score
-        interval = item.get("interval")
+        interval = item.interval
         low = high = None
         interval_text = ""
         if isinstance(interval, (list, tuple)) and len(interval) == 2:
             low, high = interval
             interval_text = f"{fmt(low)} – {fmt(high)}"
-        threshold = item.get("threshold")
-        verdict = item.get("verdict")
+        threshold = item.threshold
+        verdict = item.verdict
         row: dict[str, Any] = {
             "suite": name(suite), "metric": name(metric),
             **{k: int(counted.get(k) or 0) for k in _COUNTS},
-            "mean_score": number(item.get("mean_score", counted.get("mean_score"))),
+            "mean_score": number(item.mean_score if item.mean_score is not None
+                                 else counted.get("mean_score")),
             "interval": interval_text,
-            "threshold": (("≤ " if item.get("higher_is_better") is False else "≥ ")
+            "threshold": (("≤ " if item.higher_is_better is False else "≥ ")
                           + fmt(threshold)) if is_number(threshold) else "",
             "verdict": name(str(verdict)) if verdict else "",
-            "reason": name(item.get("inconclusive_reason")) if item.get("inconclusive_reason") else "",
+            "reason": name(item.inconclusive_reason) if item.inconclusive_reason else "",
             "uncalibrated": "",
         }
-        trust = (item.get("judge") or {}).get("trust") or {}
+        trust = (item.judge or {}).get("trust") or {}
         if trust.get("uncalibrated"):  # an AI judge nobody checked: marked on the verdict
             row["uncalibrated"] = name(f"uncalibrated judge: {trust['uncalibrated']}")
             row["reason"] = row["reason"] or row["uncalibrated"]
         judged = row["passed"] + row["failed"]
         row["pass_rate"] = percent(row["passed"] / judged) if judged else "—"
-        estimate = item.get("estimate")
+        estimate = item.estimate
         if not is_number(estimate):
             estimate = (row["passed"] / judged if judged else None) if binary else \
-                item.get("mean_score")
+                item.mean_score
         candidates: tuple[Any, ...] = (estimate, low, high, threshold)
         values = [float(v) for v in candidates if is_number(v)]
         if values:
@@ -299,7 +300,7 @@ def score_histograms(cases: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
 
 
 def latency(cases: Iterable[Mapping[str, Any]],
-            summary: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+            summary: Sequence[SuiteRow] | None = None) -> dict[str, Any]:
     """The latency section: the probe's per-request figures, the budgets with their verdicts
     and MBU/MFU (:func:`pytest_aie.report.latency.latency_section`)."""
     from pytest_aie.report.latency import latency_section
@@ -311,11 +312,11 @@ def _whole(value: Any) -> str:
     return f"{value:.0f}" if is_number(value) else "—"
 
 
-def elo_boards(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def elo_boards(summary: Sequence[SuiteRow]) -> list[dict[str, Any]]:
     """Each elo suite's leaderboard (ratings with intervals) and win-rate matrix."""
     boards = []
     for row in summary:
-        elo = row.get("elo")
+        elo = row.elo
         if not isinstance(elo, Mapping) or not elo.get("ranking"):
             continue
         ranking = [dict(r, model=name(str(r.get("model")))) for r in elo["ranking"]]
@@ -339,7 +340,7 @@ def elo_boards(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             matrix.append((m, line))
         silent = elo.get("no_signal")
         boards.append({
-            "suite": name(row.get("suite")), "metric": name(row.get("metric")),
+            "suite": name(row.suite), "metric": name(row.metric),
             "battles": elo.get("battles"), "svg": whiskers(ranking),
             "no_signal": name(str(silent)) if silent else "",
             "ranking": [{"rank": "" if silent else r.get("rank", place),

@@ -7,6 +7,7 @@ from typing import Any
 
 from pytest_aie.gates.comparisons import Comparison
 from pytest_aie.gates.thresholds import row_name
+from pytest_aie.results.records import SuiteRow
 
 __all__ = ["suite_lines", "comparison_lines"]
 
@@ -29,54 +30,54 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.1%}"
 
 
-def suite_lines(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, bool]]]:
+def suite_lines(rows: list[SuiteRow]) -> list[tuple[str, dict[str, bool]]]:
     out: list[tuple[str, dict[str, bool]]] = []
     for row in rows:
         name = row_name(row)
-        scored = row.get("scored", 0)
-        if scored and not row["passed"] and not row["failed"]:
-            counts = f"{scored}/{row['n']} scored, {row['unmeasured']} unmeasured"
+        scored = row.scored
+        if scored and not row.passed and not row.failed:
+            counts = f"{scored}/{row.n} scored, {row.unmeasured} unmeasured"
         else:
-            counts = (f"{row['passed']}/{row['n']} passed, {row['failed']} failed, "
-                      + (f"{scored} scored, " if scored else "") + f"{row['unmeasured']} unmeasured")
-        if row["binary"]:
-            est = f"pass rate {_pct(row['estimate'])}"
+            counts = (f"{row.passed}/{row.n} passed, {row.failed} failed, "
+                      + (f"{scored} scored, " if scored else "") + f"{row.unmeasured} unmeasured")
+        if row.binary:
+            est = f"pass rate {_pct(row.estimate)}"
         else:
-            est = "mean score n/a" if row["estimate"] is None else f"mean score {row['estimate']:.3f}"
-        if row["interval"]:
-            lo, hi = row["interval"]
-            fmt = _pct if row["binary"] else (lambda v: f"{v:.3f}")
-            est += f", {row['confidence']:.0%} CI [{fmt(lo)}, {fmt(hi)}]"
-        cached = f", {row['cached']} cached" if row["cached"] else ""
+            est = "mean score n/a" if row.estimate is None else f"mean score {row.estimate:.3f}"
+        if row.interval:
+            lo, hi = row.interval
+            fmt = _pct if row.binary else (lambda v: f"{v:.3f}")
+            est += f", {row.confidence:.0%} CI [{fmt(lo)}, {fmt(hi)}]"
+        cached = f", {row.cached} cached" if row.cached else ""
         style: dict[str, bool] = {}
         verdict = ""
-        if row["verdict"]:
-            bound = "threshold" if row.get("higher_is_better", True) else "ceiling"
-            why = f"{bound} {row['threshold']:g}" if row["threshold"] is not None else \
-                str(row.get("verdict_reason") or row.get("inconclusive_reason") or "no threshold")
-            verdict = f" -> {row['verdict'].upper()} ({why})"
-            style = {"green": row["verdict"] == "pass", "red": row["verdict"] == "fail",
-                     "yellow": row["verdict"] == "inconclusive"}
+        if row.verdict:
+            bound = "threshold" if row.higher_is_better else "ceiling"
+            why = f"{bound} {row.threshold:g}" if row.threshold is not None else \
+                str(row.verdict_reason or row.inconclusive_reason or "no threshold")
+            verdict = f" -> {row.verdict.upper()} ({why})"
+            style = {"green": row.verdict == "pass", "red": row.verdict == "fail",
+                     "yellow": row.verdict == "inconclusive"}
         out.append((f"{name}: {counts} ({est}{cached}){verdict}", style))
-        corpus = row.get("corpus")
+        corpus = row.corpus
         if corpus and corpus.get("n"):
-            family = row["metric"].rsplit(".", 1)[-1]
+            family = row.metric.rsplit(".", 1)[-1]
             parts = [f"{k} {corpus[k]:.3f}" for k in (f"{family}.corpus", f"{family}.sentence_mean")
                      if corpus.get(k) is not None]
             out.append((f"  corpus-level over {corpus['n']} cases: {', '.join(parts)}", {}))
-        if row.get("judge"):  # an AI judge: replies read, bias, agreement, trust
+        if row.judge:  # an AI judge: replies read, bias, agreement, trust
             from pytest_aie.judge.summary import judge_lines
 
-            out.extend(judge_lines(row["judge"]))
-        if row.get("elo"):  # a ranking of the suite's models
+            out.extend(judge_lines(row.judge))
+        if row.elo:  # a ranking of the suite's models
             from pytest_aie.judge.summary import elo_lines
 
-            out.extend(elo_lines(row["elo"]))
-        if row.get("measured"):  # a latency suite: what the probe measured, per request
+            out.extend(elo_lines(row.elo))
+        if row.measured:  # a latency suite: what the probe measured, per request
             from pytest_aie.latency.marker import measured_line
 
-            out.append((f"  {measured_line(row['measured'])}", {}))
-        for budget, b in (row.get("budgets") or {}).items():
+            out.append((f"  {measured_line(row.measured)}", {}))
+        for budget, b in (row.budgets or {}).items():
             low, high = b.get("low"), b.get("high")
             ci = "" if low is None or high is None else f" [{_fig(low)}, {_fig(high)}]"
             verdict = str(b.get("verdict") or "n/a")
@@ -84,13 +85,13 @@ def suite_lines(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, bool]]]
                         f"{b.get('budget')} over {b.get('n')} requests -> {verdict.upper()}",
                         {"green": verdict == "pass", "red": verdict == "fail",
                          "yellow": verdict == "inconclusive"}))
-        if row.get("utilization"):  # a latency suite's MBU and MFU, or why not
+        if row.utilization:  # a latency suite's MBU and MFU, or why not
             from pytest_aie.latency.utilization import summary_line
 
-            out.append((f"  {summary_line(row['utilization'])}", {}))
-        if row.get("must_pass_failed"):
-            out.append((f"  must-pass cases failed: {_ids(row['must_pass_failed'])}", {"red": True}))
-        sampling = row.get("sampling")
+            out.append((f"  {summary_line(row.utilization)}", {}))
+        if row.must_pass_failed:
+            out.append((f"  must-pass cases failed: {_ids(row.must_pass_failed)}", {"red": True}))
+        sampling = row.sampling
         if sampling:
             k = sampling["k"]
             at = sampling.get("pass_at") or {1: sampling["pass_at_1"], k: sampling["pass_at_k"]}

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 
 from pytest_aie.errors import AieError
 
-__all__ = ["FORMAT_VERSION", "STATUSES", "CaseRecord", "ResultsError", "ResultsWarning",
+__all__ = ["FORMAT_VERSION", "STATUSES", "CaseRecord", "ResultsError", "ResultsWarning", "SuiteRow",
            "Key", "basic_summary", "cluster_of", "group_records", "model_of",
            "several_models", "status_of"]
 
@@ -214,3 +214,83 @@ def several_models(keys: Iterable[Key]) -> set[tuple[str, str]]:
 def cluster_of(rec: dict[str, Any]) -> str | None:
     """A record's cluster for clustered statistics (its ``group``), or None."""
     return f"group:{rec['group']}" if rec.get("group") not in (None, "") else None
+
+
+@dataclass(slots=True)
+class SuiteRow:
+    """One suite's gate result for one metric and model, as
+    :func:`pytest_aie.gates.thresholds.evaluate_suites` decides it: counts, the estimate with
+    its interval, the threshold and verdict, the Holm family's figures, and the scorers' own
+    suite figures (latency budgets, Elo ranking, judge calibration, corpus scores) where the
+    suite has them. The conclusion record of the results log holds it as :meth:`to_json`
+    writes it; :meth:`from_json` reads it back."""
+
+    suite: str
+    metric: str
+    model: str | None = None
+    several_models: bool = False
+    binary: bool = True
+    n: int = 0
+    passed: int = 0
+    failed: int = 0
+    scored: int = 0
+    unmeasured: int = 0
+    pass_rate: float | None = None
+    estimate: float | None = None
+    interval: list[float] | None = None
+    interval_method: str | None = None
+    confidence: float | None = None
+    mean_score: float | None = None
+    cached: int = 0
+    completion_tokens: int = 0
+    threshold: float | None = None
+    verdict: str | None = None
+    interval_verdict: str | None = None
+    p_value: float | None = None
+    p_level: float | None = None
+    p_adjusted: float | None = None
+    confirmatory: bool = False
+    family_size: int | None = None
+    must_pass_failed: list[str] = field(default_factory=list)
+    higher_is_better: bool = True
+    # the scorers' own suite figures, and the reasons they give; None: absent from the JSON
+    budgets: dict[str, Any] | None = None
+    utilization: dict[str, Any] | None = None
+    measured: dict[str, Any] | None = None
+    elo: dict[str, Any] | None = None
+    verdict_reason: str | None = None
+    failed_expectations: list[str] | None = None
+    judge: dict[str, Any] | None = None
+    inconclusive_reason: str | None = None
+    inconclusive_todo: str | None = None
+    corpus: Any = None
+    sampling: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        """The row's display name: ``suite [metric]``, plus ``on MODEL`` in a suite that
+        gates several models."""
+        name = f"{self.suite} [{self.metric}]"
+        return name + (f" on {self.model}" if self.several_models else "")
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as the conclusion record holds it: every field up to
+        ``higher_is_better``, then the suite figures the row has, in field order."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _SUITE_FIGURES and value is None:
+                continue
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SuiteRow:
+        """A row as :meth:`to_json` wrote it (keys it does not know are left out)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_SUITE_FIGURES = frozenset(("budgets", "utilization", "measured", "elo", "verdict_reason",
+                            "failed_expectations", "judge", "inconclusive_reason",
+                            "inconclusive_todo", "corpus", "sampling"))
