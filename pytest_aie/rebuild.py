@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pytest_aie.errors import EXIT_HARNESS_ERROR, AieError, UsageError
+from pytest_aie.gates.comparisons import Comparison
+from pytest_aie.gates.conclusion import ConclusionRecord
 from pytest_aie.results.records import SuiteRow
 
 __all__ = ["Rebuilt", "load_log", "main", "rebuild"]
@@ -50,7 +52,7 @@ class Log:
     header: dict[str, Any]
     cases: list[dict[str, Any]]
     changes: list[dict[str, Any]]
-    conclusion: dict[str, Any] | None
+    conclusion: ConclusionRecord | None
 
 
 def load_log(path: str | Path) -> Log:
@@ -61,7 +63,8 @@ def load_log(path: str | Path) -> Log:
     header, cases = load_results(path, other=other)
     changes = [{k: v for k, v in r.items() if k != "type"} for r in other if r.get("type") == "change"]
     conclusion = next((r for r in reversed(other) if r.get("type") == "conclusion"), None)
-    return Log(Path(path), header, cases, changes, conclusion)
+    return Log(Path(path), header, cases, changes,
+               None if conclusion is None else ConclusionRecord.from_json(conclusion))
 
 
 @dataclass
@@ -71,7 +74,7 @@ class Rebuilt:
     header: dict[str, Any]
     cases: list[dict[str, Any]]
     rows: list[SuiteRow]
-    comparisons: list[dict[str, Any]]
+    comparisons: list[Comparison]
     changes: list[dict[str, Any]]
     exit_status: int
     notes: list[str]
@@ -185,18 +188,16 @@ def rebuild(paths: Sequence[str | Path], *, baseline: str | None = None) -> Rebu
     :class:`~pytest_aie.errors.AieError` for logs that cannot be read or merged."""
     logs = [load_log(p) for p in paths]
     if len(logs) == 1 and logs[0].conclusion is not None and baseline is None \
-            and not logs[0].conclusion.get("cut"):
+            and not logs[0].conclusion.cut:
         log, c = logs[0], logs[0].conclusion
-        return Rebuilt(log.header, log.cases, [SuiteRow.from_json(r) for r in c.get("rows") or ()],
-                       list(c.get("comparisons") or []), log.changes, int(c["exit_status"]),
-                       list(c.get("notes") or []), list(c.get("harness_errors") or []),
-                       baseline=c.get("baseline"))
+        return Rebuilt(log.header, log.cases, c.rows, c.comparisons, log.changes, c.exit_status,
+                       c.notes, c.harness_errors, baseline=c.baseline)
     _check_mergeable(logs)
     return _recompute(logs, baseline)
 
 
 def _recompute(logs: list[Log], baseline: str | None) -> Rebuilt:
-    from pytest_aie.gates.conclusion import aggregates_from, conclude
+    from pytest_aie.gates.conclusion import conclude
     from pytest_aie.gates.policy import gate_policy
 
     messages: list[str] = []
@@ -221,9 +222,9 @@ def _recompute(logs: list[Log], baseline: str | None) -> Rebuilt:
                 + (f"; suite-level figures never written, not recomputed: {', '.join(missing)}"
                    if missing else ""))
             continue
-        statuses.append(int(log.conclusion.get("pytest_status") or 0))
-        harness += [h for h in log.conclusion.get("harness_errors") or () if h not in harness]
-        for key, value in aggregates_from(log.conclusion).items():
+        statuses.append(log.conclusion.pytest_status)
+        harness += [h for h in log.conclusion.harness_errors if h not in harness]
+        for key, value in log.conclusion.aggregates.items():
             aggregates[key] = value
             owners.add(key)
     if len(logs) > 1:  # a figure computed on one log's share of a split suite is not the suite's
@@ -254,9 +255,7 @@ def _recompute(logs: list[Log], baseline: str | None) -> Rebuilt:
     header = dict(logs[0].header)
     if len(logs) > 1:
         header["merged_from"] = [str(log.path) for log in logs]
-    as_logged = [{**c.to_dict(), "models": list(c.models) if c.models else None}
-                 for c in comparisons]  # as the conclusion record has them (JSON)
-    return Rebuilt(header, cases, rows, as_logged, changes, status, notes, harness, messages, name)
+    return Rebuilt(header, cases, rows, comparisons, changes, status, notes, harness, messages, name)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -292,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pytest_aie.report.html import render_html
 
         path = render_html(result.header, result.cases, result.rows, target,
-                           comparisons=result.comparisons,
+                           comparisons=[c.to_dict() for c in result.comparisons],
                            changes=result.changes if result.baseline else None,
                            exit_status=result.exit_status,
                            notes=result.harness_errors + result.notes)

@@ -16,6 +16,7 @@ from scripted_suite import eval_test, write_answers, write_scripted_suite
 
 from pytest_aie.errors import EXIT_REGRESSION
 from pytest_aie.gates.changes import case_changes
+from pytest_aie.gates.comparisons import Comparison
 from pytest_aie.rebuild import load_log, main, rebuild
 from pytest_aie.results.records import ResultsWarning
 
@@ -54,12 +55,17 @@ def lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def as_logged(comparisons: list[Comparison]) -> list[dict[str, Any]]:
+    """Comparisons as the conclusion record holds them (JSON: ``models`` a list)."""
+    return [json.loads(json.dumps(c.to_dict())) for c in comparisons]
+
+
 def assert_same_conclusion(rebuilt: Any, logged: dict[str, Any]) -> None:
     """A log rebuilt by ``python -m pytest_aie report`` concludes what the run logged: both go
     through gates.conclusion.conclude."""
     assert logged["type"] == "conclusion"
     assert [r.to_json() for r in rebuilt.rows] == logged["rows"]
-    assert rebuilt.comparisons == logged["comparisons"]
+    assert as_logged(rebuilt.comparisons) == logged["comparisons"]
     assert len(rebuilt.changes) == logged["changes"]
     assert rebuilt.exit_status == logged["exit_status"]
     assert rebuilt.notes == logged["notes"] and rebuilt.harness_errors == logged["harness_errors"]
@@ -89,7 +95,7 @@ def test_split_run_merges_to_the_single_runs_rows_and_exit_status(
     # merged from the two shards: the same rows, comparisons and exit status
     merged = rebuild([log for _, log in shards])
     assert [r.to_json() for r in merged.rows] == conclusion["rows"]
-    assert merged.comparisons == conclusion["comparisons"]
+    assert as_logged(merged.comparisons) == conclusion["comparisons"]
     assert merged.exit_status == EXIT_REGRESSION and not merged.messages
     # a suite-level figure computed on each shard (corpus BLEU, Elo...) is not the suite's
     def with_figure(r: dict[str, Any]) -> dict[str, Any]:
@@ -202,7 +208,7 @@ def test_baseline_diff_keeps_old_and_new_outputs(pytester: pytest.Pytester) -> N
     again = rebuild([log], baseline="main")
     assert_same_conclusion(again, lines(log)[-1])
     assert again.changes == [{k: v for k, v in c.items() if k != "type"} for c in written]
-    assert again.comparisons[0]["newly_failing"] == ["c3", "c4"]
+    assert again.comparisons[0].newly_failing == ["c3", "c4"]
     # a baseline saved before outputs were kept still loads: old outputs are None
     for case in cases.values():
         del case["output"]

@@ -12,8 +12,8 @@ status are decided in :mod:`pytest_aie.gates.thresholds` (:func:`~pytest_aie.gat
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Any, Iterable
+from dataclasses import dataclass, field, fields
+from typing import Any, Iterable, Mapping
 
 from pytest_aie.gates.policy import GatePolicy, adjust
 from pytest_aie.results.records import cluster_of, group_records, several_models
@@ -51,6 +51,16 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Comparison:
+        """A comparison as :meth:`to_dict` wrote it to the results log (``models`` a list
+        there; keys it does not know are left out)."""
+        known = {f.name for f in fields(cls)}
+        kept = {k: v for k, v in data.items() if k in known}
+        if kept.get("models"):
+            kept["models"] = (str(kept["models"][0]), str(kept["models"][1]))
+        return cls(**kept)
 
     @property
     def title(self) -> str:

@@ -22,7 +22,7 @@ from pytest_aie.gates.policy import GatePolicy, adjust
 from pytest_aie.gates.thresholds import evaluate_suites, row_name
 from pytest_aie.results.records import Key, SuiteRow, group_records, several_models, status_of
 
-__all__ = ["CONCLUSION_FIELDS", "Conclusion", "aggregates_from", "conclude", "conclusion_record",
+__all__ = ["CONCLUSION_FIELDS", "Conclusion", "ConclusionRecord", "aggregates_from", "conclude", "conclusion_record",
            "evidence_problems", "exit_status"]
 
 #: The ``conclusion`` record's fields and what they hold (the README's schema section).
@@ -43,27 +43,78 @@ CONCLUSION_FIELDS = {
 }
 
 
+@dataclass(slots=True)
+class ConclusionRecord:
+    """The results log's ``conclusion`` record (:data:`CONCLUSION_FIELDS`), typed: what the
+    run concluded, as :meth:`to_json` writes it to the log and :meth:`from_json` reads it
+    back (:mod:`pytest_aie.rebuild`)."""
+
+    policy: dict[str, Any]
+    aggregates: dict[Key, Any]
+    rows: list[SuiteRow]
+    comparisons: list[Comparison]
+    baseline: str | None
+    changes: int
+    pytest_status: int
+    exit_status: int
+    notes: list[str]
+    harness_errors: list[str]
+    finished_at: str = ""
+    #: the results log shortened a field too long for one line (its original length by
+    #: field): the record is not the whole conclusion
+    cut: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as the results log holds it."""
+        return {
+            "type": "conclusion",
+            "finished_at": self.finished_at or _dt.datetime.now(_dt.timezone.utc).isoformat(
+                timespec="seconds"),
+            "policy": dict(self.policy),
+            "aggregates": [{"suite": k[0], "metric": k[1], "model": k[2], "value": v}
+                           for k, v in sorted(self.aggregates.items())],
+            "rows": [row.to_json() for row in self.rows],
+            "comparisons": [c.to_dict() for c in self.comparisons],
+            "baseline": self.baseline or None,
+            "changes": self.changes,
+            "pytest_status": int(self.pytest_status),
+            "exit_status": int(self.exit_status),
+            "notes": list(self.notes),
+            "harness_errors": list(self.harness_errors),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ConclusionRecord:
+        """A ``conclusion`` record as the results log holds it. A field the log shortened
+        (``cut``) no longer has its type: it reads as empty."""
+        def items(key: str) -> list[Any]:
+            value = data.get(key)
+            return list(value) if isinstance(value, list) else []
+
+        return cls(
+            policy=dict(data["policy"]) if isinstance(data.get("policy"), dict) else {},
+            aggregates=aggregates_from(data),
+            rows=[SuiteRow.from_json(r) for r in items("rows") if isinstance(r, dict)],
+            comparisons=[Comparison.from_dict(c) for c in items("comparisons")
+                         if isinstance(c, dict)],
+            baseline=data.get("baseline") or None,
+            changes=int(data.get("changes") or 0),
+            pytest_status=int(data.get("pytest_status") or 0),
+            exit_status=int(data.get("exit_status") or 0),
+            notes=[str(n) for n in items("notes")],
+            harness_errors=[str(h) for h in items("harness_errors")],
+            finished_at=str(data.get("finished_at") or ""),
+            cut=dict(data["cut"]) if isinstance(data.get("cut"), dict) else None,
+        )
+
+
 def conclusion_record(*, policy: Any, aggregates: Mapping[tuple[str, str, str], Any],
-                      rows: list[SuiteRow], comparisons: list[Any], baseline: str | None,
+                      rows: list[SuiteRow], comparisons: list[Comparison], baseline: str | None,
                       changes: int, pytest_status: int, exit_status: int, notes: list[str],
                       harness_errors: list[str]) -> dict[str, Any]:
-    """The ``conclusion`` record (``comparisons``: :class:`~pytest_aie.gates.comparisons.Comparison`
-    objects or their dicts)."""
-    return {
-        "type": "conclusion",
-        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "policy": dict(vars(policy)),
-        "aggregates": [{"suite": k[0], "metric": k[1], "model": k[2], "value": v}
-                       for k, v in sorted(aggregates.items())],
-        "rows": [row.to_json() for row in rows],
-        "comparisons": [c if isinstance(c, dict) else c.to_dict() for c in comparisons],
-        "baseline": baseline or None,
-        "changes": changes,
-        "pytest_status": int(pytest_status),
-        "exit_status": int(exit_status),
-        "notes": list(notes),
-        "harness_errors": list(harness_errors),
-    }
+    """The ``conclusion`` record, as the results log holds it (:meth:`ConclusionRecord.to_json`)."""
+    return ConclusionRecord(dict(vars(policy)), dict(aggregates), rows, comparisons, baseline,
+                            changes, pytest_status, exit_status, notes, harness_errors).to_json()
 
 
 def aggregates_from(conclusion: Mapping[str, Any]) -> dict[tuple[str, str, str], Any]:
