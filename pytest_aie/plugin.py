@@ -399,8 +399,7 @@ def _write_report(config: pytest.Config, aie: AieSession, status: int) -> None:
         from pytest_aie.report.html import render_html
 
         path = render_html(aie.log.header, aie.records, aie.suite_rows, Path(aie.settings.report),
-                           comparisons=[c.to_dict() for c in aie.baseline_comparisons
-                                        + aie.model_comparisons],
+                           comparisons=aie.baseline_comparisons + aie.model_comparisons,
                            changes=aie.changes if aie.settings.baseline else None,
                            exit_status=status, notes=aie.harness_errors + aie.notes)
         config.stash[_REPORT_KEY] = str(path)

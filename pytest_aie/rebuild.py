@@ -291,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pytest_aie.report.html import render_html
 
         path = render_html(result.header, result.cases, result.rows, target,
-                           comparisons=[c.to_dict() for c in result.comparisons],
+                           comparisons=result.comparisons,
                            changes=result.changes if result.baseline else None,
                            exit_status=result.exit_status,
                            notes=result.harness_errors + result.notes)

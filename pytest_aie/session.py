@@ -19,6 +19,7 @@ import pytest
 from pytest_aie.dataset import Case
 from pytest_aie.engines.base import Generation
 from pytest_aie.errors import AieError
+from pytest_aie.gates.comparisons import Comparison
 from pytest_aie.results.log import ResultsLog, reference_fields
 from pytest_aie.results.records import CaseRecord, SuiteRow
 from pytest_aie.run.model import Model, Progress, stderr_progress
@@ -60,8 +61,8 @@ class AieSession:
     log: ResultsLog | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     suite_rows: list[SuiteRow] = field(default_factory=list)  # per-suite gate results
-    baseline_comparisons: list[Any] = field(default_factory=list)
-    model_comparisons: list[Any] = field(default_factory=list)
+    baseline_comparisons: list[Comparison] = field(default_factory=list)
+    model_comparisons: list[Comparison] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     saved_baseline: str | None = None
     baseline_data: dict[str, Any] | None = None  # loaded at configure time

@@ -145,7 +145,7 @@ def test_baseline_diff_and_charts_show_their_numbers(chromium: Any, tmp_path: Pa
                             p_value=0.2, p_adjusted=0.4, confirmatory=True, family_size=2)
     summary = [SuiteRow("suites/test_arena.py::test_arena", "elo", model="default",
                         verdict="pass", elo=ELO)]
-    path = render_html(header, cases, summary, tmp_path / "r.html", comparisons=[comparison.to_dict()],
+    path = render_html(header, cases, summary, tmp_path / "r.html", comparisons=[comparison],
                        changes=changes, exit_status=1, notes=["1 newly failing case"])
     with open_report(chromium, path) as (page, log):
         assert page.inner_text("#aie-exit") == "exit status 1"

@@ -79,7 +79,7 @@ def test_suite_row_draws_the_interval_against_the_threshold_and_shows_the_change
     tag = Comparison("suites/test_qa.py::test_qa", "exact.match", "tag:math", 15, 0, 0,
                      {"delta": 0.0}, False, False, model="default")
     html = render_html(HEADER, cases, summary, tmp_path / "r.html",
-                       comparisons=[baseline.to_dict(), between.to_dict(), tag.to_dict()]).read_text()
+                       comparisons=[baseline, between, tag]).read_text()
     rows = re.findall(r'<tr class="suite-row".*?</tr>', html, re.S)
     default, candidate = (r for r in rows if "· default" in r), (r for r in rows if "· candidate" in r)
     default_row, candidate_row = next(default), next(candidate)

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from pytest_aie._util.files import write_atomic
 from pytest_aie._util.redact import scrub
 from pytest_aie.errors import AieError
+from pytest_aie.gates.comparisons import Comparison
 from pytest_aie.report import sections
 from pytest_aie.report.blob import case_blob
 from pytest_aie.report.shown import MAX_NAME_CHARS, name, script_json
@@ -137,7 +138,7 @@ def render_html(
     title: str | None = None,
     page_size: int = PAGE_SIZE,
     max_text_chars: int | None = MAX_TEXT_CHARS,
-    comparisons: Sequence[Mapping[str, Any]] | None = None,
+    comparisons: Sequence[Comparison] | None = None,
     changes: Sequence[Mapping[str, Any]] | None = None,
     exit_status: int | None = None,
     notes: Sequence[str] | None = None,
@@ -146,7 +147,7 @@ def render_html(
 
     ``summary`` is the plugin's per-suite summary (:func:`pytest_aie.gates.thresholds.evaluate_suites`
     rows; counts are taken from ``cases``); ``None`` computes :func:`basic_summary` from
-    ``cases``. ``comparisons`` (``Comparison.to_dict()`` rows) and ``changes`` (the baseline
+    ``cases``. ``comparisons`` (:class:`~pytest_aie.gates.comparisons.Comparison` objects) and ``changes`` (the baseline
     diff, one dict per case whose status changed) add the change columns and the diff section;
     ``exit_status`` and ``notes`` go in the run header. Prompt, output, expected and reason
     text longer than ``max_text_chars`` is cut.

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from pytest_aie._util.text import shorten, visible
+from pytest_aie.gates.comparisons import Comparison
 from pytest_aie.results.records import SuiteRow
 
 __all__ = ["CASE_ROWS", "append_step_summary", "markdown_summary"]
@@ -63,16 +64,7 @@ def _suite_table(rows: Sequence[SuiteRow]) -> list[str]:
     return out
 
 
-def _comparison(data: Mapping[str, Any]) -> Any:
-    from pytest_aie.gates.comparisons import Comparison
-
-    fields = dict(data)
-    fields["models"] = tuple(fields["models"]) if fields.get("models") else None
-    return Comparison(**fields)
-
-
-def _comparison_lines(comparisons: Sequence[Mapping[str, Any]], baseline: str | None) -> list[str]:
-    comps = [_comparison(c) for c in comparisons]
+def _comparison_lines(comps: Sequence[Comparison], baseline: str | None) -> list[str]:
     shown = [c for c in comps if c.regressed] + [c for c in comps if not c.regressed and c.scope == "suite"]
     if not shown:
         return []
@@ -106,14 +98,14 @@ def _change_lines(changes: Sequence[Mapping[str, Any]], limit: int) -> list[str]
     return out
 
 
-def markdown_summary(rows: Sequence[SuiteRow], comparisons: Iterable[Any],
+def markdown_summary(rows: Sequence[SuiteRow], comparisons: Iterable[Comparison],
                      changes: Sequence[Mapping[str, Any]], *, exit_status: int | None,
                      notes: Iterable[str] = (), harness_errors: Iterable[str] = (),
                      baseline: str | None = None, report: str | None = None,
                      results: str | None = None, case_rows: int = CASE_ROWS) -> str:
-    """The Markdown summary (``comparisons``: :class:`~pytest_aie.gates.comparisons.Comparison` objects or
-    their dicts)."""
-    comps = [c if isinstance(c, Mapping) else c.to_dict() for c in comparisons]
+    """The Markdown summary of a run: its suite rows, comparisons, changed cases, exit status
+    and the lines that explain it."""
+    comps = list(comparisons)
     status = "" if exit_status is None else \
         f" — exit {exit_status} ({_STATUS.get(exit_status, 'pytest status')})"
     out = [f"## pytest-aie{status}", ""]

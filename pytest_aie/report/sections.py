@@ -12,6 +12,7 @@ from collections import defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
 from pytest_aie._util.redact import scrub, scrub_argv
+from pytest_aie.gates.comparisons import Comparison
 from pytest_aie.report.charts import bins, histogram, interval_bar, whiskers
 from pytest_aie.report.shown import (
     MAX_NAME_CHARS,
@@ -76,71 +77,67 @@ def _signed(value: Any, binary: bool) -> str:
     return f"{100 * value:+.1f} pt" if binary else f"{value:+.3g}"
 
 
-def _state(c: Mapping[str, Any]) -> str:
-    if c.get("regressed"):
+def _state(c: Comparison) -> str:
+    if c.regressed:
         return "regressed"
-    if c.get("improved"):
+    if c.improved:
         return "improved"
-    if c.get("models") and not c.get("confirmatory") and (c.get("gate") or {}).get("regressed"):
+    if c.models and not c.confirmatory and (c.gate or {}).get("regressed"):
         return "worse (exploratory)"
     return "no significant change"
 
 
-def _against(c: Mapping[str, Any]) -> str:
-    models = c.get("models")
-    return f"vs {models[0]}" if models else "vs baseline"
+def _against(c: Comparison) -> str:
+    return f"vs {c.models[0]}" if c.models else "vs baseline"
 
 
-def comparison_rows(comparisons: Sequence[Mapping[str, Any]] | None,
+def comparison_rows(comparisons: Sequence[Comparison] | None,
                     binary: Mapping[tuple[str, str], bool] | None = None) -> list[dict[str, Any]]:
     """One display row per comparison (suite or tag scope): delta with its interval,
     p-values, the decision, and the case counts."""
     rows = []
     for c in comparisons or ():
-        gate = c.get("gate") or {}
-        is_binary = (binary or {}).get((str(c.get("suite")), str(c.get("metric"))), True)
+        gate = c.gate or {}
+        is_binary = (binary or {}).get((str(c.suite), str(c.metric)), True)
         ci = ""
         if is_number(gate.get("low")) and is_number(gate.get("high")):
             ci = f"[{_signed(gate['low'], is_binary)}, {_signed(gate['high'], is_binary)}]"
-        models = c.get("models")
+        models = c.models
         rows.append({
-            "suite": name(c.get("suite")), "metric": name(c.get("metric")),
-            "scope": name(c.get("scope") or "suite"),
+            "suite": name(c.suite), "metric": name(c.metric),
+            "scope": name(c.scope or "suite"),
             "against": name(f"{models[1]} vs {models[0]}" if models else
-                            "baseline" + (f" ({c['model']})" if c.get("model") else "")),
+                            "baseline" + (f" ({c.model})" if c.model else "")),
             "delta": _signed(gate.get("delta"), is_binary), "interval": ci,
-            "p": number(c.get("p_value")) or "—", "p_adjusted": number(c.get("p_adjusted")) or "—",
-            "family": c.get("family_size") or "", "confirmatory": bool(c.get("confirmatory")),
-            "state": _state(c), "shared": c.get("shared"), "added": c.get("added"),
-            "removed": c.get("removed"),
-            "newly_failing": len(c.get("newly_failing") or ()),
-            "newly_passing": len(c.get("newly_passing") or ()),
+            "p": number(c.p_value) or "—", "p_adjusted": number(c.p_adjusted) or "—",
+            "family": c.family_size or "", "confirmatory": bool(c.confirmatory),
+            "state": _state(c), "shared": c.shared, "added": c.added,
+            "removed": c.removed,
+            "newly_failing": len(c.newly_failing or ()),
+            "newly_passing": len(c.newly_passing or ()),
         })
     return rows
 
 
-def _change_for(row: SuiteRow, comparisons: Sequence[Mapping[str, Any]]
-                ) -> Mapping[str, Any] | None:
+def _change_for(row: SuiteRow, comparisons: Sequence[Comparison]) -> Comparison | None:
     """The suite-scope comparison for a summary row: against the baseline (for its model), or
     between two models with this row's model on the compared side."""
     model = str(row.model or "default")
     fallback = None
     for c in comparisons:
-        if (c.get("scope") or "suite") != "suite" or c.get("suite") != row.suite \
-                or c.get("metric") != row.metric:
+        if (c.scope or "suite") != "suite" or c.suite != row.suite or c.metric != row.metric:
             continue
-        models = c.get("models")
-        if models:
-            if str(models[1]) == model:
+        if c.models:
+            if str(c.models[1]) == model:
                 fallback = fallback or c
-        elif c.get("model") in (None, model):
+        elif c.model in (None, model):
             return c
     return fallback
 
 
 def summary_rows(summary: Sequence[SuiteRow],
                  tallies: Mapping[tuple[str, str, str], Mapping[str, Any]] | None = None,
-                 comparisons: Sequence[Mapping[str, Any]] | None = None,
+                 comparisons: Sequence[Comparison] | None = None,
                  ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Display rows for the suite table, and the totals. ``tallies`` (from
     :func:`basic_summary` of the cases shown) supplies the counts and pass rate, so the table
@@ -208,10 +205,10 @@ def summary_rows(summary: Sequence[SuiteRow],
                                       lo=lo, hi=hi, label=label)
         change = _change_for(item, comparisons or ())
         if change is not None:
-            gate = change.get("gate") or {}
+            gate = change.gate or {}
             row["change"] = {"delta": _signed(gate.get("delta"), binary), "against": _against(change),
-                             "p": number(change.get("p_adjusted") if change.get("p_adjusted")
-                                         is not None else change.get("p_value")),
+                             "p": number(change.p_adjusted if change.p_adjusted
+                                         is not None else change.p_value),
                              "state": _state(change)}
         for key in _COUNTS:
             totals[key] += row[key]
