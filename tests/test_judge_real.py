@@ -1,4 +1,4 @@
-"""A real judge: the embedded 135M model grades 52 answers (26 right, 26 wrong) through the hf
+"""A real judge: the embedded 135M model grades 26 answers (13 right, 13 wrong) through the hf
 engine with grammar-constrained decoding, in one pytest run. Every reply must parse (the README
 reports the parse rate). Whether the 135M judge is any good is not asserted (it is a poor one);
 what is asserted is that the harness tells the truth about it, on its real verdicts: each
@@ -31,19 +31,6 @@ FACTS = [
     ("What color is the sky on a clear day?", "Blue", "Green"),
     ("How many continents are there?", "Seven", "Three"),
     ("What is the largest planet in the solar system?", "Jupiter", "Mercury"),
-    ("Who painted the Mona Lisa?", "Leonardo da Vinci", "Pablo Picasso"),
-    ("What gas do humans breathe in to live?", "Oxygen", "Helium"),
-    ("What is the freezing point of water in Celsius?", "0 degrees", "30 degrees"),
-    ("How many hours are in a day?", "24", "12"),
-    ("What is the capital of Japan?", "Tokyo", "Beijing"),
-    ("Which organ pumps blood through the body?", "The heart", "The liver"),
-    ("What is the opposite of hot?", "Cold", "Warm"),
-    ("How many sides does a square have?", "Four", "Five"),
-    ("Which star is at the center of our solar system?", "The Sun", "Sirius"),
-    ("What do cows drink?", "Water", "Milk"),
-    ("What is 2 plus 2?", "4", "5"),
-    ("Which is the longest river in Africa?", "The Nile", "The Thames"),
-    ("In which country are the pyramids of Giza?", "Egypt", "Mexico"),
 ]
 
 
@@ -56,7 +43,7 @@ def test_embedded_judge_reads_every_reply_and_the_harness_reports_what_it_really
             cases.append({"id": f"{i}-{kind}", "prompt": prompt, "expected": right,
                           "human": "pass" if kind == "right" else "fail"})
             answers[prompt] = f"{answer}."
-    assert len(cases) == 52
+    assert len(cases) == 2 * len(FACTS) == 26
     pytester.makefile(".jsonl", cases="\n".join(json.dumps(c) for c in cases),
                       answers="\n".join(json.dumps({"prompt": p, "answer": a})
                                         for p, a in answers.items()))
@@ -77,7 +64,7 @@ def test_embedded_judge_reads_every_reply_and_the_harness_reports_what_it_really
     recs = {r["case_id"]: r for r in map(json.loads, (
         pytester.path / "aie-results" / "results.jsonl").read_text().splitlines()[1:])
         if r.get("type") == "case"}
-    assert len(recs) == 52, out
+    assert len(recs) == 26, out
     judgments = {c: r["details"]["judgments"] for c, r in recs.items()}
     assert all(len(j) == 1 and j[0]["constrained"] and not j[0]["repaired"]
                for j in judgments.values())
@@ -87,8 +74,8 @@ def test_embedded_judge_reads_every_reply_and_the_harness_reports_what_it_really
     assert all(j[0]["model"].startswith("hf:") for j in judgments.values())
     row = json.loads((pytester.path / "rows.json").read_text())[0]
     judge = row["judge"]
-    assert judge["parse_rate"] == 1.0 and judge["judgments"] == 52
-    assert "52/52 replies read (100%)" in out, out
+    assert judge["parse_rate"] == 1.0 and judge["judgments"] == 26
+    assert "26/26 replies read (100%)" in out, out
 
     # kappa and the detection rates are those of the recorded verdicts (statsmodels' kappa)
     from statsmodels.stats.inter_rater import cohens_kappa
@@ -101,15 +88,15 @@ def test_embedded_judge_reads_every_reply_and_the_harness_reports_what_it_really
         assert kappa == pytest.approx(cohens_kappa(table).kappa, abs=1e-9)
     tp = sum(1 for c in said if said[c] == human[c] == "pass")
     tn = sum(1 for c in said if said[c] == human[c] == "fail")
-    assert judge["human"]["rates"]["tpr"] == pytest.approx(tp / 26)
-    assert judge["human"]["rates"]["tnr"] == pytest.approx(tn / 26)
+    assert judge["human"]["rates"]["tpr"] == pytest.approx(tp / 13)
+    assert judge["human"]["rates"]["tnr"] == pytest.approx(tn / 13)
 
     # labels without min_kappa= do not calibrate the judge: every verdict is marked so
     trust = judge["trust"]
     assert trust["calibrated"] is False and "no min_kappa=" in trust["uncalibrated"]
     if len(set(said.values())) == 1:  # no signal: the suite decides nothing, the judge named
         only = next(iter(said.values()))
-        assert trust["untrusted"] and f"said {only!r} to all 52 cases" in trust["reason"]
+        assert trust["untrusted"] and f"said {only!r} to all 26 cases" in trust["reason"]
         assert "judge 'judge' (hf:SmolLM2-135M-Instruct" in trust["reason"]
         assert row["verdict"] == "inconclusive" and "judge untrusted" in row["inconclusive_reason"]
         assert {r["status"] for r in recs.values()} == {"scored"}
@@ -120,6 +107,6 @@ def test_embedded_judge_reads_every_reply_and_the_harness_reports_what_it_really
             c: "passed" if v == "pass" else "failed" for c, v in said.items()}
         assert all(r["reason"].startswith("uncalibrated judge: ") for r in recs.values())
         assert row["verdict"] in ("pass", "fail", "inconclusive")
-    print(f"\nembedded judge: {sum(v == 'pass' for v in said.values())} of 52 passed; "
-          f"Cohen's kappa {kappa}; tpr {tp}/26, tnr {tn}/26; verdict {row['verdict']}; "
+    print(f"\nembedded judge: {sum(v == 'pass' for v in said.values())} of 26 passed; "
+          f"Cohen's kappa {kappa}; tpr {tp}/13, tnr {tn}/13; verdict {row['verdict']}; "
           f"{trust.get('no_signal') or 'discriminates'}")

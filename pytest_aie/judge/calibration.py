@@ -37,7 +37,7 @@ MIN_SIGNAL_CASES = 5
 #: a preference judge whose pick flips with the answers' order on more pairs than this shows
 #: no signal (a coin flip flips on half; a judge that always picks the first shown on all)
 MAX_FLIP_RATE = 0.4
-#: what a user does about a judge that shows no signal (also in the README's judges section)
+#: what a user does about a judge that shows no signal (also in docs/evals/judge.md)
 TODO = ("give it human labels (human= or human_file=, with min_kappa=), use a stronger judge "
         "(--aie-judge or judge_model=), or several judges (judge_model=[...])")
 
