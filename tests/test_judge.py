@@ -430,6 +430,35 @@ def test_an_uncalibrated_judge_that_tells_cases_apart_decides_and_is_marked(
     assert "uncalibrated judge" in html
 
 
+def test_labels_without_min_kappa_still_stop_a_judge_that_agrees_no_better_than_chance(
+        pytester: pytest.Pytester) -> None:
+    cases, answers = _qa(12, wrong={1, 4, 7, 10})  # the honest judge fails exactly these
+    for c in cases:  # people say the opposite of the judge on 8 labelled cases (3 fail, 5 pass)
+        i = int(c["id"][1:])
+        if i < 8:
+            c["human"] = "pass" if i in (1, 4, 7) else "fail"
+    _suite(pytester, cases, answers, 'judge("correctness", human="human", min_pass_rate=0.3)',
+           "honest")
+    out = pytester.runpytest_subprocess().stdout.str()
+    row = _rows(pytester)[0]
+    trust = row["judge"]["trust"]
+    # kappa = (0 - pe) / (1 - pe), pe = 2 * 3/8 * 5/8 = 15/32: -15/17
+    assert row["judge"]["human"]["kappa"]["kappa"] == pytest.approx(-15 / 17)
+    assert row["verdict"] == "inconclusive" and trust["untrusted"], row
+    assert "agree with the 8 human labels no better than chance (Cohen's kappa -0.88)" in \
+        trust["reason"], trust
+    assert "no better than chance" in out, out
+    # the same judge with labels that agree: it decides (marked uncalibrated: no min_kappa=)
+    for c in cases:
+        if "human" in c:
+            c["human"] = "fail" if int(c["id"][1:]) in (1, 4, 7) else "pass"
+    _suite(pytester, cases, answers, 'judge("correctness", human="human", min_pass_rate=0.3)',
+           "honest")
+    pytester.runpytest_subprocess()
+    row = _rows(pytester)[0]
+    assert row["verdict"] == "pass" and "no_signal" not in row["judge"]["trust"], row
+
+
 def test_a_judge_with_labels_and_min_kappa_is_calibrated_and_not_marked(
         pytester: pytest.Pytester) -> None:
     human = {i: ("fail" if i in (1, 4, 7, 10) else "pass") for i in range(12)}

@@ -4,8 +4,8 @@ reports the parse rate). Whether the 135M judge is any good is not asserted (it 
 what is asserted is that the harness tells the truth about it, on its real verdicts: each
 case's status follows its recorded verdict, kappa and the detection rates are those of the
 recorded verdicts against the labels (computed here independently), and the discrimination
-check decides on them, so that a judge that says "pass" to everything makes the suite
-inconclusive (with the judge named), never green."""
+check decides on them, so that a judge that says "pass" to everything, or agrees with the labels
+no better than chance, makes the suite inconclusive (with the judge named), never green."""
 
 from __future__ import annotations
 
@@ -84,7 +84,8 @@ def test_embedded_judge_reads_every_reply_and_the_harness_reports_what_it_really
     table = [[sum(1 for c in said if said[c] == a and human[c] == b) for b in ("fail", "pass")]
              for a in ("fail", "pass")]
     kappa = judge["human"]["kappa"]["kappa"]
-    if len(set(said.values())) > 1:
+    constant = len(set(said.values())) == 1
+    if not constant:
         assert kappa == pytest.approx(cohens_kappa(table).kappa, abs=1e-9)
     tp = sum(1 for c in said if said[c] == human[c] == "pass")
     tn = sum(1 for c in said if said[c] == human[c] == "fail")
@@ -94,9 +95,11 @@ def test_embedded_judge_reads_every_reply_and_the_harness_reports_what_it_really
     # labels without min_kappa= do not calibrate the judge: every verdict is marked so
     trust = judge["trust"]
     assert trust["calibrated"] is False and "no min_kappa=" in trust["uncalibrated"]
-    if len(set(said.values())) == 1:  # no signal: the suite decides nothing, the judge named
+    if constant or kappa <= 0:  # no signal: the suite decides nothing, the judge named
         only = next(iter(said.values()))
-        assert trust["untrusted"] and f"said {only!r} to all 26 cases" in trust["reason"]
+        assert trust["untrusted"] and (
+            f"said {only!r} to all 26 cases" if constant else
+            f"no better than chance (Cohen's kappa {kappa:.2f})") in trust["reason"], trust
         assert "judge 'judge' (hf:SmolLM2-135M-Instruct" in trust["reason"]
         assert row["verdict"] == "inconclusive" and "judge untrusted" in row["inconclusive_reason"]
         assert {r["status"] for r in recs.values()} == {"scored"}

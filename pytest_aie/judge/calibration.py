@@ -312,11 +312,18 @@ def _judge_names(scorer: Panel, judgments: Sequence[dict[str, Any]]) -> str:
 
 
 def _no_signal(scorer: Panel, scores: Sequence[Score], stats: dict[str, Any]) -> str | None:
-    """Why the judge shows no ability to tell cases apart on this suite, or None: the same
-    verdict for every case (at least :data:`MIN_SIGNAL_CASES` judged), or, for a preference
+    """Why the judge shows no ability to tell cases apart on this suite, or None: human labels
+    (at least :data:`MIN_SIGNAL_CASES`) it agrees with no better than chance (kappa <= 0, with
+    or without ``min_kappa=``), the same verdict for every case (at least
+    :data:`MIN_SIGNAL_CASES` judged), or, for a preference
     rubric, a position-flip rate above :data:`MAX_FLIP_RATE` (or every pair a tie)."""
     labels = [sc.details.get("judge_label") for sc in scores
               if sc.value is not None and sc.details.get("judge_label") is not None]
+    human = stats.get("human") or {}
+    kappa = (human.get("kappa") or {}).get("kappa")
+    if (human.get("used") or 0) >= MIN_SIGNAL_CASES and kappa is not None and kappa <= 0:
+        return (f"its verdicts agree with the {human['used']} human labels no better than chance "
+                f"(Cohen's kappa {kappa:.2f})")
     if scorer.rubric.output == "preference":
         for judge, p in (stats.get("position") or {}).items():
             rate = p.get("flip_rate")
