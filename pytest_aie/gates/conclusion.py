@@ -25,7 +25,7 @@ from pytest_aie.results.records import Key, SuiteRow, group_records, several_mod
 __all__ = ["CONCLUSION_FIELDS", "Conclusion", "ConclusionRecord", "aggregates_from", "conclude", "conclusion_record",
            "evidence_problems", "exit_status"]
 
-#: The ``conclusion`` record's fields and what they hold (the README's schema section).
+#: The ``conclusion`` record's fields and what they hold (docs/results.md's schema section).
 CONCLUSION_FIELDS = {
     "finished_at": "when the run concluded (UTC, ISO 8601)",
     "policy": "the gate policy: `mode`, `inconclusive`, `confidence`, `margin`, `alpha`",

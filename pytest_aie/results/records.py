@@ -5,7 +5,7 @@ per-suite counts (the results log reads and writes them: :mod:`pytest_aie.result
 One definition feeds every consumer: the session builds a :class:`CaseRecord` per case, model
 and metric; its :meth:`~CaseRecord.to_dict` is what travels on the test report (xdist), what
 the results log stores, and what the gates, the baseline, the terminal summary and the
-report read. The README's "Results log schema" table lists the same fields (a test checks it).
+report read. docs/results.md's "Results log schema" table lists the same fields (a test checks it).
 A record's status is ``passed``, ``failed``, ``scored`` or ``unmeasured``; records written
 before ``status`` existed derive it from ``passed``.
 """
@@ -114,7 +114,7 @@ class CaseRecord:
 
     @classmethod
     def schema(cls) -> list[tuple[str, str]]:
-        """``(field, documentation)`` for every field: the README's schema table."""
+        """``(field, documentation)`` for every field: docs/results.md's schema table."""
         return [(f.name, f.metadata["doc"]) for f in fields(cls)]
 
 
